@@ -1,0 +1,8 @@
+//! `hive-core`: the pure, deterministic state machine of a Hive server.
+//!
+//! Inputs go in through [`node::Node::handle`] with the time passed in; outputs (messages to send,
+//! records to persist, links to open) come out of [`node::Node::poll_output`]. Nothing here reads
+//! a clock, touches a socket or the filesystem, or draws unseeded randomness.
+
+pub mod frame;
+pub mod ids;
