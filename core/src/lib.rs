@@ -4,5 +4,10 @@
 //! records to persist, links to open) come out of [`node::Node::poll_output`]. Nothing here reads
 //! a clock, touches a socket or the filesystem, or draws unseeded randomness.
 
+pub mod auth;
 pub mod frame;
+pub mod hlc;
 pub mod ids;
+pub mod licenses;
+pub mod resources;
+pub mod store;

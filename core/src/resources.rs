@@ -1,0 +1,169 @@
+//! The replicated resources of a system and the keys they are stored under.
+
+use crate::ids::{CameraId, HardwareId, PeerAddr, ServerId, SystemId, UserId};
+use crate::licenses::{LicenseId, LicenseKey};
+use serde::{Deserialize, Serialize};
+
+/// Where a resource lives in the replicated store. Ordered, so iteration is deterministic.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
+pub enum Key {
+    /// A server of the system.
+    Server(ServerId),
+    /// A camera.
+    Camera(CameraId),
+    /// A user account.
+    User(UserId),
+    /// A system setting as written under one system id; the current system's value wins reads.
+    Setting {
+        /// System whose administrators wrote it.
+        system: SystemId,
+        /// Setting name.
+        name: String,
+    },
+    /// A license key.
+    License(LicenseId),
+    /// One span of a camera's archive on one server.
+    CameraHistory {
+        /// Camera recorded.
+        camera: CameraId,
+        /// Server that recorded it.
+        server: ServerId,
+        /// Start of the span, system time in ms.
+        start_ms: u64,
+    },
+    /// An address an administrator asked the system to dial (servers in other subnets or NAT).
+    ManualAddress(PeerAddr),
+    /// The system's current license shortfall, if any.
+    LicenseShortfall,
+}
+
+/// The value stored under a [`Key`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub enum Value {
+    /// See [`ServerRecord`].
+    Server(ServerRecord),
+    /// See [`CameraRecord`].
+    Camera(CameraRecord),
+    /// See [`UserRecord`].
+    User(UserRecord),
+    /// A setting's text value.
+    Setting(String),
+    /// A signed license key.
+    License(LicenseKey),
+    /// See [`HistoryRecord`].
+    CameraHistory(HistoryRecord),
+    /// A manual address has no payload beyond its key.
+    ManualAddress,
+    /// A shortfall of licenses started at this system time.
+    LicenseShortfall {
+        /// When the system first had more cameras recording than licensed channels.
+        since_ms: u64,
+    },
+}
+
+/// A server as the system knows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct ServerRecord {
+    /// Human name.
+    pub name: String,
+    /// Hardware id that license keys bind to.
+    pub hardware_id: HardwareId,
+    /// Addresses it listens on.
+    pub addresses: Vec<PeerAddr>,
+    /// Whether it takes cameras of failed servers.
+    pub failover_enabled: bool,
+    /// How many cameras it may record.
+    pub max_cameras: u32,
+}
+
+/// How eagerly a camera moves to another server when its own fails.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
+pub enum FailoverPriority {
+    /// Never moves.
+    Never,
+    /// Moves last.
+    Low,
+    /// The default.
+    Medium,
+    /// Moves first.
+    High,
+}
+
+/// A camera and who records it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct CameraRecord {
+    /// Human name.
+    pub name: String,
+    /// Stream URL (RTSP).
+    pub url: String,
+    /// Server recording it now.
+    pub parent: ServerId,
+    /// Server it returns to after failover.
+    pub preferred: ServerId,
+    /// Failover priority.
+    pub failover_priority: FailoverPriority,
+    /// Whether it should be recorded at all.
+    pub recording: bool,
+    /// System time it was added, ms; newer cameras stop first on a license shortfall.
+    pub created_ms: u64,
+}
+
+/// What a user may do.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
+pub enum Role {
+    /// Everything, including merge and split.
+    Owner,
+    /// Everything but removing the owner.
+    Admin,
+    /// Watch only.
+    Viewer,
+}
+
+/// A user account.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct UserRecord {
+    /// Login name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Password verifier: a salted hash, never the password.
+    pub password: PasswordVerifier,
+    /// System the account was created in; on a name clash the current system's account wins.
+    pub home_system: SystemId,
+}
+
+/// A salted password hash (`key = derive(password, salt)`), usable as a shared key in a
+/// challenge–response without the password travelling.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct PasswordVerifier {
+    /// Random salt.
+    pub salt: [u8; 16],
+    /// Derived key.
+    pub key: [u8; 32],
+    /// Cost of the derivation.
+    pub params: crate::auth::KdfParams,
+}
+
+/// One span of a camera's archive recorded by one server.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct HistoryRecord {
+    /// End of the span in system ms, or `None` while recording.
+    pub end_ms: Option<u64>,
+}
+
+impl Value {
+    /// Whether this value may be stored under `key` (a server record under a camera key is not).
+    pub fn fits(&self, key: &Key) -> bool {
+        matches!(
+            (key, self),
+            (Key::Server(_), Value::Server(_))
+                | (Key::Camera(_), Value::Camera(_))
+                | (Key::User(_), Value::User(_))
+                | (Key::Setting { .. }, Value::Setting(_))
+                | (Key::License(_), Value::License(_))
+                | (Key::CameraHistory { .. }, Value::CameraHistory(_))
+                | (Key::ManualAddress(_), Value::ManualAddress)
+                | (Key::LicenseShortfall, Value::LicenseShortfall { .. })
+        )
+    }
+}
