@@ -60,9 +60,9 @@ impl Secret {
         Secret(xor(sealed, &mac(&self.0, &[b"hive-seal-v1", nonce])))
     }
 
-    /// The key derived from a password verifier, as a secret for sealing and proofs.
-    pub fn from_verifier(v: &PasswordVerifier) -> Self {
-        Secret(v.key)
+    /// A password-derived key used as a secret for sealing.
+    pub fn from_key(key: [u8; 32]) -> Self {
+        Secret(key)
     }
 }
 

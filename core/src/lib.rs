@@ -7,7 +7,11 @@
 pub mod auth;
 pub mod frame;
 pub mod hlc;
+pub mod identity;
 pub mod ids;
 pub mod licenses;
+pub mod node;
+pub mod persist;
 pub mod resources;
 pub mod store;
+pub mod wire;

@@ -1,0 +1,33 @@
+//! Who a server is and which system it belongs to.
+
+use crate::auth::Secret;
+use crate::hlc::Hlc;
+use crate::ids::{HardwareId, ServerId, SystemId, SystemName};
+use crate::store::ReplicaId;
+use serde::{Deserialize, Serialize};
+
+/// A server's identity and membership, persisted beside its replica.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct Identity {
+    /// This server.
+    pub server: ServerId,
+    /// Incarnation of its write log; see [`ReplicaId`].
+    pub epoch: u64,
+    /// Hardware licenses bind to.
+    pub hardware_id: HardwareId,
+    /// System it belongs to.
+    pub system: SystemId,
+    /// The system's name.
+    pub name: SystemName,
+    /// When the name (or the system) was last changed; the newer change wins.
+    pub name_stamp: Hlc,
+    /// The system's secret.
+    pub secret: Secret,
+}
+
+impl Identity {
+    /// The origin of this server's writes.
+    pub fn replica(&self) -> ReplicaId {
+        ReplicaId { server: self.server, epoch: self.epoch }
+    }
+}

@@ -1,0 +1,475 @@
+//! Administrators' commands: writes to the replicated store, explicit merge of two systems,
+//! split of a server into its own system, and rename (merge-all).
+
+use super::link::Phase;
+use super::{LinkId, Node, Output};
+use crate::auth::{credential_proof, derive_password_key, mac_eq, Nonce, Secret};
+use crate::identity::Identity;
+use crate::ids::{PeerAddr, ServerId, SystemId, SystemName};
+use crate::licenses::LicenseError;
+use crate::resources::{Key, PasswordVerifier, Role, Value};
+use crate::store::{ReplicaId, Store};
+use crate::wire::{Hello, MergeMsg, MergeRefusal, Message, Purpose};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use thiserror::Error;
+
+/// Handle that pairs a command with its reply.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
+pub struct CommandId(pub u64);
+
+/// Which side's identity, settings and administrator survive a merge.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub enum Keep {
+    /// This server's system.
+    Local,
+    /// The remote system.
+    Remote,
+}
+
+/// A request from an administrator or API client.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Command {
+    /// Create or replace a resource.
+    Put {
+        /// Where.
+        key: Key,
+        /// What.
+        value: Value,
+    },
+    /// Delete a resource.
+    Delete {
+        /// Where.
+        key: Key,
+    },
+    /// Merge this system with the one at `addr`, proving the remote administrator's password.
+    Merge {
+        /// Address of a server of the other system.
+        addr: PeerAddr,
+        /// Remote administrator's login.
+        user: String,
+        /// Remote administrator's password.
+        password: String,
+        /// Whose identity, settings and administrator win.
+        keep: Keep,
+    },
+    /// Leave the system with this server's cameras and licenses and a copy of the users.
+    Split {
+        /// Name of the new system.
+        name: SystemName,
+    },
+    /// Rename the whole system; with another system's name and secret, the two merge.
+    Rename {
+        /// New name.
+        name: SystemName,
+    },
+}
+
+/// A command's successful outcome.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub enum Reply {
+    /// Done and durable.
+    Done,
+    /// Now one system with the other.
+    Merged {
+        /// The surviving system.
+        system: SystemId,
+    },
+    /// Now alone in a new system.
+    Split {
+        /// The new system.
+        system: SystemId,
+    },
+}
+
+/// Why a command failed.
+#[derive(Clone, PartialEq, Eq, Debug, Error, Serialize, Deserialize)]
+pub enum CommandError {
+    /// A value of one kind under a key of another.
+    #[error("the value does not fit the key")]
+    ValueDoesNotFitKey,
+    /// Nothing to delete.
+    #[error("no such resource")]
+    NotFound,
+    /// A license key that does not verify or does not match its key.
+    #[error("invalid license: {0}")]
+    InvalidLicense(String),
+    /// The other side refused the merge.
+    #[error("merge refused: {0}")]
+    MergeRefused(MergeRefusal),
+    /// The other server could not be reached or hung up.
+    #[error("could not reach {0}")]
+    Unreachable(PeerAddr),
+    /// A merge with that address is already running.
+    #[error("a merge with {0} is already in progress")]
+    MergeInProgress(PeerAddr),
+    /// The new name is the current one.
+    #[error("the system is already named {0}")]
+    NameUnchanged(SystemName),
+}
+
+impl From<LicenseError> for CommandError {
+    fn from(e: LicenseError) -> Self {
+        CommandError::InvalidLicense(e.to_string())
+    }
+}
+
+struct OutgoingMerge {
+    id: CommandId,
+    user: String,
+    password: String,
+    keep: Keep,
+    link: Option<LinkId>,
+    key: Option<[u8; 32]>,
+}
+
+struct IncomingMerge {
+    nonce: Nonce,
+    verifier: Option<PasswordVerifier>,
+}
+
+#[derive(Default)]
+pub(super) struct AdminState {
+    outgoing: BTreeMap<PeerAddr, OutgoingMerge>,
+    incoming: BTreeMap<LinkId, IncomingMerge>,
+}
+
+impl AdminState {
+    pub fn merge_purpose(&mut self, addr: &PeerAddr) -> Purpose {
+        match self.outgoing.get(addr) {
+            Some(m) if m.link.is_none() => Purpose::Merge { user: m.user.clone() },
+            _ => Purpose::Peer,
+        }
+    }
+
+    pub fn is_merge_link(&self, link: LinkId) -> bool {
+        self.outgoing.values().any(|m| m.link == Some(link)) || self.incoming.contains_key(&link)
+    }
+
+    pub fn link_closed(&mut self, link: LinkId, outputs: &mut VecDeque<Output>) {
+        self.incoming.remove(&link);
+        let gone: Vec<_> = self
+            .outgoing
+            .iter()
+            .filter(|(_, m)| m.link == Some(link))
+            .map(|(a, _)| a.clone())
+            .collect();
+        for addr in gone {
+            let m = self.outgoing.remove(&addr).expect("just found");
+            outputs.push_back(Output::Reply {
+                id: m.id,
+                result: Err(CommandError::Unreachable(addr)),
+            });
+        }
+    }
+}
+
+impl Node {
+    pub(super) fn on_command(&mut self, id: CommandId, cmd: Command) {
+        let result = match cmd {
+            Command::Put { key, value } => self.put(key, value),
+            Command::Delete { key } => match self.store.get(&key) {
+                Some(_) => {
+                    self.write(vec![(key, None)]);
+                    Ok(Reply::Done)
+                }
+                None => Err(CommandError::NotFound),
+            },
+            Command::Merge { addr, user, password, keep } => {
+                if self.admin.outgoing.contains_key(&addr) {
+                    Err(CommandError::MergeInProgress(addr))
+                } else {
+                    let m = OutgoingMerge { id, user, password, keep, link: None, key: None };
+                    self.admin.outgoing.insert(addr.clone(), m);
+                    self.outputs.push_back(Output::Dial(addr));
+                    return; // answered when the other side has spoken
+                }
+            }
+            Command::Split { name } => self.split(name),
+            Command::Rename { name } => {
+                if name == self.identity.name {
+                    Err(CommandError::NameUnchanged(name))
+                } else {
+                    let stamp = self.clock.tick(self.now.wall_ms);
+                    self.adopt(self.identity.system, name, stamp, None);
+                    Ok(Reply::Done)
+                }
+            }
+        };
+        self.outputs.push_back(Output::Reply { id, result });
+    }
+
+    fn put(&mut self, key: Key, value: Value) -> Result<Reply, CommandError> {
+        if !value.fits(&key) {
+            return Err(CommandError::ValueDoesNotFitKey);
+        }
+        if let (Key::License(id), Value::License(k)) = (&key, &value) {
+            if *id != k.id {
+                return Err(CommandError::InvalidLicense(
+                    "key id differs from the license's id".into(),
+                ));
+            }
+            k.verify(&self.config.vendor_key)?;
+        }
+        self.write(vec![(key, Some(value))]);
+        Ok(Reply::Done)
+    }
+
+    pub(super) fn admin_dial_failed(&mut self, addr: &PeerAddr) {
+        if let Some(m) = self.admin.outgoing.get(addr).filter(|m| m.link.is_none()) {
+            let id = m.id;
+            self.admin.outgoing.remove(addr);
+            self.outputs.push_back(Output::Reply {
+                id,
+                result: Err(CommandError::Unreachable(addr.clone())),
+            });
+        }
+    }
+
+    pub(super) fn merge_link_opened(&mut self, addr: &PeerAddr, link: LinkId) {
+        if let Some(m) = self.admin.outgoing.get_mut(addr) {
+            if m.link.is_none() {
+                m.link = Some(link);
+            }
+        }
+    }
+
+    fn own_servers(&self) -> Vec<ServerId> {
+        self.servers().map(|(s, _)| s).collect()
+    }
+
+    /// The remote side of a merge: challenge the initiator for the named administrator's password.
+    pub(super) fn on_merge_request(&mut self, link: LinkId, hello: &Hello, user: String) {
+        if hello.system == self.identity.system {
+            return self.refuse(link, MergeRefusal::SameSystem);
+        }
+        let verifier = self
+            .user(&user)
+            .filter(|(_, u)| matches!(u.role, Role::Owner | Role::Admin))
+            .map(|(_, u)| u.password.clone());
+        // An unknown user gets a challenge like any other, so names cannot be probed.
+        let salt = match &verifier {
+            Some(v) => v.salt,
+            None => Sha256::digest(user.as_bytes())[..16].try_into().expect("16 bytes"),
+        };
+        let params = verifier.as_ref().map_or(self.config.kdf, |v| v.params);
+        let nonce = self.nonce();
+        self.admin.incoming.insert(link, IncomingMerge { nonce, verifier });
+        let servers = self.own_servers();
+        self.send(link, Message::Merge(MergeMsg::Challenge { salt, params, nonce, servers }));
+    }
+
+    fn refuse(&mut self, link: LinkId, why: MergeRefusal) {
+        self.send(link, Message::Merge(MergeMsg::Refused(why)));
+        self.close(link);
+    }
+
+    pub(super) fn on_merge_message(&mut self, link: LinkId, hello: &Hello, msg: MergeMsg) {
+        match msg {
+            MergeMsg::Challenge { salt, params, nonce, servers } => {
+                self.answer_challenge(link, salt, params, nonce, servers)
+            }
+            MergeMsg::Proof { proof, keep_initiator, servers, sealed_secret } => {
+                let Some(incoming) = self.admin.incoming.remove(&link) else {
+                    return self.violation(link, "merge proof without a challenge");
+                };
+                let Some(v) = incoming
+                    .verifier
+                    .filter(|v| mac_eq(&proof, &credential_proof(&v.key, &incoming.nonce)))
+                else {
+                    return self.refuse(link, MergeRefusal::BadCredentials);
+                };
+                if overlap(&servers, &self.own_servers()) {
+                    return self.refuse(link, MergeRefusal::ServerOnBothSides);
+                }
+                let key = Secret::from_key(v.key);
+                let stamp = self.clock.tick(self.now.wall_ms);
+                let accepted = if keep_initiator {
+                    let Some(sealed) = sealed_secret else {
+                        return self
+                            .violation(link, "merge keeping the initiator without its secret");
+                    };
+                    let secret = key.unseal(&sealed, &incoming.nonce);
+                    self.adopt(hello.system, hello.name.clone(), stamp, Some(secret));
+                    MergeMsg::Accepted {
+                        system: hello.system,
+                        name: hello.name.clone(),
+                        sealed_secret: None,
+                    }
+                } else {
+                    MergeMsg::Accepted {
+                        system: self.identity.system,
+                        name: self.identity.name.clone(),
+                        sealed_secret: Some(key.seal(&self.identity.secret, &incoming.nonce)),
+                    }
+                };
+                self.send(link, Message::Merge(accepted));
+            }
+            MergeMsg::Accepted { system, name, sealed_secret } => {
+                let Some((addr, m)) = self.take_outgoing(link) else { return };
+                let secret = match (m.keep, sealed_secret, m.key) {
+                    (Keep::Remote, Some(sealed), Some(key)) => {
+                        let nonce = self.admin_nonce(link);
+                        Some(Secret::from_key(key).unseal(&sealed, &nonce))
+                    }
+                    (Keep::Remote, _, _) => {
+                        self.outputs.push_back(Output::Reply {
+                            id: m.id,
+                            result: Err(CommandError::Unreachable(addr)),
+                        });
+                        return self.violation(link, "merge accepted without the kept secret");
+                    }
+                    (Keep::Local, _, _) => None,
+                };
+                if secret.is_some() {
+                    let stamp = self.clock.tick(self.now.wall_ms);
+                    self.adopt(system, name, stamp, secret);
+                }
+                // Remember the address so every server of the merged system can reach the other side.
+                self.write(vec![(Key::ManualAddress(addr), Some(Value::ManualAddress))]);
+                self.outputs
+                    .push_back(Output::Reply { id: m.id, result: Ok(Reply::Merged { system }) });
+                self.close(link);
+            }
+            MergeMsg::Refused(why) => {
+                if let Some((_, m)) = self.take_outgoing(link) {
+                    self.outputs.push_back(Output::Reply {
+                        id: m.id,
+                        result: Err(CommandError::MergeRefused(why)),
+                    });
+                }
+                self.close(link);
+            }
+        }
+    }
+
+    fn answer_challenge(
+        &mut self,
+        link: LinkId,
+        salt: [u8; 16],
+        params: crate::auth::KdfParams,
+        nonce: Nonce,
+        servers: Vec<ServerId>,
+    ) {
+        let own = self.own_servers();
+        let secret = self.identity.secret.clone();
+        let Some(m) = self.admin.outgoing.values_mut().find(|m| m.link == Some(link)) else {
+            return self.violation(link, "merge challenge on a link that asked for none");
+        };
+        if overlap(&servers, &own) {
+            let id = m.id;
+            self.take_outgoing(link);
+            self.outputs.push_back(Output::Reply {
+                id,
+                result: Err(CommandError::MergeRefused(MergeRefusal::ServerOnBothSides)),
+            });
+            return self.close(link);
+        }
+        let key = derive_password_key(&m.password, &salt, params);
+        m.key = Some(key);
+        let keep_initiator = m.keep == Keep::Local;
+        let sealed_secret = keep_initiator.then(|| Secret::from_key(key).seal(&secret, &nonce));
+        self.admin.incoming.insert(link, IncomingMerge { nonce, verifier: None });
+        let proof = credential_proof(&key, &nonce);
+        self.send(
+            link,
+            Message::Merge(MergeMsg::Proof { proof, keep_initiator, servers: own, sealed_secret }),
+        );
+    }
+
+    fn admin_nonce(&self, link: LinkId) -> Nonce {
+        self.admin.incoming.get(&link).map(|i| i.nonce).unwrap_or_default()
+    }
+
+    fn take_outgoing(&mut self, link: LinkId) -> Option<(PeerAddr, OutgoingMerge)> {
+        let addr = self
+            .admin
+            .outgoing
+            .iter()
+            .find(|(_, m)| m.link == Some(link))
+            .map(|(a, _)| a.clone())?;
+        self.admin.outgoing.remove(&addr).map(|m| (addr, m))
+    }
+
+    /// Leaves the system: the others forget this server, its cameras and licenses; this server
+    /// starts a new system holding those and a copy of the users.
+    fn split(&mut self, name: SystemName) -> Result<Reply, CommandError> {
+        if name == self.identity.name {
+            return Err(CommandError::NameUnchanged(name));
+        }
+        let me = self.identity.server;
+        let hardware = self.identity.hardware_id.clone();
+        let leaving: Vec<(Key, Value)> = self
+            .store
+            .iter()
+            .filter(|(k, v)| match (k, v) {
+                (Key::Server(s), _) => *s == me,
+                (Key::Camera(_), Value::Camera(c)) => c.preferred == me,
+                (Key::License(_), Value::License(l)) => l.hardware_id == hardware,
+                (Key::CameraHistory { server, .. }, _) => *server == me,
+                _ => false,
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // Tell the others first, while the links are still up.
+        self.write(leaving.iter().map(|(k, _)| (k.clone(), None)).collect());
+        let current = self.identity.system;
+        let system = SystemId::new(self.now.wall_ms, self.rng.gen());
+        let copied: Vec<(Key, Option<Value>)> = self
+            .store
+            .iter()
+            .filter_map(|(k, v)| match k {
+                Key::User(_) => Some((k.clone(), Some(v.clone()))),
+                Key::Setting { system: s, name } if *s == current => {
+                    Some((Key::Setting { system, name: name.clone() }, Some(v.clone())))
+                }
+                _ => None,
+            })
+            .chain(leaving.into_iter().map(|(k, v)| (k, Some(v))))
+            .collect();
+        for link in self.links.keys().copied().collect::<Vec<_>>() {
+            self.close(link);
+        }
+        self.identity = Identity {
+            epoch: self.identity.epoch.max(self.now.wall_ms).saturating_add(1),
+            system,
+            name,
+            name_stamp: self.clock.tick(self.now.wall_ms),
+            ..self.identity.clone()
+        };
+        self.store = Store::new();
+        self.write_quietly(copied);
+        self.discovery.identity_changed();
+        self.outputs.push_back(Output::Snapshot(Box::new(self.snapshot())));
+        self.event(super::Event::IdentityChanged { system, name: self.identity.name.clone() });
+        Ok(Reply::Split { system })
+    }
+
+    /// Applies local writes without persisting or pushing them (the caller snapshots).
+    fn write_quietly(&mut self, changes: Vec<(Key, Option<Value>)>) {
+        let origin: ReplicaId = self.identity.replica();
+        for (key, value) in changes {
+            let txn = crate::store::Transaction {
+                origin,
+                seq: self.store.highest(origin) + 1,
+                hlc: self.clock.tick(self.now.wall_ms),
+                key,
+                value,
+            };
+            self.store.apply(&txn);
+            self.touched(&txn.key);
+        }
+    }
+
+    /// Links in the merge phase.
+    pub fn merge_links(&self) -> usize {
+        self.links.values().filter(|l| matches!(l.phase, Phase::Merge(_))).count()
+    }
+}
+
+fn overlap(a: &[ServerId], b: &[ServerId]) -> bool {
+    let a: BTreeSet<_> = a.iter().collect();
+    b.iter().any(|s| a.contains(s))
+}

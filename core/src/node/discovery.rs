@@ -1,0 +1,217 @@
+//! Discovery: beacons out every second, beacons in sorted into members of this system (to link
+//! with) and other systems (listed, never given data), and dialling with back-off.
+
+use super::{Node, Output, Timing};
+use crate::auth::{mac_eq, Mac};
+use crate::ids::{PeerAddr, ServerId, SystemId, SystemName};
+use crate::wire::{Beacon, Hello, PROTOCOL_VERSION};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A system seen on the network that this server is not a member of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OtherSystem {
+    /// Its id.
+    pub system: SystemId,
+    /// Its name.
+    pub name: SystemName,
+    /// Its servers heard from.
+    pub servers: Vec<ServerId>,
+}
+
+#[derive(Clone, Debug)]
+struct Seen {
+    system: SystemId,
+    name: SystemName,
+    proof: Option<Mac>,
+    member: bool,
+    first_ms: u64,
+    last_ms: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Dial {
+    in_flight: bool,
+    next_ms: u64,
+    backoff_ms: u64,
+}
+
+/// What discovery remembers.
+#[derive(Default)]
+pub(super) struct Discovery {
+    seen: BTreeMap<ServerId, Seen>,
+    dials: BTreeMap<PeerAddr, Dial>,
+    addr_server: BTreeMap<PeerAddr, ServerId>,
+    own_addrs: BTreeSet<PeerAddr>,
+    beacon: Option<Beacon>,
+}
+
+impl Discovery {
+    pub fn expire(&mut self, now: u64, ttl_ms: u64) {
+        self.seen.retain(|_, s| now < s.last_ms + ttl_ms);
+    }
+
+    pub fn beacon_heard_ms(&self, server: ServerId) -> Option<u64> {
+        self.seen.get(&server).filter(|s| s.member).map(|s| s.last_ms)
+    }
+
+    pub fn dial_succeeded(&mut self, addr: &PeerAddr) {
+        self.dials.entry(addr.clone()).or_default().in_flight = false;
+    }
+
+    pub fn link_lost(&mut self, addr: &PeerAddr, now: u64, t: &Timing) {
+        let d = self.dials.entry(addr.clone()).or_default();
+        d.in_flight = false;
+        d.backoff_ms = (d.backoff_ms * 2).clamp(t.dial_backoff_ms, t.dial_backoff_ms_max);
+        d.next_ms = now + d.backoff_ms;
+    }
+
+    pub fn linked(&mut self, server: ServerId) {
+        for (addr, s) in &self.addr_server {
+            if *s == server {
+                if let Some(d) = self.dials.get_mut(addr) {
+                    d.backoff_ms = 0;
+                }
+            }
+        }
+    }
+
+    pub fn is_self(&mut self, addr: PeerAddr) {
+        self.own_addrs.insert(addr);
+    }
+
+    pub fn addr_is(&mut self, addr: PeerAddr, server: ServerId) {
+        self.addr_server.insert(addr, server);
+    }
+
+    pub fn identity_changed(&mut self) {
+        self.beacon = None;
+        // Membership of everyone heard is judged again against the new identity.
+        self.seen.clear();
+    }
+
+    pub fn saw_other_system(&mut self, hello: &Hello, now: u64) {
+        let s = self.seen.entry(hello.server).or_insert(Seen {
+            system: hello.system,
+            name: hello.name.clone(),
+            proof: None,
+            member: false,
+            first_ms: now,
+            last_ms: now,
+        });
+        s.member = false;
+        s.last_ms = now;
+    }
+
+    pub fn other_systems(&self) -> Vec<OtherSystem> {
+        let mut by_system: BTreeMap<(SystemId, &SystemName), Vec<ServerId>> = BTreeMap::new();
+        for (server, s) in self.seen.iter().filter(|(_, s)| !s.member) {
+            by_system.entry((s.system, &s.name)).or_default().push(*server);
+        }
+        by_system
+            .into_iter()
+            .map(|((system, name), servers)| OtherSystem { system, name: name.clone(), servers })
+            .collect()
+    }
+}
+
+impl Node {
+    pub(super) fn send_beacon(&mut self) {
+        let id = &self.identity;
+        let beacon = self
+            .discovery
+            .beacon
+            .get_or_insert_with(|| Beacon {
+                version: PROTOCOL_VERSION,
+                server: id.server,
+                system: id.system,
+                name: id.name.clone(),
+                listen: self.config.listen.clone(),
+                proof: id.secret.beacon_proof(id.server, id.system, &id.name),
+            })
+            .clone();
+        let unicast = self.manual_addresses().into_iter().collect();
+        self.outputs.push_back(Output::Beacon { beacon, unicast });
+    }
+
+    pub(super) fn on_beacon(&mut self, b: &Beacon) {
+        if b.server == self.identity.server || b.version != PROTOCOL_VERSION {
+            return;
+        }
+        let now = self.now.mono_ms;
+        // Fast path: an unchanged beacon needs no new proof check (a simulator delivers
+        // thousands a second).
+        let known = self.discovery.seen.get_mut(&b.server).filter(|s| {
+            s.system == b.system && s.name == b.name && s.proof.is_some_and(|p| p == b.proof)
+        });
+        let (member, first_ms) = match known {
+            Some(s) => {
+                s.last_ms = now;
+                (s.member, s.first_ms)
+            }
+            None => {
+                let id = &self.identity;
+                let valid = mac_eq(&b.proof, &id.secret.beacon_proof(b.server, b.system, &b.name));
+                let member = valid && (b.system == id.system || b.name == id.name);
+                self.discovery.seen.insert(
+                    b.server,
+                    Seen {
+                        system: b.system,
+                        name: b.name.clone(),
+                        proof: Some(b.proof),
+                        member,
+                        first_ms: now,
+                        last_ms: now,
+                    },
+                );
+                (member, now)
+            }
+        };
+        if !member || self.peers.contains_key(&b.server) {
+            return;
+        }
+        // The lower id dials; the higher one too if no link came for a while (the lower one
+        // may be unable to reach it).
+        let waited = now >= first_ms + 3 * self.config.timing.beacon_ms;
+        if self.identity.server < b.server || waited {
+            let own = &self.discovery.own_addrs;
+            if let Some(addr) = b.listen.iter().find(|a| !own.contains(*a)).cloned() {
+                self.request_dial(addr);
+            }
+        }
+    }
+
+    fn request_dial(&mut self, addr: PeerAddr) {
+        let now = self.now.mono_ms;
+        let d = self.discovery.dials.entry(addr.clone()).or_default();
+        if d.in_flight || now < d.next_ms {
+            return;
+        }
+        d.in_flight = true;
+        self.outputs.push_back(Output::Dial(addr));
+    }
+
+    pub(super) fn on_dial_failed(&mut self, addr: &PeerAddr) {
+        self.discovery.link_lost(addr, self.now.mono_ms, &self.config.timing);
+        self.admin_dial_failed(addr);
+    }
+
+    /// Dials manual addresses that have no live link.
+    pub(super) fn dial_due(&mut self) {
+        for addr in self.manual_addresses() {
+            if self.discovery.own_addrs.contains(&addr) {
+                continue;
+            }
+            let linked =
+                self.discovery.addr_server.get(&addr).is_some_and(|s| self.peers.contains_key(s));
+            if !linked {
+                self.request_dial(addr);
+            }
+        }
+    }
+
+    /// Systems heard on the network that this server is not a member of.
+    pub fn other_systems(&self) -> Vec<OtherSystem> {
+        self.discovery.other_systems()
+    }
+}

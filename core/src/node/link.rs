@@ -1,0 +1,315 @@
+//! Links to other servers: the handshake that proves the system secret, liveness, and the
+//! choice between two links to one peer.
+
+use super::{Event, Node};
+use crate::auth::{mac_eq, Nonce};
+use crate::hlc::Hlc;
+use crate::ids::{PeerAddr, ServerId, SystemId, SystemName};
+use crate::store::Vector;
+use crate::wire::{Hello, IdentityChange, Message, Purpose, PROTOCOL_VERSION};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The driver's handle for one link (TCP connection).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
+pub struct LinkId(pub u64);
+
+/// Where a link is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Hello sent, waiting for the peer's.
+    AwaitHello,
+    /// Hellos exchanged, waiting for the peer's proof.
+    AwaitAuth(Box<Hello>),
+    /// A member of this system.
+    Up(ServerId),
+    /// Carrying an administrator's merge.
+    Merge(Box<Hello>),
+}
+
+/// One link.
+#[derive(Clone, Debug)]
+pub(super) struct Link {
+    pub dialed: Option<PeerAddr>,
+    pub phase: Phase,
+    pub nonce: Nonce,
+    pub opened_ms: u64,
+    pub last_rx_ms: u64,
+    pub last_tx_ms: u64,
+    /// What the peer told us it covers.
+    pub known: Vector,
+    /// What we told the peer we cover.
+    pub announced: Vector,
+    /// The peer's routing table.
+    pub reach: BTreeMap<ServerId, u8>,
+}
+
+impl Link {
+    pub fn peer(&self) -> Option<ServerId> {
+        match self.phase {
+            Phase::Up(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl Node {
+    pub(super) fn on_link_opened(&mut self, link: crate::node::LinkId, dialed: Option<PeerAddr>) {
+        let purpose = match &dialed {
+            Some(addr) => {
+                self.discovery.dial_succeeded(addr);
+                let purpose = self.admin.merge_purpose(addr);
+                if purpose != Purpose::Peer {
+                    self.merge_link_opened(addr, link);
+                }
+                purpose
+            }
+            None => Purpose::Peer,
+        };
+        let nonce = self.nonce();
+        let now = self.now.mono_ms;
+        self.links.insert(
+            link,
+            Link {
+                dialed,
+                phase: Phase::AwaitHello,
+                nonce,
+                opened_ms: now,
+                last_rx_ms: now,
+                last_tx_ms: now,
+                known: Vector::new(),
+                announced: Vector::new(),
+                reach: BTreeMap::new(),
+            },
+        );
+        let hello = self.hello(nonce, purpose);
+        self.send(link, Message::Hello(hello));
+    }
+
+    fn hello(&self, nonce: Nonce, purpose: Purpose) -> Hello {
+        Hello {
+            version: PROTOCOL_VERSION,
+            server: self.identity.server,
+            system: self.identity.system,
+            name: self.identity.name.clone(),
+            name_stamp: self.identity.name_stamp,
+            nonce,
+            hlc: self.clock.last(),
+            purpose,
+            listen: self.config.listen.clone(),
+        }
+    }
+
+    pub(super) fn on_link_closed(&mut self, link: LinkId) {
+        let Some(l) = self.links.remove(&link) else { return };
+        self.admin.link_closed(link, &mut self.outputs);
+        if let Phase::Up(server) = l.phase {
+            if self.peers.get(&server) == Some(&link) {
+                self.peers.remove(&server);
+                self.event(Event::PeerDown(server));
+                self.sync_link_down(link);
+                self.routes_changed();
+            }
+        }
+        if let Some(addr) = l.dialed {
+            self.discovery.link_lost(&addr, self.now.mono_ms, &self.config.timing);
+        }
+    }
+
+    /// Closes a link and forgets it, as if the driver had reported it closed.
+    pub(super) fn close(&mut self, link: LinkId) {
+        if self.links.contains_key(&link) {
+            self.outputs.push_back(super::Output::Close(link));
+            self.on_link_closed(link);
+        }
+    }
+
+    pub(super) fn violation(&mut self, link: LinkId, what: impl Into<String>) {
+        self.event(Event::ProtocolViolation { link, what: what.into() });
+        self.close(link);
+    }
+
+    pub(super) fn on_message(&mut self, link: LinkId, msg: Message) {
+        let Some(l) = self.links.get_mut(&link) else { return };
+        l.last_rx_ms = self.now.mono_ms;
+        let phase = l.phase.clone();
+        match (phase, msg) {
+            (Phase::AwaitHello, Message::Hello(h)) => self.on_hello(link, h),
+            (Phase::AwaitAuth(h), Message::Auth { proof }) => {
+                let nonce = self.links[&link].nonce;
+                if mac_eq(&proof, &self.identity.secret.link_proof(&nonce, h.server)) {
+                    self.on_authenticated(link, *h);
+                } else {
+                    self.event(Event::OtherSystem { server: h.server, name: h.name.clone() });
+                    self.discovery.saw_other_system(&h, self.now.mono_ms);
+                    self.close(link);
+                }
+            }
+            (Phase::Up(peer), msg) => self.on_peer_message(link, peer, msg),
+            (Phase::Merge(h), Message::Merge(m)) => self.on_merge_message(link, &h, m),
+            (Phase::Merge(_), Message::Hello(_) | Message::Auth { .. }) => {}
+            (_, msg) => self.violation(link, format!("unexpected {}", message_name(&msg))),
+        }
+    }
+
+    fn on_hello(&mut self, link: LinkId, hello: Hello) {
+        if hello.version != PROTOCOL_VERSION {
+            return self.violation(link, format!("protocol version {}", hello.version));
+        }
+        self.clock.observe(hello.hlc);
+        if hello.server == self.identity.server {
+            // We dialled ourselves through one of our own addresses.
+            if let Some(addr) = self.links[&link].dialed.clone() {
+                self.discovery.is_self(addr);
+            }
+            return self.close(link);
+        }
+        if let Some(addr) = &self.links[&link].dialed {
+            self.discovery.addr_is(addr.clone(), hello.server);
+        }
+        if self.admin.is_merge_link(link) || matches!(hello.purpose, Purpose::Merge { .. }) {
+            self.links.get_mut(&link).expect("link exists").phase =
+                Phase::Merge(Box::new(hello.clone()));
+            if let Purpose::Merge { user } = &hello.purpose {
+                self.on_merge_request(link, &hello, user.clone());
+            }
+            return;
+        }
+        let proof = self.identity.secret.link_proof(&hello.nonce, self.identity.server);
+        self.links.get_mut(&link).expect("link exists").phase = Phase::AwaitAuth(Box::new(hello));
+        self.send(link, Message::Auth { proof });
+    }
+
+    fn on_authenticated(&mut self, link: LinkId, hello: Hello) {
+        let same_system = hello.system == self.identity.system;
+        if !same_system && hello.name != self.identity.name {
+            // Same secret, different name: another system until an administrator says otherwise.
+            self.event(Event::OtherSystem { server: hello.server, name: hello.name.clone() });
+            self.discovery.saw_other_system(&hello, self.now.mono_ms);
+            return self.close(link);
+        }
+        if !same_system && hello.system < self.identity.system {
+            // Automatic merge: the older system's identity wins.
+            self.adopt(hello.system, hello.name.clone(), hello.name_stamp, None);
+        } else if same_system && hello.name_stamp > self.identity.name_stamp {
+            self.adopt(hello.system, hello.name.clone(), hello.name_stamp, None);
+        }
+        if let Some(&existing) = self.peers.get(&hello.server) {
+            // Two links to one peer: both ends keep the one dialled by the lower server id.
+            let dialer =
+                |l: &Link| if l.dialed.is_some() { self.identity.server } else { hello.server };
+            let keep_new = dialer(&self.links[&link]) < dialer(&self.links[&existing]);
+            let drop = if keep_new { existing } else { link };
+            self.close(drop);
+            if !keep_new {
+                return;
+            }
+        }
+        self.links.get_mut(&link).expect("link exists").phase = Phase::Up(hello.server);
+        self.peers.insert(hello.server, link);
+        self.discovery.linked(hello.server);
+        self.event(Event::PeerUp(hello.server));
+        self.sync_link_up(link);
+        self.routes_changed();
+    }
+
+    /// Moves this server into system `to` named `name` and tells every linked member.
+    pub(super) fn adopt(
+        &mut self,
+        to: SystemId,
+        name: SystemName,
+        stamp: Hlc,
+        new_secret: Option<crate::auth::Secret>,
+    ) {
+        let nonce = self.nonce();
+        let change = IdentityChange {
+            from: self.identity.system,
+            to,
+            name,
+            stamp,
+            sealed_secret: new_secret.as_ref().map(|s| self.identity.secret.seal(s, &nonce)),
+            nonce,
+        };
+        self.apply_identity_change(&change, None);
+    }
+
+    /// Applies a rename or move if it concerns this server and is news; relays it if so.
+    pub(super) fn apply_identity_change(
+        &mut self,
+        change: &IdentityChange,
+        from_link: Option<LinkId>,
+    ) {
+        let id = &self.identity;
+        let moves = change.from == id.system && change.to != id.system;
+        let renames = change.to == id.system && change.stamp > id.name_stamp;
+        if !(moves || renames) {
+            return;
+        }
+        self.clock.observe(change.stamp);
+        if let Some(sealed) = &change.sealed_secret {
+            if change.from == self.identity.system {
+                self.identity.secret = self.identity.secret.unseal(sealed, &change.nonce);
+            }
+        }
+        // Relay sealed with the secret we had, which is the one our links share.
+        for link in self.up_links() {
+            if Some(link) != from_link {
+                self.send(link, Message::Identity(change.clone()));
+            }
+        }
+        self.identity.system = change.to;
+        self.identity.name = change.name.clone();
+        self.identity.name_stamp = self.identity.name_stamp.max(change.stamp);
+        self.outputs.push_back(super::Output::Persist(vec![crate::persist::Record::Identity(
+            self.identity.clone(),
+        )]));
+        self.discovery.identity_changed();
+        self.event(Event::IdentityChanged { system: change.to, name: change.name.clone() });
+    }
+
+    /// Closes dead links and keeps idle ones alive.
+    pub(super) fn check_links(&mut self) {
+        let t = self.config.timing.clone();
+        let now = self.now.mono_ms;
+        let mut dead = Vec::new();
+        let mut ping = Vec::new();
+        for (&id, l) in &self.links {
+            let beacon_ms = l.peer().and_then(|p| self.discovery.beacon_heard_ms(p));
+            let heard = l.last_rx_ms.max(beacon_ms.unwrap_or(0));
+            let handshaking = l.peer().is_none();
+            if (handshaking && now >= l.opened_ms + t.handshake_ms)
+                || now >= heard + t.link_silence_ms
+            {
+                dead.push(id);
+            } else if !handshaking
+                && now >= l.last_tx_ms + t.beacon_ms
+                && beacon_ms.is_none_or(|b| now >= b + 2 * t.beacon_ms)
+            {
+                // The peer cannot count on our beacons reaching it: say we are alive.
+                ping.push(id);
+            }
+        }
+        for id in dead {
+            self.close(id);
+        }
+        for id in ping {
+            self.send(id, Message::Ping);
+        }
+    }
+}
+
+/// Name of a message kind, for protocol-violation reports.
+pub(super) fn message_name(msg: &Message) -> &'static str {
+    match msg {
+        Message::Hello(_) => "Hello",
+        Message::Auth { .. } => "Auth",
+        Message::Have { .. } => "Have",
+        Message::Pull { .. } => "Pull",
+        Message::Writes { .. } => "Writes",
+        Message::Push { .. } => "Push",
+        Message::Reach { .. } => "Reach",
+        Message::Ping => "Ping",
+        Message::Identity(_) => "Identity",
+        Message::Merge(_) => "Merge",
+    }
+}

@@ -1,0 +1,451 @@
+//! The server state machine: one [`Node`] per server, driven by [`Input`]s with the time passed
+//! in, producing [`Output`]s for the driver to carry out.
+
+mod admin;
+mod discovery;
+mod licensing;
+mod link;
+mod routing;
+mod sync;
+mod view;
+
+pub use admin::{Command, CommandError, CommandId, Keep, Reply};
+pub use discovery::OtherSystem;
+pub use licensing::LicenseStatus;
+pub use link::LinkId;
+
+use crate::auth::{KdfParams, Secret};
+use crate::hlc::HlcClock;
+use crate::identity::Identity;
+use crate::ids::{HardwareId, PeerAddr, ServerId, SystemId, SystemName};
+use crate::persist::{Record, Restored, Snapshot};
+use crate::resources::{Key, ServerRecord, Value};
+use crate::store::{Store, Transaction};
+use crate::wire::{Beacon, Message};
+use link::Link;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// A reading of the server's clocks, passed in with every input.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default)]
+pub struct Now {
+    /// Monotonic time in ms (timers).
+    pub mono_ms: u64,
+    /// Wall-clock time in ms since the Unix epoch (timestamps); may jump or be skewed.
+    pub wall_ms: u64,
+}
+
+/// Intervals and limits of the protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Period of beacons and of housekeeping.
+    pub beacon_ms: u64,
+    /// A link that carried nothing (and whose peer sent no beacon) for this long is dead.
+    pub link_silence_ms: u64,
+    /// A handshake that did not finish within this is abandoned.
+    pub handshake_ms: u64,
+    /// Delay that gathers sync announcements and route changes into one message per link.
+    pub announce_ms: u64,
+    /// First wait before re-dialling an address that failed; doubles up to `dial_backoff_ms_max`.
+    pub dial_backoff_ms: u64,
+    /// Longest wait between dials of one address.
+    pub dial_backoff_ms_max: u64,
+    /// A pull unanswered for this long is asked of another peer.
+    pub pull_timeout_ms: u64,
+    /// Most transactions in one sync message.
+    pub sync_batch: u32,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            beacon_ms: 1_000,
+            link_silence_ms: 3_500,
+            handshake_ms: 5_000,
+            announce_ms: 20,
+            dial_backoff_ms: 500,
+            dial_backoff_ms_max: 5_000,
+            pull_timeout_ms: 5_000,
+            sync_batch: 512,
+        }
+    }
+}
+
+/// How a server is set up; supplied by the shell from flags and config.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Human name of this server.
+    pub server_name: String,
+    /// System name used at first start.
+    pub system_name: SystemName,
+    /// System secret used at first start.
+    pub secret: Secret,
+    /// This machine's hardware id.
+    pub hardware_id: HardwareId,
+    /// Addresses this server accepts links on, as peers should dial them.
+    pub listen: Vec<PeerAddr>,
+    /// Addresses to dial and send beacons to beyond the LAN (other subnets, NAT).
+    pub manual_peers: Vec<PeerAddr>,
+    /// Public key that signs license keys.
+    pub vendor_key: ed25519_dalek::VerifyingKey,
+    /// Cost of password derivation.
+    pub kdf: KdfParams,
+    /// Whether this server takes cameras of failed servers.
+    pub failover_enabled: bool,
+    /// Most cameras this server records.
+    pub max_cameras: u32,
+    /// Protocol intervals.
+    pub timing: Timing,
+}
+
+/// Something that happened to the node: for the driver to act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Time passed; the node runs whatever timers are due.
+    Tick,
+    /// A beacon arrived.
+    Beacon(Beacon),
+    /// A link opened: `dialed` is the address we dialled, or `None` for an accepted link.
+    LinkOpened {
+        /// Driver's handle for the link.
+        link: LinkId,
+        /// Address dialled, for outbound links.
+        dialed: Option<PeerAddr>,
+    },
+    /// A dial to `addr` failed.
+    DialFailed {
+        /// Address that could not be reached.
+        addr: PeerAddr,
+    },
+    /// A link closed or broke.
+    LinkClosed {
+        /// The link.
+        link: LinkId,
+    },
+    /// A message arrived on a link.
+    Message {
+        /// The link.
+        link: LinkId,
+        /// The message.
+        msg: Message,
+    },
+    /// An administrator's or API client's command.
+    Command {
+        /// Handle to answer with.
+        id: CommandId,
+        /// The command.
+        cmd: Command,
+    },
+}
+
+/// What the node asks of its driver, in order. A `Persist` must be durable before any later
+/// output is carried out: that is what makes an acknowledged change survive a crash.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Append these records to the log and sync it.
+    Persist(Vec<Record>),
+    /// Replace everything persisted by this snapshot (after a split).
+    Snapshot(Box<Snapshot>),
+    /// Send a message on a link.
+    Send {
+        /// Link.
+        link: LinkId,
+        /// Message.
+        msg: Message,
+    },
+    /// Send a beacon by multicast and to each unicast address.
+    Beacon {
+        /// The beacon.
+        beacon: Beacon,
+        /// Manual addresses to send it to as well.
+        unicast: Vec<PeerAddr>,
+    },
+    /// Open a link to an address; answer with `LinkOpened` or `DialFailed`.
+    Dial(PeerAddr),
+    /// Close a link.
+    Close(LinkId),
+    /// Answer to a command.
+    Reply {
+        /// The command.
+        id: CommandId,
+        /// Its outcome.
+        result: Result<Reply, CommandError>,
+    },
+    /// Something worth logging.
+    Event(Event),
+}
+
+/// Notable happenings, for logs and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A link to a member of this system is up.
+    PeerUp(ServerId),
+    /// A link to a member is down.
+    PeerDown(ServerId),
+    /// A server proved it is not of this system (wrong secret, other name).
+    OtherSystem {
+        /// The server.
+        server: ServerId,
+        /// Its system name.
+        name: SystemName,
+    },
+    /// This server moved into another system or was renamed.
+    IdentityChanged {
+        /// System now.
+        system: SystemId,
+        /// Name now.
+        name: SystemName,
+    },
+    /// A peer broke the protocol; the link was closed.
+    ProtocolViolation {
+        /// The link.
+        link: LinkId,
+        /// What it did.
+        what: String,
+    },
+    /// The log was damaged: this server starts a new write epoch and recovers from peers.
+    RecoveringFromPeers,
+}
+
+/// One server's state machine.
+pub struct Node {
+    config: Config,
+    identity: Identity,
+    store: Store,
+    clock: HlcClock,
+    rng: ChaCha8Rng,
+    now: Now,
+    outputs: VecDeque<Output>,
+    links: BTreeMap<LinkId, Link>,
+    /// Up links by peer server.
+    peers: BTreeMap<ServerId, LinkId>,
+    discovery: discovery::Discovery,
+    sync: sync::SyncState,
+    routing: routing::Routing,
+    admin: admin::AdminState,
+    next_tick_ms: u64,
+    announce_at_ms: Option<u64>,
+    /// Cameras, keys or membership changed since licenses were last checked.
+    license_dirty: bool,
+}
+
+impl Node {
+    /// A node from its configuration and whatever it found on disk, seeded for determinism.
+    pub fn new(config: Config, restored: Restored, seed: u64, now: Now) -> Node {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut records = Vec::new();
+        let (mut identity, mut store) = match restored.snapshot {
+            Some(s) => (Some(s.identity), s.store),
+            None => (None, Store::new()),
+        };
+        for record in restored.records {
+            match record {
+                Record::Identity(i) => identity = Some(i),
+                Record::Txn(t) => {
+                    store.apply(&t);
+                }
+                Record::Cover { origin, upto } => store.cover(origin, upto),
+            }
+        }
+        let mut clock = HlcClock::starting_after(store.hlc_max());
+        let mut events = Vec::new();
+        let identity = match identity {
+            Some(mut identity) => {
+                if restored.damaged {
+                    // Sequence numbers after the damage may have reached peers: never reuse them.
+                    identity.epoch = identity.epoch.max(now.wall_ms).saturating_add(1);
+                    records.push(Record::Identity(identity.clone()));
+                    events.push(Event::RecoveringFromPeers);
+                }
+                clock.observe(identity.name_stamp);
+                identity
+            }
+            None => {
+                let identity = Identity {
+                    server: ServerId(rng.gen()),
+                    epoch: 0,
+                    hardware_id: config.hardware_id.clone(),
+                    system: SystemId::new(now.wall_ms, rng.gen()),
+                    name: config.system_name.clone(),
+                    name_stamp: clock.tick(now.wall_ms),
+                    secret: config.secret.clone(),
+                };
+                records.push(Record::Identity(identity.clone()));
+                identity
+            }
+        };
+        let mut node = Node {
+            discovery: discovery::Discovery::default(),
+            sync: sync::SyncState::default(),
+            routing: routing::Routing::default(),
+            admin: admin::AdminState::default(),
+            config,
+            identity,
+            store,
+            clock,
+            rng,
+            now,
+            outputs: VecDeque::new(),
+            links: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            next_tick_ms: now.mono_ms,
+            announce_at_ms: None,
+            license_dirty: true,
+        };
+        if !records.is_empty() {
+            node.outputs.push_back(Output::Persist(records));
+        }
+        for e in events {
+            node.event(e);
+        }
+        node.publish_own_server_record();
+        node
+    }
+
+    /// Feeds one input at time `now`.
+    pub fn handle(&mut self, now: Now, input: Input) {
+        self.advance_time(now);
+        match input {
+            Input::Tick => {}
+            Input::Beacon(b) => self.on_beacon(&b),
+            Input::LinkOpened { link, dialed } => self.on_link_opened(link, dialed),
+            Input::DialFailed { addr } => self.on_dial_failed(&addr),
+            Input::LinkClosed { link } => self.on_link_closed(link),
+            Input::Message { link, msg } => self.on_message(link, msg),
+            Input::Command { id, cmd } => self.on_command(id, cmd),
+        }
+        self.run_timers();
+    }
+
+    /// Feeds a beacon by reference: the cheap path for a simulator delivering one multicast
+    /// beacon to many nodes.
+    pub fn handle_beacon(&mut self, now: Now, beacon: &Beacon) {
+        self.advance_time(now);
+        self.on_beacon(beacon);
+        self.run_timers();
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Monotonic time at which the node wants a [`Input::Tick`].
+    pub fn poll_timeout(&self) -> u64 {
+        match self.announce_at_ms {
+            Some(at) => at.min(self.next_tick_ms),
+            None => self.next_tick_ms,
+        }
+    }
+
+    /// The whole persistent state, for a periodic snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot { identity: self.identity.clone(), store: self.store.clone() }
+    }
+
+    fn advance_time(&mut self, now: Now) {
+        // Monotonic time never goes back, even if a caller errs.
+        self.now.mono_ms = self.now.mono_ms.max(now.mono_ms);
+        self.now.wall_ms = now.wall_ms;
+    }
+
+    fn run_timers(&mut self) {
+        let now = self.now.mono_ms;
+        if now >= self.next_tick_ms {
+            self.next_tick_ms = now + self.config.timing.beacon_ms;
+            self.send_beacon();
+            self.check_links();
+            self.dial_due();
+            self.discovery
+                .expire(now, 3 * self.config.timing.beacon_ms + self.config.timing.beacon_ms / 2);
+            self.expire_pulls();
+            self.check_licenses();
+        }
+        if self.announce_at_ms.is_some_and(|at| now >= at) {
+            self.announce_at_ms = None;
+            self.flush_announcements();
+        }
+    }
+
+    /// Asks for the gathered announcements to go out soon.
+    fn schedule_announce(&mut self) {
+        if self.announce_at_ms.is_none() {
+            self.announce_at_ms = Some(self.now.mono_ms + self.config.timing.announce_ms);
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        self.outputs.push_back(Output::Event(e));
+    }
+
+    fn send(&mut self, link: LinkId, msg: Message) {
+        if let Some(l) = self.links.get_mut(&link) {
+            l.last_tx_ms = self.now.mono_ms;
+            self.outputs.push_back(Output::Send { link, msg });
+        }
+    }
+
+    /// Writes `value` (or a tombstone) under `key` as a new local transaction: persisted,
+    /// applied and pushed to every linked peer.
+    fn write(&mut self, changes: Vec<(Key, Option<Value>)>) {
+        if changes.is_empty() {
+            return;
+        }
+        let origin = self.identity.replica();
+        let mut txns = Vec::with_capacity(changes.len());
+        for (key, value) in changes {
+            let txn = Transaction {
+                origin,
+                seq: self.store.highest(origin) + 1,
+                hlc: self.clock.tick(self.now.wall_ms),
+                key,
+                value,
+            };
+            self.store.apply(&txn);
+            self.touched(&txn.key);
+            txns.push(txn);
+        }
+        self.outputs.push_back(Output::Persist(txns.iter().cloned().map(Record::Txn).collect()));
+        self.push_to_peers(txns);
+    }
+
+    /// Keeps this server's own record in the store up to date with its configuration.
+    fn publish_own_server_record(&mut self) {
+        let record = ServerRecord {
+            name: self.config.server_name.clone(),
+            hardware_id: self.identity.hardware_id.clone(),
+            addresses: self.config.listen.clone(),
+            failover_enabled: self.config.failover_enabled,
+            max_cameras: self.config.max_cameras,
+        };
+        let key = Key::Server(self.identity.server);
+        if self.store.get(&key) != Some(&Value::Server(record.clone())) {
+            self.write(vec![(key, Some(Value::Server(record)))]);
+        }
+    }
+
+    /// Notes a change under `key` for the checks that depend on it.
+    fn touched(&mut self, key: &Key) {
+        if matches!(key, Key::Camera(_) | Key::License(_) | Key::Server(_) | Key::Setting { .. }) {
+            self.license_dirty = true;
+        }
+    }
+
+    fn nonce(&mut self) -> [u8; 16] {
+        self.rng.gen()
+    }
+
+    fn up_links(&self) -> Vec<LinkId> {
+        self.peers.values().copied().collect()
+    }
+
+    fn manual_addresses(&self) -> BTreeSet<PeerAddr> {
+        let manual = Key::ManualAddress(PeerAddr(String::new()))..Key::LicenseShortfall;
+        let stored = self.store.range(manual).filter_map(|(k, _)| match k {
+            Key::ManualAddress(a) => Some(a.clone()),
+            _ => None,
+        });
+        self.config.manual_peers.iter().cloned().chain(stored).collect()
+    }
+}

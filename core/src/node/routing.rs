@@ -1,0 +1,91 @@
+//! Routing: which servers are reachable, in how many hops and through which neighbour, by a
+//! distance-vector exchange with split horizon. A server is online for the system while a
+//! route to it exists; video to a server without a direct link follows `via`.
+
+use super::{LinkId, Node};
+use crate::ids::ServerId;
+use crate::wire::Message;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Longest route, in hops (a route this long or longer is unreachable).
+pub const HOPS_MAX: u8 = 8;
+
+/// A route to a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Route {
+    /// Links on the way.
+    pub hops: u8,
+    /// Neighbour to send through.
+    pub via: ServerId,
+}
+
+#[derive(Default)]
+pub(super) struct Routing {
+    routes: BTreeMap<ServerId, Route>,
+    dirty: bool,
+}
+
+impl Node {
+    pub(super) fn on_reach(&mut self, link: LinkId, routes: Vec<(ServerId, u8)>) {
+        if let Some(l) = self.links.get_mut(&link) {
+            l.reach = routes.into_iter().filter(|(_, h)| *h < HOPS_MAX).collect();
+        }
+        self.routes_changed();
+    }
+
+    /// Recomputes the routing table after a link or a neighbour's table changed.
+    pub(super) fn routes_changed(&mut self) {
+        let me = self.identity.server;
+        let mut routes: BTreeMap<ServerId, Route> = BTreeMap::new();
+        for (&peer, link) in &self.peers {
+            routes.insert(peer, Route { hops: 1, via: peer });
+            for (&dest, &hops) in &self.links[link].reach {
+                if dest == me || hops + 1 >= HOPS_MAX {
+                    continue;
+                }
+                let candidate = Route { hops: hops + 1, via: peer };
+                routes.entry(dest).and_modify(|r| *r = (*r).min(candidate)).or_insert(candidate);
+            }
+        }
+        if routes != self.routing.routes {
+            self.routing.routes = routes;
+            self.routing.dirty = true;
+            self.licenses_dirty();
+            self.schedule_announce();
+        }
+    }
+
+    pub(super) fn flush_routes(&mut self) {
+        if !std::mem::take(&mut self.routing.dirty) {
+            return;
+        }
+        for (&peer, &link) in &self.peers.clone() {
+            // Split horizon: never offer a neighbour a route that goes through it.
+            let routes: Vec<_> = self
+                .routing
+                .routes
+                .iter()
+                .filter(|(dest, r)| **dest != peer && r.via != peer)
+                .map(|(dest, r)| (*dest, r.hops))
+                .collect();
+            self.send(link, Message::Reach { routes });
+        }
+    }
+
+    /// Servers of this system reachable now, this one included.
+    pub fn online_servers(&self) -> BTreeSet<ServerId> {
+        let mut online: BTreeSet<_> = self.routing.routes.keys().copied().collect();
+        online.insert(self.identity.server);
+        online
+    }
+
+    /// The lowest-numbered server reachable through a route (this one excluded).
+    pub(super) fn routing_lowest(&self) -> Option<ServerId> {
+        self.routing.routes.keys().next().copied()
+    }
+
+    /// The route to `server`, if it is reachable.
+    pub fn route_to(&self, server: ServerId) -> Option<Route> {
+        self.routing.routes.get(&server).copied()
+    }
+}

@@ -1,0 +1,255 @@
+//! Sync: new local writes are pushed to linked peers; everything else travels by pull. Peers
+//! announce how far they cover each origin (`Have`); a replica that lags asks one peer at a
+//! time per origin for the missing writes in bounded batches, so each write reaches each
+//! server about once, and a partial mesh converges hop by hop.
+
+use super::link::Phase;
+use super::{LinkId, Node, Output};
+use crate::ids::ServerId;
+use crate::persist::Record;
+use crate::store::{ReplicaId, Seq, Transaction};
+use crate::wire::Message;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Counters of sync traffic, for benchmarks and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Transactions received from peers.
+    pub txns_received: u64,
+    /// Of those, the ones this replica did not have.
+    pub txns_new: u64,
+}
+
+#[derive(Default)]
+pub(super) struct SyncState {
+    /// One outstanding pull per origin: the link asked and when to give up.
+    inflight: BTreeMap<ReplicaId, (LinkId, u64)>,
+    /// Origins to consider pulling.
+    want: BTreeSet<ReplicaId>,
+    /// Origins whose coverage grew since the last announcement.
+    dirty: BTreeSet<ReplicaId>,
+    pub stats: SyncStats,
+}
+
+impl Node {
+    pub(super) fn sync_link_up(&mut self, link: LinkId) {
+        let covered: Vec<_> = self.store.vector().iter().map(|(o, s)| (*o, *s)).collect();
+        if let Some(l) = self.links.get_mut(&link) {
+            l.announced = self.store.vector().clone();
+        }
+        self.send(link, Message::Have { covered });
+    }
+
+    pub(super) fn sync_link_down(&mut self, link: LinkId) {
+        let lost: Vec<_> =
+            self.sync.inflight.iter().filter(|(_, (l, _))| *l == link).map(|(o, _)| *o).collect();
+        for o in lost {
+            self.sync.inflight.remove(&o);
+            self.sync.want.insert(o);
+        }
+        self.schedule_pulls();
+    }
+
+    pub(super) fn push_to_peers(&mut self, txns: Vec<Transaction>) {
+        let Some(last) = txns.last() else { return };
+        let (origin, seq) = (last.origin, last.seq);
+        let links = self.up_links();
+        for link in &links {
+            if let Some(l) = self.links.get_mut(link) {
+                l.announced.insert(origin, seq);
+            }
+        }
+        // One encoded message shared by all links would be cheaper; clones keep the driver simple.
+        for link in links {
+            self.send(link, Message::Push { txns: txns.clone() });
+        }
+    }
+
+    pub(super) fn on_peer_message(&mut self, link: LinkId, peer: ServerId, msg: Message) {
+        match msg {
+            Message::Have { covered } => {
+                let l = self.links.get_mut(&link).expect("message on a known link");
+                for (o, s) in covered {
+                    let k = l.known.entry(o).or_insert(0);
+                    *k = (*k).max(s);
+                    if s > self.store.covered(o) {
+                        self.sync.want.insert(o);
+                    }
+                }
+                self.schedule_pulls();
+            }
+            Message::Pull { origin, after, limit } => {
+                let limit = limit.clamp(1, self.config.timing.sync_batch) as usize;
+                let (txns, upto) = self.store.writes_after(origin, after, limit);
+                self.send(link, Message::Writes { origin, upto, txns });
+            }
+            Message::Writes { origin, upto, txns } => {
+                if txns.iter().any(|t| t.origin != origin) {
+                    return self.violation(link, "Writes holding another origin's transaction");
+                }
+                if self.sync.inflight.get(&origin).is_some_and(|(l, _)| *l == link) {
+                    self.sync.inflight.remove(&origin);
+                }
+                self.apply_remote(link, txns, Some((origin, upto)));
+                self.sync.want.insert(origin);
+                self.schedule_pulls();
+            }
+            Message::Push { txns } => {
+                if txns.iter().any(|t| t.origin.server != peer) {
+                    return self.violation(link, "Push of another server's transaction");
+                }
+                self.apply_remote(link, txns, None);
+            }
+            Message::Reach { routes } => self.on_reach(link, routes),
+            Message::Ping => {
+                let idle = self.links.get(&link).is_some_and(|l| {
+                    self.now.mono_ms >= l.last_tx_ms + self.config.timing.beacon_ms / 2
+                });
+                if idle {
+                    self.send(link, Message::Ping);
+                }
+            }
+            Message::Identity(change) => self.apply_identity_change(&change, Some(link)),
+            other => {
+                let name = super::link::message_name(&other);
+                self.violation(link, format!("unexpected {name} on an established link"))
+            }
+        }
+    }
+
+    /// Applies writes from a peer; persists what is new and announces the progress.
+    fn apply_remote(
+        &mut self,
+        link: LinkId,
+        txns: Vec<Transaction>,
+        cover: Option<(ReplicaId, Seq)>,
+    ) {
+        if let Some(bad) = txns.iter().find(|t| t.value.as_ref().is_some_and(|v| !v.fits(&t.key))) {
+            let what = format!("value does not fit key {:?}", bad.key);
+            return self.violation(link, what);
+        }
+        let mut records = Vec::new();
+        let mut grown = BTreeSet::new();
+        self.sync.stats.txns_received += txns.len() as u64;
+        for t in txns {
+            let before = self.store.covered(t.origin);
+            if self.store.apply(&t).is_new() {
+                self.sync.stats.txns_new += 1;
+                self.clock.observe(t.hlc);
+                self.touched(&t.key);
+                if self.store.covered(t.origin) > before {
+                    grown.insert(t.origin);
+                }
+                self.note_peer_covers(link, t.origin, t.seq);
+                records.push(Record::Txn(t));
+            }
+        }
+        if let Some((origin, upto)) = cover {
+            self.note_peer_covers(link, origin, upto);
+            if upto > self.store.covered(origin) {
+                self.store.cover(origin, upto);
+                records.push(Record::Cover { origin, upto });
+                grown.insert(origin);
+            }
+        }
+        if !records.is_empty() {
+            self.outputs.push_back(Output::Persist(records));
+        }
+        if !grown.is_empty() {
+            self.sync.dirty.extend(grown);
+            self.schedule_announce();
+        }
+    }
+
+    fn note_peer_covers(&mut self, link: LinkId, origin: ReplicaId, seq: Seq) {
+        if let Some(l) = self.links.get_mut(&link) {
+            let k = l.known.entry(origin).or_insert(0);
+            *k = (*k).max(seq);
+        }
+    }
+
+    /// Sends one pull per lagging origin that has none outstanding.
+    fn schedule_pulls(&mut self) {
+        let want = std::mem::take(&mut self.sync.want);
+        let me = self.identity.server.0;
+        for origin in want {
+            if self.sync.inflight.contains_key(&origin) {
+                continue;
+            }
+            let mine = self.store.covered(origin);
+            // The peer that covers most; among equals, a per-puller choice spreads the load.
+            let best = self
+                .links
+                .iter()
+                .filter_map(|(id, l)| match l.phase {
+                    Phase::Up(peer) => {
+                        let has = l.known.get(&origin).copied().unwrap_or(0);
+                        (has > mine).then_some((
+                            has,
+                            std::cmp::Reverse((peer.0 ^ me).rotate_left(29)),
+                            *id,
+                        ))
+                    }
+                    _ => None,
+                })
+                .max();
+            if let Some((_, _, link)) = best {
+                let deadline = self.now.mono_ms + self.config.timing.pull_timeout_ms;
+                self.sync.inflight.insert(origin, (link, deadline));
+                let limit = self.config.timing.sync_batch;
+                self.send(link, Message::Pull { origin, after: mine, limit });
+            }
+        }
+    }
+
+    /// Gives up on pulls that went unanswered and asks again, possibly elsewhere.
+    pub(super) fn expire_pulls(&mut self) {
+        let now = self.now.mono_ms;
+        let late: Vec<_> =
+            self.sync.inflight.iter().filter(|(_, (_, at))| now >= *at).map(|(o, _)| *o).collect();
+        for o in late {
+            self.sync.inflight.remove(&o);
+            self.sync.want.insert(o);
+        }
+        self.schedule_pulls();
+    }
+
+    /// Tells each peer how far this replica now covers the origins that grew.
+    pub(super) fn flush_announcements(&mut self) {
+        self.flush_routes();
+        let dirty = std::mem::take(&mut self.sync.dirty);
+        if dirty.is_empty() {
+            return;
+        }
+        for link in self.up_links() {
+            let l = self.links.get_mut(&link).expect("up link exists");
+            let mut covered = Vec::new();
+            for &o in &dirty {
+                let mine = self.store.covered(o);
+                let told = l
+                    .known
+                    .get(&o)
+                    .copied()
+                    .unwrap_or(0)
+                    .max(l.announced.get(&o).copied().unwrap_or(0));
+                if mine > told {
+                    covered.push((o, mine));
+                    l.announced.insert(o, mine);
+                }
+            }
+            if !covered.is_empty() {
+                self.send(link, Message::Have { covered });
+            }
+        }
+    }
+
+    /// Counters of sync traffic.
+    pub fn sync_stats(&self) -> SyncStats {
+        self.sync.stats
+    }
+
+    /// Whether no pull is outstanding and nothing waits to be announced.
+    pub fn sync_idle(&self) -> bool {
+        self.sync.inflight.is_empty() && self.sync.dirty.is_empty() && self.sync.want.is_empty()
+    }
+}

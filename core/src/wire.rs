@@ -1,0 +1,318 @@
+//! The wire format between servers: beacons (UDP datagrams) and link messages (TCP), each one
+//! CBOR body in a [`frame`](crate::frame).
+
+use crate::auth::{Mac, Nonce};
+use crate::frame::{self, FrameError};
+use crate::hlc::Hlc;
+use crate::ids::{PeerAddr, ServerId, SystemId, SystemName};
+use crate::store::{ReplicaId, Seq, Transaction};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Version of the protocol spoken in beacons and hellos; peers with another version are refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest beacon datagram, in bytes.
+pub const BEACON_LEN_MAX: usize = 1400;
+
+/// Largest frame a link accepts (smaller than the storage limit: a peer cannot make us
+/// buffer more than this).
+pub const MESSAGE_LEN_MAX: usize = 8 * 1024 * 1024;
+
+/// Announcement of a server on the LAN, sent every second by multicast and to manual addresses.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct Beacon {
+    /// Protocol version.
+    pub version: u32,
+    /// Sender.
+    pub server: ServerId,
+    /// Sender's system.
+    pub system: SystemId,
+    /// Sender's system name.
+    pub name: SystemName,
+    /// Where the sender accepts links.
+    pub listen: Vec<PeerAddr>,
+    /// Proof that the sender holds its system's secret.
+    pub proof: Mac,
+}
+
+/// Why a link is being opened.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub enum Purpose {
+    /// A link between members of one system.
+    Peer,
+    /// An administrator's request to merge two systems, authenticated by `user`'s password.
+    Merge {
+        /// Remote administrator's login.
+        user: String,
+    },
+}
+
+/// First message on every link, sent by both ends.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct Hello {
+    /// Protocol version.
+    pub version: u32,
+    /// Sender.
+    pub server: ServerId,
+    /// Sender's system.
+    pub system: SystemId,
+    /// Sender's system name.
+    pub name: SystemName,
+    /// When the name was last set, so a renamed system wins over a stale name.
+    pub name_stamp: Hlc,
+    /// Challenge the receiver must answer.
+    pub nonce: Nonce,
+    /// Sender's clock, absorbed by the receiver.
+    pub hlc: Hlc,
+    /// Why the link exists.
+    pub purpose: Purpose,
+    /// Where the sender accepts links.
+    pub listen: Vec<PeerAddr>,
+}
+
+/// Data of a merge handshake.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub enum MergeMsg {
+    /// Remote to initiator: the salt to derive the password key with, and a challenge.
+    Challenge {
+        /// Salt of the user's password verifier.
+        salt: [u8; 16],
+        /// Cost parameters of the derivation.
+        params: crate::auth::KdfParams,
+        /// Challenge.
+        nonce: Nonce,
+        /// Servers of the remote system, to refuse a merge with a server on both sides.
+        servers: Vec<ServerId>,
+    },
+    /// Initiator to remote: the credential proof and which side's identity wins.
+    Proof {
+        /// `credential_proof(key, nonce)`.
+        proof: Mac,
+        /// Whether the initiator's system (true) or the remote's (false) is kept.
+        keep_initiator: bool,
+        /// Initiator's servers.
+        servers: Vec<ServerId>,
+        /// Initiator's secret sealed with the password key, when the initiator's side is kept.
+        sealed_secret: Option<[u8; 32]>,
+    },
+    /// Remote to initiator: merge done; carries the remote's identity when the remote is kept.
+    Accepted {
+        /// Kept system.
+        system: SystemId,
+        /// Kept name.
+        name: SystemName,
+        /// Remote secret sealed with the password key, when the remote side is kept.
+        sealed_secret: Option<[u8; 32]>,
+    },
+    /// Remote to initiator: refused.
+    Refused(MergeRefusal),
+}
+
+/// Why a merge was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Debug, Error)]
+pub enum MergeRefusal {
+    /// Unknown user, wrong password or a user who is not an administrator.
+    #[error("wrong credentials or not an administrator")]
+    BadCredentials,
+    /// A server id is in both systems.
+    #[error("a server is in both systems")]
+    ServerOnBothSides,
+    /// The two servers are already in one system.
+    #[error("already one system")]
+    SameSystem,
+}
+
+/// A change of a system's identity, relayed to every member: a rename, or a move into another
+/// system after a merge.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct IdentityChange {
+    /// System whose members must change.
+    pub from: SystemId,
+    /// System they become.
+    pub to: SystemId,
+    /// Name they take.
+    pub name: SystemName,
+    /// When the change was decided.
+    pub stamp: Hlc,
+    /// The new secret sealed with the old one, when it changes.
+    pub sealed_secret: Option<[u8; 32]>,
+    /// Nonce of the seal.
+    pub nonce: Nonce,
+}
+
+/// A message on a link.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub enum Message {
+    /// Opening of the handshake.
+    Hello(Hello),
+    /// Answer to the peer's nonce: proves the system secret.
+    Auth {
+        /// `link_proof(peer_nonce, sender)`.
+        proof: Mac,
+    },
+    /// Sync: the sender reflects these origins up to these sequence numbers.
+    Have {
+        /// Covered prefixes.
+        covered: Vec<(ReplicaId, Seq)>,
+    },
+    /// Sync: send the writes of `origin` after `after`, at most `limit`.
+    Pull {
+        /// Origin asked for.
+        origin: ReplicaId,
+        /// Receiver already reflects up to here.
+        after: Seq,
+        /// Batch bound.
+        limit: u32,
+    },
+    /// Sync: answer to a pull.
+    Writes {
+        /// Origin.
+        origin: ReplicaId,
+        /// After applying `txns`, the receiver reflects `origin` up to here.
+        upto: Seq,
+        /// Surviving writes.
+        txns: Vec<Transaction>,
+    },
+    /// Sync: new local writes pushed as they happen.
+    Push {
+        /// The writes, of the sender's own origin.
+        txns: Vec<Transaction>,
+    },
+    /// Routing: servers the sender reaches and in how many hops.
+    Reach {
+        /// `(server, hops)`.
+        routes: Vec<(ServerId, u8)>,
+    },
+    /// Keeps an idle link alive.
+    Ping,
+    /// A rename or merge that every member applies.
+    Identity(IdentityChange),
+    /// A step of an administrator's merge.
+    Merge(MergeMsg),
+}
+
+/// Why bytes could not be read as a beacon or message.
+#[derive(Debug, Error, PartialEq, Eq, Clone)]
+pub enum WireError {
+    /// Bad framing.
+    #[error("bad frame: {0}")]
+    Frame(#[from] FrameError),
+    /// Larger than the protocol allows.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Length announced or given.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// Valid frame, but the body is not a valid message.
+    #[error("bad message body: {0}")]
+    Body(String),
+    /// Bytes after the frame of a datagram.
+    #[error("{0} trailing bytes after the frame")]
+    Trailing(usize),
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut body = Vec::new();
+    // Writing into a Vec cannot fail and every type here serialises.
+    ciborium::into_writer(value, &mut body).expect("CBOR encoding into memory");
+    frame::encode(&body)
+}
+
+fn decode_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, WireError> {
+    ciborium::from_reader(body).map_err(|e| WireError::Body(e.to_string()))
+}
+
+impl Beacon {
+    /// The datagram carrying this beacon.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Reads a datagram; the whole datagram must be one frame.
+    pub fn decode(datagram: &[u8]) -> Result<Beacon, WireError> {
+        if datagram.len() > BEACON_LEN_MAX {
+            return Err(WireError::TooLarge { len: datagram.len(), max: BEACON_LEN_MAX });
+        }
+        let (body, used) = frame::decode(datagram)?;
+        if used != datagram.len() {
+            return Err(WireError::Trailing(datagram.len() - used));
+        }
+        decode_body(body)
+    }
+}
+
+impl Message {
+    /// The frame carrying this message.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Reads the message at the start of a stream buffer. `Ok(None)` means more bytes are
+    /// needed; otherwise returns the message and the bytes it used.
+    pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
+        if buf.len() >= 4 {
+            let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            if len > MESSAGE_LEN_MAX {
+                return Err(WireError::TooLarge { len, max: MESSAGE_LEN_MAX });
+            }
+        }
+        match frame::decode(buf) {
+            Ok((body, used)) => Ok(Some((decode_body(body)?, used))),
+            Err(FrameError::Incomplete { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beacon() -> Beacon {
+        Beacon {
+            version: PROTOCOL_VERSION,
+            server: ServerId(1),
+            system: SystemId(2),
+            name: SystemName::new("lab").unwrap(),
+            listen: vec![PeerAddr("10.0.0.1:7001".into())],
+            proof: [9; 32],
+        }
+    }
+
+    #[test]
+    fn a_beacon_round_trips_and_fits_a_datagram() {
+        let bytes = beacon().encode();
+        assert!(bytes.len() < BEACON_LEN_MAX);
+        assert_eq!(Beacon::decode(&bytes), Ok(beacon()));
+    }
+
+    #[test]
+    fn a_message_split_across_reads_waits_for_the_rest() {
+        let bytes = Message::Ping.encode();
+        assert_eq!(Message::decode(&bytes[..3]), Ok(None));
+        assert_eq!(Message::decode(&bytes), Ok(Some((Message::Ping, bytes.len()))));
+    }
+
+    #[test]
+    fn garbage_is_a_typed_error() {
+        let bytes = frame::encode(b"\xff\x00garbage");
+        assert!(matches!(Message::decode(&bytes), Err(WireError::Body(_))));
+        let mut huge = Message::Ping.encode();
+        huge[..4].copy_from_slice(&(MESSAGE_LEN_MAX as u32 + 1).to_le_bytes());
+        assert!(matches!(Message::decode(&huge), Err(WireError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn an_invalid_system_name_in_a_beacon_is_refused() {
+        let mut b = beacon();
+        b.name = SystemName::new("x").unwrap();
+        let body = ciborium::Value::serialized(&b).unwrap();
+        let mut text = Vec::new();
+        ciborium::into_writer(&body, &mut text).unwrap();
+        let bad = String::from_utf8_lossy(&text).replace('x', "\n").into_bytes();
+        assert!(Beacon::decode(&frame::encode(&bad)).is_err());
+    }
+}
