@@ -30,6 +30,8 @@ pub struct Beacon {
     pub system: SystemId,
     /// Sender's system name.
     pub name: SystemName,
+    /// Random per start of the sender: a beacon keeps alive only links to the same run.
+    pub boot: u64,
     /// Where the sender accepts links.
     pub listen: Vec<PeerAddr>,
     /// Proof that the sender holds its system's secret.
@@ -61,6 +63,8 @@ pub struct Hello {
     pub name: SystemName,
     /// When the name was last set, so a renamed system wins over a stale name.
     pub name_stamp: Hlc,
+    /// Random per start of the sender, as in its beacons.
+    pub boot: u64,
     /// Challenge the receiver must answer.
     pub nonce: Nonce,
     /// Sender's clock, absorbed by the receiver.
@@ -277,6 +281,7 @@ mod tests {
             server: ServerId(1),
             system: SystemId(2),
             name: SystemName::new("lab").unwrap(),
+            boot: 5,
             listen: vec![PeerAddr("10.0.0.1:7001".into())],
             proof: [9; 32],
         }

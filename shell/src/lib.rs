@@ -1,1 +1,3 @@
 //! hive
+
+pub mod storage;

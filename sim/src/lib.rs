@@ -1,1 +1,9 @@
-//! sim
+//! `hive-sim`: simulations of many Hive servers at two levels.
+//!
+//! - [`des`]: a discrete-event simulator that drives pure core nodes directly (100+ servers,
+//!   long seed sweeps).
+//! - [`check`]: the invariant checker both levels share, over [`report::NodeReport`]s.
+
+pub mod check;
+pub mod des;
+pub mod report;

@@ -21,8 +21,8 @@ pub(super) enum Phase {
     AwaitHello,
     /// Hellos exchanged, waiting for the peer's proof.
     AwaitAuth(Box<Hello>),
-    /// A member of this system.
-    Up(ServerId),
+    /// A member of this system, in the run that `boot` names.
+    Up(ServerId, u64),
     /// Carrying an administrator's merge.
     Merge(Box<Hello>),
 }
@@ -47,7 +47,14 @@ pub(super) struct Link {
 impl Link {
     pub fn peer(&self) -> Option<ServerId> {
         match self.phase {
-            Phase::Up(s) => Some(s),
+            Phase::Up(s, _) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn peer_boot(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Up(_, boot) => Some(boot),
             _ => None,
         }
     }
@@ -93,6 +100,7 @@ impl Node {
             system: self.identity.system,
             name: self.identity.name.clone(),
             name_stamp: self.identity.name_stamp,
+            boot: self.boot,
             nonce,
             hlc: self.clock.last(),
             purpose,
@@ -103,7 +111,7 @@ impl Node {
     pub(super) fn on_link_closed(&mut self, link: LinkId) {
         let Some(l) = self.links.remove(&link) else { return };
         self.admin.link_closed(link, &mut self.outputs);
-        if let Phase::Up(server) = l.phase {
+        if let Phase::Up(server, _) = l.phase {
             if self.peers.get(&server) == Some(&link) {
                 self.peers.remove(&server);
                 self.event(Event::PeerDown(server));
@@ -145,7 +153,7 @@ impl Node {
                     self.close(link);
                 }
             }
-            (Phase::Up(peer), msg) => self.on_peer_message(link, peer, msg),
+            (Phase::Up(peer, _), msg) => self.on_peer_message(link, peer, msg),
             (Phase::Merge(h), Message::Merge(m)) => self.on_merge_message(link, &h, m),
             (Phase::Merge(_), Message::Hello(_) | Message::Auth { .. }) => {}
             (_, msg) => self.violation(link, format!("unexpected {}", message_name(&msg))),
@@ -205,7 +213,7 @@ impl Node {
                 return;
             }
         }
-        self.links.get_mut(&link).expect("link exists").phase = Phase::Up(hello.server);
+        self.links.get_mut(&link).expect("link exists").phase = Phase::Up(hello.server, hello.boot);
         self.peers.insert(hello.server, link);
         self.discovery.linked(hello.server);
         self.event(Event::PeerUp(hello.server));
@@ -274,7 +282,10 @@ impl Node {
         let mut dead = Vec::new();
         let mut ping = Vec::new();
         for (&id, l) in &self.links {
-            let beacon_ms = l.peer().and_then(|p| self.discovery.beacon_heard_ms(p));
+            let beacon_ms = match l.phase {
+                Phase::Up(p, boot) => self.discovery.beacon_heard_ms(p, boot),
+                _ => None,
+            };
             let heard = l.last_rx_ms.max(beacon_ms.unwrap_or(0));
             let handshaking = l.peer().is_none();
             if (handshaking && now >= l.opened_ms + t.handshake_ms)

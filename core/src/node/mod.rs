@@ -224,6 +224,8 @@ pub struct Node {
     sync: sync::SyncState,
     routing: routing::Routing,
     admin: admin::AdminState,
+    /// Random per start, carried in beacons and hellos.
+    boot: u64,
     next_tick_ms: u64,
     announce_at_ms: Option<u64>,
     /// Cameras, keys or membership changed since licenses were last checked.
@@ -275,6 +277,7 @@ impl Node {
                 identity
             }
         };
+        let boot = rng.gen();
         let mut node = Node {
             discovery: discovery::Discovery::default(),
             sync: sync::SyncState::default(),
@@ -289,6 +292,7 @@ impl Node {
             outputs: VecDeque::new(),
             links: BTreeMap::new(),
             peers: BTreeMap::new(),
+            boot,
             next_tick_ms: now.mono_ms,
             announce_at_ms: None,
             license_dirty: true,

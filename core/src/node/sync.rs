@@ -182,7 +182,7 @@ impl Node {
                 .links
                 .iter()
                 .filter_map(|(id, l)| match l.phase {
-                    Phase::Up(peer) => {
+                    Phase::Up(peer, _) => {
                         let has = l.known.get(&origin).copied().unwrap_or(0);
                         (has > mine).then_some((
                             has,

@@ -15,10 +15,16 @@ pub trait Fs: Clone + Send + Sync + 'static {
     type File: AppendFile;
 
     /// Opens `name` for appending, creating it (with a durable directory entry) if missing.
-    fn open_append(&self, name: &str) -> impl Future<Output = Result<Self::File, StorageError>> + Send;
+    fn open_append(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Self::File, StorageError>> + Send;
 
     /// Reads all of `name`; `None` if it does not exist.
-    fn read(&self, name: &str) -> impl Future<Output = Result<Option<Vec<u8>>, StorageError>> + Send;
+    fn read(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StorageError>> + Send;
 
     /// Replaces `name` with `bytes` atomically: after a crash the file holds either the old or
     /// the new contents, never a mix.
@@ -41,5 +47,6 @@ pub trait AppendFile: Send {
     fn sync_data(&mut self) -> impl Future<Output = Result<(), StorageError>> + Send;
 
     /// Cuts the file to `len_bytes` and makes the cut durable.
-    fn truncate(&mut self, len_bytes: u64) -> impl Future<Output = Result<(), StorageError>> + Send;
+    fn truncate(&mut self, len_bytes: u64)
+        -> impl Future<Output = Result<(), StorageError>> + Send;
 }

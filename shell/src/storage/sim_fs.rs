@@ -22,7 +22,9 @@ impl SimFs {
     /// Uses `root` (made absolute) as the data directory, creating it durably if missing.
     pub async fn open(root: impl AsRef<Path>) -> Result<Self, StorageError> {
         let root: Arc<Path> = Path::new("/").join(root).into();
-        sim::create_dir_all(&root).await.map_err(|e| StorageError::io(IoOp::CreateDir, &*root, e))?;
+        sim::create_dir_all(&root)
+            .await
+            .map_err(|e| StorageError::io(IoOp::CreateDir, &*root, e))?;
         for dir in root.ancestors() {
             sync_dir(dir).await?;
         }
@@ -143,4 +145,124 @@ async fn write_all_at(
 /// Makes the entries of directory `dir` durable.
 async fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     sim::sync_dir(dir).await.map_err(|e| StorageError::io(IoOp::SyncDir, dir, e))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::storage::StorageError;
+    use std::cell::Cell;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::rc::Rc;
+    use tokio::sync::Notify;
+
+    type Step = Pin<Box<dyn Future<Output = Result<(), StorageError>>>>;
+
+    /// Runs `before` on host "server", crashes the host, restarts it and runs `after`.
+    pub(crate) fn across_crash<B, BF, A, AF>(builder: &turmoil::Builder, before: B, after: A)
+    where
+        B: Fn() -> BF + 'static,
+        BF: Future<Output = Result<(), StorageError>> + 'static,
+        A: Fn() -> AF + 'static,
+        AF: Future<Output = Result<(), StorageError>> + 'static,
+    {
+        let mut sim = builder.build();
+        let crashed = Rc::new(Cell::new(false));
+        let done = Rc::new(Notify::new());
+        let (host_crashed, host_done) = (Rc::clone(&crashed), Rc::clone(&done));
+        sim.host("server", move || {
+            let step: Step =
+                if host_crashed.get() { Box::pin(after()) } else { Box::pin(before()) };
+            let done = Rc::clone(&host_done);
+            async move {
+                step.await?;
+                done.notify_one();
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+        for phase in ["before", "after"] {
+            let done = Rc::clone(&done);
+            sim.client(phase, async move {
+                done.notified().await;
+                Ok(())
+            });
+            sim.run().unwrap_or_else(|e| panic!("{phase} the crash: {e}"));
+            if !crashed.get() {
+                sim.crash("server");
+                crashed.set(true);
+                sim.bounce("server");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::across_crash;
+    use super::*;
+
+    #[test]
+    fn synced_appends_survive_a_crash_and_unsynced_ones_do_not() {
+        across_crash(
+            &turmoil::Builder::new(),
+            || async {
+                let fs = SimFs::open("/data").await?;
+                let mut file = fs.open_append("file").await?;
+                file.append(b"synced").await?;
+                file.sync_data().await?;
+                file.append(b" and not").await?;
+                assert_eq!(fs.read("file").await?.as_deref(), Some(&b"synced and not"[..]));
+                Ok(())
+            },
+            || async {
+                let fs = SimFs::open("/data").await?;
+                assert_eq!(fs.read("file").await?.as_deref(), Some(&b"synced"[..]));
+                Ok(())
+            },
+        );
+    }
+
+    #[test]
+    fn atomic_writes_and_removals_survive_a_crash() {
+        across_crash(
+            &turmoil::Builder::new(),
+            || async {
+                let fs = SimFs::open("/data/deep").await?;
+                fs.write_atomic("kept", b"old").await?;
+                fs.write_atomic("kept", b"new").await?;
+                fs.write_atomic("gone", b"x").await?;
+                assert!(fs.remove("gone").await?);
+                assert!(!fs.remove("gone").await?);
+                Ok(())
+            },
+            || async {
+                let fs = SimFs::open("/data/deep").await?;
+                assert_eq!(fs.read("kept").await?.as_deref(), Some(&b"new"[..]));
+                assert_eq!(fs.read("gone").await?, None);
+                Ok(())
+            },
+        );
+    }
+
+    #[test]
+    fn a_truncation_survives_a_crash() {
+        across_crash(
+            &turmoil::Builder::new(),
+            || async {
+                let fs = SimFs::open("/data").await?;
+                let mut file = fs.open_append("file").await?;
+                file.append(b"keep-cut").await?;
+                file.truncate(4).await?;
+                file.append(b"!").await?;
+                file.sync_data().await?;
+                Ok(())
+            },
+            || async {
+                let fs = SimFs::open("/data").await?;
+                assert_eq!(fs.read("file").await?.as_deref(), Some(&b"keep!"[..]));
+                Ok(())
+            },
+        );
+    }
 }

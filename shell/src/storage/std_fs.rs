@@ -21,7 +21,8 @@ impl StdFs {
         let root: Arc<Path> = root.into().into();
         let dir = Arc::clone(&root);
         blocking(IoOp::CreateDir, &root, move || {
-            std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(IoOp::CreateDir, &*dir, e))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| StorageError::io(IoOp::CreateDir, &*dir, e))?;
             sync_dir(&dir)?;
             match dir.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
@@ -73,8 +74,7 @@ impl Fs for StdFs {
         let tmp = self.path(&format!("{name}.tmp"));
         let (root, final_path, bytes) = (Arc::clone(&self.root), path.clone(), bytes.to_vec());
         blocking(IoOp::Write, &path, move || {
-            let mut file =
-                File::create(&tmp).map_err(|e| StorageError::io(IoOp::Open, &tmp, e))?;
+            let mut file = File::create(&tmp).map_err(|e| StorageError::io(IoOp::Open, &tmp, e))?;
             file.write_all(&bytes).map_err(|e| StorageError::io(IoOp::Write, &tmp, e))?;
             file.sync_all().map_err(|e| StorageError::io(IoOp::Sync, &tmp, e))?;
             std::fs::rename(&tmp, &final_path)
@@ -132,9 +132,7 @@ impl AppendFile for StdFile {
 
 /// Makes the entries of directory `dir` durable.
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StorageError::io(IoOp::SyncDir, dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StorageError::io(IoOp::SyncDir, dir, e))
 }
 
 /// Runs `work` on the blocking pool; a task that could not finish is an I/O error on `path`.
@@ -146,5 +144,18 @@ async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
         Err(join) => Err(StorageError::io(op, path, io::Error::other(join))),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::StdFs;
+    use tempfile::TempDir;
+
+    /// A [`StdFs`] in a fresh temporary directory, removed when the guard drops.
+    pub(crate) async fn temp_fs() -> (TempDir, StdFs) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let fs = StdFs::open(dir.path().join("data")).await.expect("data directory");
+        (dir, fs)
     }
 }

@@ -1,0 +1,713 @@
+//! The world of the discrete-event simulator: hosts, a virtual network and an event queue.
+
+use super::disk::Disk;
+use crate::check::{self, Violation};
+use crate::report::NodeReport;
+use hive_core::auth::{KdfParams, Secret};
+use hive_core::ids::{HardwareId, PeerAddr, SystemName};
+use hive_core::licenses::{LicenseId, LicenseIssuer};
+use hive_core::node::{
+    Command, CommandError, CommandId, Config, Input, LinkId, Node, Now, Output, Reply, Timing,
+};
+use hive_core::resources::{Key, Value};
+use hive_core::store::{ReplicaId, Seq};
+use hive_core::wire::{Beacon, Message};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::rc::Rc;
+
+/// Index of a host in the world.
+pub type HostId = usize;
+
+/// Seed of the license issuer used by simulations (its public key is every node's vendor key).
+pub const VENDOR_SEED: [u8; 32] = [42; 32];
+
+/// Network and protocol settings of a world.
+#[derive(Clone, Debug)]
+pub struct WorldConfig {
+    /// One-way latency of every link, ms.
+    pub latency_ms: u64,
+    /// Extra random latency per message, up to this, ms (TCP order is kept).
+    pub jitter_ms: u64,
+    /// Probability that a beacon datagram is lost.
+    pub beacon_loss: f64,
+    /// Time a dial to an unreachable address takes to fail, ms.
+    pub connect_timeout_ms: u64,
+    /// Protocol timing of every node.
+    pub timing: Timing,
+    /// Records after which a host's log is folded into a snapshot.
+    pub compact_every: usize,
+    /// Whether to encode every message to count bytes (costs time).
+    pub measure_bytes: bool,
+}
+
+impl Default for WorldConfig {
+    fn default() -> Self {
+        WorldConfig {
+            latency_ms: 1,
+            jitter_ms: 0,
+            beacon_loss: 0.0,
+            connect_timeout_ms: 1_000,
+            timing: Timing::default(),
+            compact_every: 10_000,
+            measure_bytes: false,
+        }
+    }
+}
+
+/// How one simulated server is set up.
+#[derive(Clone, Debug)]
+pub struct ServerSpec {
+    /// System name at first start.
+    pub system_name: String,
+    /// System secret at first start.
+    pub secret: String,
+    /// LAN segment: beacons reach only hosts of the same segment.
+    pub segment: u32,
+    /// Behind NAT: nobody can dial it or send it unsolicited datagrams.
+    pub nat: bool,
+    /// Wall-clock offset from true time, ms.
+    pub clock_offset_ms: i64,
+    /// Wall-clock drift, parts per million.
+    pub drift_ppm: i64,
+    /// Hosts whose addresses it dials and sends beacons to.
+    pub manual_peers: Vec<HostId>,
+}
+
+impl ServerSpec {
+    /// A server of system `name` with secret `secret` on segment 0.
+    pub fn new(name: &str, secret: &str) -> Self {
+        ServerSpec {
+            system_name: name.into(),
+            secret: secret.into(),
+            segment: 0,
+            nat: false,
+            clock_offset_ms: 0,
+            drift_ppm: 0,
+            manual_peers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Ev {
+    Timer { host: HostId, inc: u32 },
+    Multicast { from: HostId, beacon: Rc<Beacon>, segment: u32 },
+    Unicast { from: HostId, to: HostId, beacon: Rc<Beacon> },
+    Deliver { link: LinkId, to: HostId, msg: Box<Message> },
+    Opened { link: LinkId, host: HostId, inc: u32, dialed: Option<PeerAddr> },
+    DialFailed { host: HostId, inc: u32, addr: PeerAddr },
+    Closed { link: LinkId, host: HostId },
+}
+
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+struct Host {
+    spec: ServerSpec,
+    addr: PeerAddr,
+    seed: u64,
+    node: Option<Node>,
+    inc: u32,
+    disk: Disk,
+    timer_at: Option<u64>,
+    /// Own writes acknowledged to a client: each must survive crashes.
+    acked: Vec<(ReplicaId, Seq)>,
+    /// Its log was damaged: acknowledged writes may be missing until peers resend them.
+    recovering: bool,
+}
+
+struct SimLink {
+    ends: [(HostId, u32); 2],
+    broken: bool,
+    last_at: [u64; 2],
+}
+
+/// Byte and message counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetStats {
+    /// Messages sent on links.
+    pub messages: u64,
+    /// Bytes of link messages (only with `measure_bytes`).
+    pub bytes: u64,
+    /// Bytes of messages carrying transactions (`Push`, `Writes`).
+    pub txn_bytes: u64,
+    /// Beacon datagrams delivered.
+    pub beacons: u64,
+    /// Events processed.
+    pub events: u64,
+}
+
+/// A simulated world.
+pub struct World {
+    cfg: WorldConfig,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    hosts: Vec<Host>,
+    by_addr: BTreeMap<PeerAddr, HostId>,
+    segments: BTreeMap<u32, Vec<HostId>>,
+    blocked: BTreeSet<(HostId, HostId)>,
+    links: BTreeMap<LinkId, SimLink>,
+    next_link: u64,
+    next_command: u64,
+    replies: BTreeMap<CommandId, Result<Reply, CommandError>>,
+    pending: BTreeMap<CommandId, HostId>,
+    rng: ChaCha8Rng,
+    trace: u64,
+    /// Network counters.
+    pub stats: NetStats,
+    issuer: LicenseIssuer,
+    isolated: BTreeSet<HostId>,
+}
+
+impl World {
+    /// An empty world; everything random in it follows from `seed`.
+    pub fn new(seed: u64, cfg: WorldConfig) -> World {
+        World {
+            cfg,
+            now: 1_000_000,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            hosts: Vec::new(),
+            by_addr: BTreeMap::new(),
+            segments: BTreeMap::new(),
+            blocked: BTreeSet::new(),
+            links: BTreeMap::new(),
+            next_link: 1,
+            next_command: 1,
+            replies: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            trace: 0xcbf2_9ce4_8422_2325,
+            stats: NetStats::default(),
+            issuer: LicenseIssuer::from_seed(VENDOR_SEED),
+            isolated: BTreeSet::new(),
+        }
+    }
+
+    /// Simulated true time, ms.
+    pub fn now_ms(&self) -> u64 {
+        self.now
+    }
+
+    /// Adds and starts a server.
+    pub fn add_server(&mut self, spec: ServerSpec) -> HostId {
+        let id = self.hosts.len();
+        let addr = PeerAddr(format!("10.{}.{}.{}:7001", spec.segment, id / 250, id % 250 + 1));
+        self.by_addr.insert(addr.clone(), id);
+        self.segments.entry(spec.segment).or_default().push(id);
+        let seed = self.rng.gen();
+        self.hosts.push(Host {
+            spec,
+            addr,
+            seed,
+            node: None,
+            inc: 0,
+            disk: Disk::default(),
+            timer_at: None,
+            acked: Vec::new(),
+            recovering: false,
+        });
+        self.start(id);
+        id
+    }
+
+    /// Marks a host as one that must never exchange data with anyone (wrong secret).
+    pub fn isolate(&mut self, host: HostId) {
+        self.isolated.insert(host);
+    }
+
+    fn config(&self, host: HostId) -> Config {
+        let h = &self.hosts[host];
+        Config {
+            server_name: format!("server-{host}"),
+            system_name: SystemName::new(h.spec.system_name.clone())
+                .expect("valid system name in spec"),
+            secret: Secret::from_text(&h.spec.secret),
+            hardware_id: HardwareId(format!("hw-{host}")),
+            listen: vec![h.addr.clone()],
+            manual_peers: h.spec.manual_peers.iter().map(|p| self.hosts[*p].addr.clone()).collect(),
+            vendor_key: self.issuer.verifying_key(),
+            kdf: KdfParams::CHEAP,
+            failover_enabled: true,
+            max_cameras: 256,
+            timing: self.cfg.timing.clone(),
+        }
+    }
+
+    fn clock(&self, host: HostId) -> Now {
+        let s = &self.hosts[host].spec;
+        let wall = self.now as i64 + s.clock_offset_ms + self.now as i64 * s.drift_ppm / 1_000_000;
+        Now { mono_ms: self.now, wall_ms: 1_700_000_000_000u64.saturating_add_signed(wall) }
+    }
+
+    fn start(&mut self, host: HostId) {
+        let config = self.config(host);
+        let now = self.clock(host);
+        let h = &mut self.hosts[host];
+        h.inc += 1;
+        h.timer_at = None;
+        let restored = h.disk.restore();
+        let seed = h.seed ^ u64::from(h.inc);
+        h.node = Some(Node::new(config, restored, seed, now));
+        self.drain(host);
+    }
+
+    /// Crashes a host: it loses everything not on its disk, its links break.
+    pub fn crash(&mut self, host: HostId) {
+        let h = &mut self.hosts[host];
+        h.node = None;
+        h.inc += 1;
+        for l in self.links.values_mut() {
+            if l.ends.iter().any(|(e, _)| *e == host) {
+                l.broken = true;
+            }
+        }
+    }
+
+    /// Restarts a crashed host from its disk.
+    pub fn restart(&mut self, host: HostId) {
+        if self.hosts[host].node.is_none() {
+            self.start(host);
+        }
+    }
+
+    /// Whether a host is running.
+    pub fn is_up(&self, host: HostId) -> bool {
+        self.hosts[host].node.is_some()
+    }
+
+    /// Makes appends fail on a host's disk (the driver then stops the server: fail-stop).
+    pub fn set_disk_full(&mut self, host: HostId, full: bool) {
+        self.hosts[host].disk.full = full;
+    }
+
+    /// Damages a crashed host's log, keeping a fraction of its records.
+    pub fn damage_log(&mut self, host: HostId, keep_fraction: f64) {
+        let d = &mut self.hosts[host].disk;
+        let keep = (d.records.len() as f64 * keep_fraction) as usize;
+        d.damage(keep);
+        // What was acknowledged after the damage point now lives only on peers.
+        self.hosts[host].recovering = true;
+    }
+
+    /// Cuts both directions between two hosts.
+    pub fn partition(&mut self, a: HostId, b: HostId) {
+        self.blocked.insert((a, b));
+        self.blocked.insert((b, a));
+    }
+
+    /// Cuts traffic from `from` to `to` only.
+    pub fn partition_oneway(&mut self, from: HostId, to: HostId) {
+        self.blocked.insert((from, to));
+    }
+
+    /// Restores both directions between two hosts.
+    pub fn repair(&mut self, a: HostId, b: HostId) {
+        self.blocked.remove(&(a, b));
+        self.blocked.remove(&(b, a));
+    }
+
+    /// Splits the hosts into two sides that cannot reach each other.
+    pub fn partition_sides(&mut self, side: &[HostId]) {
+        let side: BTreeSet<_> = side.iter().copied().collect();
+        for a in 0..self.hosts.len() {
+            for b in 0..self.hosts.len() {
+                if side.contains(&a) != side.contains(&b) {
+                    self.blocked.insert((a, b));
+                }
+            }
+        }
+    }
+
+    /// Removes every partition.
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    /// The node of a running host.
+    pub fn node(&self, host: HostId) -> Option<&Node> {
+        self.hosts[host].node.as_ref()
+    }
+
+    /// Number of hosts.
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Whether the world has no hosts.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// Hash of everything that happened: equal for two runs of one seed.
+    pub fn trace(&self) -> u64 {
+        self.trace
+    }
+
+    fn mix(&mut self, v: u64) {
+        self.trace ^= v;
+        self.trace = self.trace.wrapping_mul(0x100_0000_01b3);
+    }
+
+    /// Sends a command to a host now; its reply arrives through [`World::reply`].
+    pub fn command(&mut self, host: HostId, cmd: Command) -> CommandId {
+        let id = CommandId(self.next_command);
+        self.next_command += 1;
+        self.pending.insert(id, host);
+        let now = self.clock(host);
+        if let Some(node) = self.hosts[host].node.as_mut() {
+            node.handle(now, Input::Command { id, cmd });
+            self.drain(host);
+        }
+        id
+    }
+
+    /// The reply to a command, once it came.
+    pub fn reply(&self, id: CommandId) -> Option<&Result<Reply, CommandError>> {
+        self.replies.get(&id)
+    }
+
+    /// Issues a license of `channels` bound to a host's hardware and adds it through that host.
+    pub fn add_license(&mut self, host: HostId, id: u128, channels: u32) -> CommandId {
+        let key = self.issuer.issue(LicenseId(id), channels, HardwareId(format!("hw-{host}")), 0);
+        self.command(host, Command::Put { key: Key::License(key.id), value: Value::License(key) })
+    }
+
+    fn schedule(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled { at, seq: self.seq, ev }));
+    }
+
+    fn latency(&mut self) -> u64 {
+        let j = if self.cfg.jitter_ms > 0 { self.rng.gen_range(0..=self.cfg.jitter_ms) } else { 0 };
+        self.cfg.latency_ms + j
+    }
+
+    fn reachable(&self, from: HostId, to: HostId) -> bool {
+        !self.blocked.contains(&(from, to))
+    }
+
+    /// Carries out a host's outputs.
+    fn drain(&mut self, host: HostId) {
+        loop {
+            let Some(node) = self.hosts[host].node.as_mut() else { return };
+            let Some(out) = node.poll_output() else { break };
+            self.output(host, out);
+        }
+        let Some(node) = self.hosts[host].node.as_ref() else { return };
+        let at = node.poll_timeout().max(self.now);
+        if self.hosts[host].timer_at != Some(at) {
+            self.hosts[host].timer_at = Some(at);
+            let inc = self.hosts[host].inc;
+            self.schedule(at, Ev::Timer { host, inc });
+        }
+    }
+
+    fn output(&mut self, host: HostId, out: Output) {
+        match out {
+            Output::Persist(records) => {
+                if self.hosts[host].disk.full {
+                    // Fail-stop: a server that cannot make a change durable stops before
+                    // acting on it, and restarts from what its disk holds.
+                    self.mix(0xd15c);
+                    self.crash(host);
+                    return;
+                }
+                let h = &mut self.hosts[host];
+                h.disk.records.extend(records);
+                if h.disk.records.len() >= self.cfg.compact_every {
+                    let snap = h.node.as_ref().expect("running").snapshot();
+                    h.disk.compact(snap);
+                }
+            }
+            Output::Snapshot(s) => self.hosts[host].disk.compact(*s),
+            Output::Send { link, msg } => self.send(host, link, msg),
+            Output::Beacon { beacon, unicast } => {
+                let beacon = Rc::new(beacon);
+                let at = self.now + self.cfg.latency_ms;
+                let segment = self.hosts[host].spec.segment;
+                self.schedule(at, Ev::Multicast { from: host, beacon: beacon.clone(), segment });
+                for addr in unicast {
+                    if let Some(&to) = self.by_addr.get(&addr) {
+                        if self.hosts[to].spec.segment != segment {
+                            self.schedule(
+                                at,
+                                Ev::Unicast { from: host, to, beacon: beacon.clone() },
+                            );
+                        }
+                    }
+                }
+            }
+            Output::Dial(addr) => self.dial(host, addr),
+            Output::Close(link) => {
+                if let Some(l) = self.links.get_mut(&link) {
+                    let other = if l.ends[0].0 == host { 1 } else { 0 };
+                    let (to, _) = l.ends[other];
+                    let broken = l.broken;
+                    l.broken = true;
+                    if !broken {
+                        let at = self.now + self.cfg.latency_ms;
+                        self.schedule(at, Ev::Closed { link, host: to });
+                    }
+                }
+            }
+            Output::Reply { id, result } => {
+                if let Ok(Reply::Split { .. }) = result {
+                    // The server left its old system's data behind on purpose.
+                    self.hosts[host].acked.clear();
+                }
+                if result.is_ok() {
+                    let node = self.hosts[host].node.as_ref().expect("running");
+                    let origin = node.identity().replica();
+                    let seq = node.store().highest(origin);
+                    self.hosts[host].acked.push((origin, seq));
+                }
+                self.replies.insert(id, result);
+            }
+            Output::Event(_) => {}
+        }
+    }
+
+    fn send(&mut self, host: HostId, link: LinkId, msg: Message) {
+        let Some(l) = self.links.get_mut(&link) else { return };
+        let dir = if l.ends[0].0 == host { 0 } else { 1 };
+        let (to, to_inc) = l.ends[1 - dir];
+        if l.broken || self.blocked.contains(&(host, to)) || self.hosts[to].inc != to_inc {
+            // A broken connection: nothing more gets through; the ends notice by silence.
+            l.broken = true;
+            return;
+        }
+        self.stats.messages += 1;
+        if self.cfg.measure_bytes {
+            let n = msg.encode().len() as u64;
+            self.stats.bytes += n;
+            if matches!(msg, Message::Push { .. } | Message::Writes { .. }) {
+                self.stats.txn_bytes += n;
+            }
+        }
+        let lat = self.latency();
+        let l = self.links.get_mut(&link).expect("present");
+        let at = (self.now + lat).max(l.last_at[dir]);
+        l.last_at[dir] = at;
+        self.schedule(at, Ev::Deliver { link, to, msg: Box::new(msg) });
+    }
+
+    fn dial(&mut self, host: HostId, addr: PeerAddr) {
+        let inc = self.hosts[host].inc;
+        let target = self.by_addr.get(&addr).copied();
+        let ok = target.filter(|&t| {
+            self.hosts[t].node.is_some()
+                && !self.hosts[t].spec.nat
+                && self.reachable(host, t)
+                && self.reachable(t, host)
+        });
+        match ok {
+            Some(t) => {
+                let link = LinkId(self.next_link);
+                self.next_link += 1;
+                let t_inc = self.hosts[t].inc;
+                self.links.insert(
+                    link,
+                    SimLink { ends: [(host, inc), (t, t_inc)], broken: false, last_at: [0; 2] },
+                );
+                let lat = self.cfg.latency_ms;
+                self.schedule(
+                    self.now + lat,
+                    Ev::Opened { link, host: t, inc: t_inc, dialed: None },
+                );
+                self.schedule(
+                    self.now + 2 * lat,
+                    Ev::Opened { link, host, inc, dialed: Some(addr) },
+                );
+            }
+            None => {
+                let refused =
+                    target.is_some_and(|t| self.hosts[t].node.is_none() && self.reachable(host, t));
+                let wait =
+                    if refused { 2 * self.cfg.latency_ms } else { self.cfg.connect_timeout_ms };
+                self.schedule(self.now + wait, Ev::DialFailed { host, inc, addr });
+            }
+        }
+    }
+
+    fn deliver(&mut self, host: HostId, input: Input) {
+        let now = self.clock(host);
+        if let Some(node) = self.hosts[host].node.as_mut() {
+            node.handle(now, input);
+            self.drain(host);
+        }
+    }
+
+    fn beacon_to(&mut self, from: HostId, to: HostId, beacon: &Beacon) {
+        if to == from || !self.reachable(from, to) {
+            return;
+        }
+        if self.cfg.beacon_loss > 0.0 && self.rng.gen_bool(self.cfg.beacon_loss) {
+            return;
+        }
+        let now = self.clock(to);
+        if let Some(node) = self.hosts[to].node.as_mut() {
+            self.stats.beacons += 1;
+            node.handle_beacon(now, beacon);
+            self.drain(to);
+        }
+    }
+
+    fn step(&mut self, s: Scheduled) {
+        self.now = s.at;
+        self.stats.events += 1;
+        self.mix(s.at);
+        match s.ev {
+            Ev::Timer { host, inc } => {
+                let h = &mut self.hosts[host];
+                if h.inc == inc && h.timer_at == Some(s.at) {
+                    h.timer_at = None;
+                    self.mix(host as u64);
+                    self.deliver(host, Input::Tick);
+                }
+            }
+            Ev::Multicast { from, beacon, segment } => {
+                let members = self.segments.get(&segment).cloned().unwrap_or_default();
+                for to in members {
+                    self.beacon_to(from, to, &beacon);
+                }
+            }
+            Ev::Unicast { from, to, beacon } => {
+                if !self.hosts[to].spec.nat {
+                    self.beacon_to(from, to, &beacon);
+                }
+            }
+            Ev::Deliver { link, to, msg } => {
+                let alive = self.links.get(&link).is_some_and(|l| {
+                    !l.broken || l.ends.iter().all(|(h, i)| self.hosts[*h].inc == *i)
+                });
+                if alive {
+                    self.mix(link.0 ^ ((to as u64) << 48));
+                    self.deliver(to, Input::Message { link, msg: *msg });
+                }
+            }
+            Ev::Opened { link, host, inc, dialed } => {
+                if self.hosts[host].inc == inc {
+                    self.mix(link.0);
+                    self.deliver(host, Input::LinkOpened { link, dialed });
+                }
+            }
+            Ev::DialFailed { host, inc, addr } => {
+                if self.hosts[host].inc == inc {
+                    self.deliver(host, Input::DialFailed { addr });
+                }
+            }
+            Ev::Closed { link, host } => self.deliver(host, Input::LinkClosed { link }),
+        }
+    }
+
+    /// Runs until simulated time `until_ms`.
+    pub fn run_until(&mut self, until_ms: u64) {
+        while let Some(Reverse(s)) = self.queue.peek() {
+            if s.at > until_ms {
+                break;
+            }
+            let Reverse(s) = self.queue.pop().expect("peeked");
+            self.step(s);
+        }
+        self.now = self.now.max(until_ms);
+    }
+
+    /// Runs for `ms` of simulated time.
+    pub fn run_for(&mut self, ms: u64) {
+        self.run_until(self.now + ms);
+    }
+
+    /// Runs until `done` holds (checked every `step_ms`) or `limit_ms` passed; returns the
+    /// simulated time it took, or `None` on timeout.
+    pub fn run_until_pred(
+        &mut self,
+        step_ms: u64,
+        limit_ms: u64,
+        mut done: impl FnMut(&World) -> bool,
+    ) -> Option<u64> {
+        let start = self.now;
+        while self.now < start + limit_ms {
+            if done(self) {
+                return Some(self.now - start);
+            }
+            self.run_for(step_ms);
+        }
+        done(self).then(|| self.now - start)
+    }
+
+    /// Reports of every running server.
+    pub fn reports(&self) -> Vec<NodeReport> {
+        let vendor = self.issuer.verifying_key();
+        self.hosts
+            .iter()
+            .filter_map(|h| h.node.as_ref())
+            .map(|n| NodeReport::of(n, &vendor))
+            .collect()
+    }
+
+    /// Checks the invariants that hold at every step.
+    pub fn check(&self) -> Result<(), Violation> {
+        let isolated = self
+            .isolated
+            .iter()
+            .filter_map(|h| self.node(*h))
+            .map(|n| n.identity().server)
+            .collect();
+        check::always(&self.reports(), &isolated)?;
+        self.check_acknowledged(false)
+    }
+
+    /// Checks that every acknowledged write is reflected by the server that acknowledged it;
+    /// servers recovering a damaged log are exempt unless `strict`.
+    pub fn check_acknowledged(&self, strict: bool) -> Result<(), Violation> {
+        for (i, h) in self.hosts.iter().enumerate() {
+            let Some(node) = &h.node else { continue };
+            if h.recovering && !strict {
+                continue;
+            }
+            for (origin, seq) in &h.acked {
+                if !node.store().knows(*origin, *seq) {
+                    return Err(Violation(format!(
+                        "host {i}: acknowledged write {origin:?}#{seq} lost"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every running server is idle and every system has converged.
+    pub fn converged(&self) -> bool {
+        check::is_converged(&self.reports())
+    }
+
+    /// Checks convergence, with a reason on failure.
+    pub fn check_converged(&self) -> Result<(), Violation> {
+        check::converged(&self.reports())
+    }
+}
