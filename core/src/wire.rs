@@ -30,8 +30,6 @@ pub struct Beacon {
     pub system: SystemId,
     /// Sender's system name.
     pub name: SystemName,
-    /// Random per start of the sender: a beacon keeps alive only links to the same run.
-    pub boot: u64,
     /// Where the sender accepts links.
     pub listen: Vec<PeerAddr>,
     /// Proof that the sender holds its system's secret.
@@ -63,7 +61,7 @@ pub struct Hello {
     pub name: SystemName,
     /// When the name was last set, so a renamed system wins over a stale name.
     pub name_stamp: Hlc,
-    /// Random per start of the sender, as in its beacons.
+    /// Random per start of the sender: tells a restarted peer from a stale link to it.
     pub boot: u64,
     /// Challenge the receiver must answer.
     pub nonce: Nonce,
@@ -281,7 +279,6 @@ mod tests {
             server: ServerId(1),
             system: SystemId(2),
             name: SystemName::new("lab").unwrap(),
-            boot: 5,
             listen: vec![PeerAddr("10.0.0.1:7001".into())],
             proof: [9; 32],
         }

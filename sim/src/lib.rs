@@ -7,3 +7,4 @@
 pub mod check;
 pub mod des;
 pub mod report;
+pub mod scenario;

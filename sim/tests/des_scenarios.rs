@@ -329,3 +329,15 @@ fn clocks_an_hour_apart_still_order_causal_changes() {
         .cloned();
     assert_eq!(v, Some(Value::Setting("second".into())));
 }
+
+#[test]
+fn a_crashed_server_goes_offline_everywhere_within_seconds() {
+    let mut w = world(10);
+    let hosts: Vec<_> = (0..6).map(|_| w.add_server(ServerSpec::new("lab", "s"))).collect();
+    w.run_for(3_000);
+    w.crash(hosts[2]);
+    w.run_for(6_000);
+    for &h in hosts.iter().filter(|h| **h != hosts[2]) {
+        assert_eq!(w.node(h).unwrap().online_servers().len(), 5, "{:?}", w.describe());
+    }
+}

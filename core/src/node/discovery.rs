@@ -23,7 +23,6 @@ pub struct OtherSystem {
 struct Seen {
     system: SystemId,
     name: SystemName,
-    boot: u64,
     proof: Option<Mac>,
     member: bool,
     first_ms: u64,
@@ -50,11 +49,6 @@ pub(super) struct Discovery {
 impl Discovery {
     pub fn expire(&mut self, now: u64, ttl_ms: u64) {
         self.seen.retain(|_, s| now < s.last_ms + ttl_ms);
-    }
-
-    /// When a beacon of `server` in its run `boot` was last heard.
-    pub fn beacon_heard_ms(&self, server: ServerId, boot: u64) -> Option<u64> {
-        self.seen.get(&server).filter(|s| s.member && s.boot == boot).map(|s| s.last_ms)
     }
 
     pub fn dial_succeeded(&mut self, addr: &PeerAddr) {
@@ -96,7 +90,6 @@ impl Discovery {
         let s = self.seen.entry(hello.server).or_insert(Seen {
             system: hello.system,
             name: hello.name.clone(),
-            boot: hello.boot,
             proof: None,
             member: false,
             first_ms: now,
@@ -129,7 +122,6 @@ impl Node {
                 server: id.server,
                 system: id.system,
                 name: id.name.clone(),
-                boot: self.boot,
                 listen: self.config.listen.clone(),
                 proof: id.secret.beacon_proof(id.server, id.system, &id.name),
             })
@@ -148,10 +140,6 @@ impl Node {
         let known = self.discovery.seen.get_mut(&b.server).filter(|s| {
             s.system == b.system && s.name == b.name && s.proof.is_some_and(|p| p == b.proof)
         });
-        let known = known.map(|s| {
-            s.boot = b.boot;
-            s
-        });
         let (member, first_ms) = match known {
             Some(s) => {
                 s.last_ms = now;
@@ -166,7 +154,6 @@ impl Node {
                     Seen {
                         system: b.system,
                         name: b.name.clone(),
-                        boot: b.boot,
                         proof: Some(b.proof),
                         member,
                         first_ms: now,

@@ -203,10 +203,12 @@ impl Node {
             self.adopt(hello.system, hello.name.clone(), hello.name_stamp, None);
         }
         if let Some(&existing) = self.peers.get(&hello.server) {
-            // Two links to one peer: both ends keep the one dialled by the lower server id.
+            // Two links to one peer: a link to an earlier run of it is dead; otherwise both
+            // ends keep the one dialled by the lower server id.
             let dialer =
                 |l: &Link| if l.dialed.is_some() { self.identity.server } else { hello.server };
-            let keep_new = dialer(&self.links[&link]) < dialer(&self.links[&existing]);
+            let stale = self.links[&existing].peer_boot() != Some(hello.boot);
+            let keep_new = stale || dialer(&self.links[&link]) < dialer(&self.links[&existing]);
             let drop = if keep_new { existing } else { link };
             self.close(drop);
             if !keep_new {
@@ -217,6 +219,9 @@ impl Node {
         self.peers.insert(hello.server, link);
         self.discovery.linked(hello.server);
         self.event(Event::PeerUp(hello.server));
+        // Either side may have moved between its hello and now: state where we are.
+        let me = self.identity_statement();
+        self.send(link, Message::Identity(me));
         self.sync_link_up(link);
         self.routes_changed();
     }
@@ -239,6 +244,39 @@ impl Node {
             nonce,
         };
         self.apply_identity_change(&change, None);
+    }
+
+    /// A linked peer's identity changed, or it states it after the handshake: follow it if it
+    /// concerns this system, merge automatically if it is another system of the same name and
+    /// secret, and drop the link if the peer left for a system we cannot join this way.
+    pub(super) fn on_peer_identity(&mut self, link: LinkId, change: &IdentityChange) {
+        let mine = self.identity.system;
+        if change.from == mine || change.to == mine {
+            return self.apply_identity_change(change, Some(link));
+        }
+        if change.name != self.identity.name || change.sealed_secret.is_some() {
+            // Renamed away, or moved under another secret: another system now.
+            return self.close(link);
+        }
+        if change.to < mine {
+            self.adopt(change.to, change.name.clone(), change.stamp, None);
+        } else {
+            // The peer must come over to this older system; tell it where we are.
+            let me = self.identity_statement();
+            self.send(link, Message::Identity(me));
+        }
+    }
+
+    /// This server's identity as a statement for a peer.
+    pub(super) fn identity_statement(&self) -> IdentityChange {
+        IdentityChange {
+            from: self.identity.system,
+            to: self.identity.system,
+            name: self.identity.name.clone(),
+            stamp: self.identity.name_stamp,
+            sealed_secret: None,
+            nonce: [0; 16],
+        }
     }
 
     /// Applies a rename or move if it concerns this server and is news; relays it if so.
@@ -275,28 +313,20 @@ impl Node {
         self.event(Event::IdentityChanged { system: change.to, name: change.name.clone() });
     }
 
-    /// Closes dead links and keeps idle ones alive.
+    /// Closes dead links and keeps idle ones alive. Only traffic on the link itself counts:
+    /// a peer's beacons say the peer lives, not that this connection does.
     pub(super) fn check_links(&mut self) {
         let t = self.config.timing.clone();
         let now = self.now.mono_ms;
         let mut dead = Vec::new();
         let mut ping = Vec::new();
         for (&id, l) in &self.links {
-            let beacon_ms = match l.phase {
-                Phase::Up(p, boot) => self.discovery.beacon_heard_ms(p, boot),
-                _ => None,
-            };
-            let heard = l.last_rx_ms.max(beacon_ms.unwrap_or(0));
             let handshaking = l.peer().is_none();
             if (handshaking && now >= l.opened_ms + t.handshake_ms)
-                || now >= heard + t.link_silence_ms
+                || now >= l.last_rx_ms + t.link_silence_ms
             {
                 dead.push(id);
-            } else if !handshaking
-                && now >= l.last_tx_ms + t.beacon_ms
-                && beacon_ms.is_none_or(|b| now >= b + 2 * t.beacon_ms)
-            {
-                // The peer cannot count on our beacons reaching it: say we are alive.
+            } else if !handshaking && now + t.beacon_ms / 10 >= l.last_tx_ms + t.beacon_ms {
                 ping.push(id);
             }
         }

@@ -101,15 +101,8 @@ impl Node {
                 self.apply_remote(link, txns, None);
             }
             Message::Reach { routes } => self.on_reach(link, routes),
-            Message::Ping => {
-                let idle = self.links.get(&link).is_some_and(|l| {
-                    self.now.mono_ms >= l.last_tx_ms + self.config.timing.beacon_ms / 2
-                });
-                if idle {
-                    self.send(link, Message::Ping);
-                }
-            }
-            Message::Identity(change) => self.apply_identity_change(&change, Some(link)),
+            Message::Ping => {}
+            Message::Identity(change) => self.on_peer_identity(link, &change),
             other => {
                 let name = super::link::message_name(&other);
                 self.violation(link, format!("unexpected {name} on an established link"))

@@ -9,6 +9,7 @@ use hive_core::licenses::{LicenseId, LicenseIssuer};
 use hive_core::node::{
     Command, CommandError, CommandId, Config, Input, LinkId, Node, Now, Output, Reply, Timing,
 };
+use hive_core::persist::Record;
 use hive_core::resources::{Key, Value};
 use hive_core::store::{ReplicaId, Seq};
 use hive_core::wire::{Beacon, Message};
@@ -137,6 +138,8 @@ struct Host {
     acked: Vec<(ReplicaId, Seq)>,
     /// Its log was damaged: acknowledged writes may be missing until peers resend them.
     recovering: bool,
+    /// Highest own write made durable, per origin.
+    durable_own: Option<(ReplicaId, Seq)>,
 }
 
 struct SimLink {
@@ -230,6 +233,7 @@ impl World {
             timer_at: None,
             acked: Vec::new(),
             recovering: false,
+            durable_own: None,
         });
         self.start(id);
         id
@@ -438,13 +442,26 @@ impl World {
                     return;
                 }
                 let h = &mut self.hosts[host];
+                let own = h.node.as_ref().expect("running").identity().replica();
+                for r in &records {
+                    if let Record::Txn(t) = r {
+                        if t.origin == own {
+                            h.durable_own = Some((own, t.seq));
+                        }
+                    }
+                }
                 h.disk.records.extend(records);
                 if h.disk.records.len() >= self.cfg.compact_every {
                     let snap = h.node.as_ref().expect("running").snapshot();
                     h.disk.compact(snap);
                 }
             }
-            Output::Snapshot(s) => self.hosts[host].disk.compact(*s),
+            Output::Snapshot(s) => {
+                let own = s.identity.replica();
+                let h = &mut self.hosts[host];
+                h.durable_own = Some((own, s.store.highest(own)));
+                h.disk.compact(*s);
+            }
             Output::Send { link, msg } => self.send(host, link, msg),
             Output::Beacon { beacon, unicast } => {
                 let beacon = Rc::new(beacon);
@@ -480,11 +497,9 @@ impl World {
                     // The server left its old system's data behind on purpose.
                     self.hosts[host].acked.clear();
                 }
-                if result.is_ok() {
-                    let node = self.hosts[host].node.as_ref().expect("running");
-                    let origin = node.identity().replica();
-                    let seq = node.store().highest(origin);
-                    self.hosts[host].acked.push((origin, seq));
+                let h = &mut self.hosts[host];
+                if let (Ok(_), Some(durable)) = (&result, h.durable_own) {
+                    h.acked.push(durable);
                 }
                 self.replies.insert(id, result);
             }
@@ -704,6 +719,30 @@ impl World {
     /// Whether every running server is idle and every system has converged.
     pub fn converged(&self) -> bool {
         check::is_converged(&self.reports())
+    }
+
+    /// One line per host: identity, links, routes and sync state, for failure reports.
+    pub fn describe(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| match &h.node {
+                None => format!("host {i}: down"),
+                Some(n) => format!(
+                    "host {i} {:?} {:?} {:?}: peers {:?}, online {} {:?}, others {:?}, entries {}, idle {}, vector {:?}",
+                    n.identity().server,
+                    n.identity().system,
+                    n.identity().name,
+                    n.linked_peers().map(|(s, _)| s).collect::<Vec<_>>(),
+                    n.online_servers().len(),
+                    n.online_servers().iter().filter_map(|s| n.route_to(*s).filter(|r| r.hops > 1).map(|r| (*s, r))).collect::<Vec<_>>(),
+                    n.other_systems().iter().map(|o| (o.system, o.servers.len())).collect::<Vec<_>>(),
+                    n.store().len(),
+                    n.sync_idle(),
+                    n.store().vector()
+                ),
+            })
+            .collect()
     }
 
     /// Checks convergence, with a reason on failure.

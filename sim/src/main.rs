@@ -1,0 +1,93 @@
+//! `hive-sim`: seed sweeps and replays of randomised scenarios, and simulation benchmarks.
+
+use clap::{Parser, Subcommand};
+use hive_sim::scenario;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Parser)]
+#[command(about = "Simulate Hive systems")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Runs the scenarios of N seeds and prints every failing seed with its replay command.
+    Sweep {
+        /// Number of seeds.
+        seeds: u64,
+        /// First seed.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Worker threads.
+        #[arg(long, default_value_t = 2)]
+        jobs: u64,
+    },
+    /// Runs one seed and prints its steps.
+    Replay {
+        /// The seed.
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().cmd {
+        Cmd::Sweep { seeds, start, jobs } => sweep(start, seeds, jobs),
+        Cmd::Replay { seed } => {
+            let o = scenario::run(seed);
+            for s in &o.steps {
+                println!("{s}");
+            }
+            println!("trace {:016x}", o.trace);
+            match o.result {
+                Ok(()) => {
+                    println!("seed {seed}: ok");
+                    ExitCode::SUCCESS
+                }
+                Err(v) => {
+                    println!("seed {seed}: FAILED: {v}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn sweep(start: u64, seeds: u64, jobs: u64) -> ExitCode {
+    let next = AtomicU64::new(start);
+    let failures = Mutex::new(Vec::new());
+    let began = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1) {
+            s.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= start + seeds {
+                    break;
+                }
+                let o = scenario::run(seed);
+                if let Err(v) = o.result {
+                    println!(
+                        "seed {seed} FAILED: {v}\n  replay: {}",
+                        scenario::replay_command(seed)
+                    );
+                    failures.lock().expect("no panics hold this lock").push(seed);
+                }
+            });
+        }
+    });
+    let failed = failures.into_inner().expect("no panics hold this lock");
+    println!(
+        "{} seeds from {start}: {} failed, {:.1} s",
+        seeds,
+        failed.len(),
+        began.elapsed().as_secs_f64()
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

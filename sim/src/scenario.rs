@@ -1,0 +1,208 @@
+//! Randomised scenarios: a seed picks the servers, the network and a fault schedule; the
+//! checker runs after every step, and at the end the healed world must have converged.
+
+use crate::check::Violation;
+use crate::des::{HostId, ServerSpec, World, WorldConfig};
+use hive_core::ids::{CameraId, SystemId};
+use hive_core::node::Command;
+use hive_core::resources::{CameraRecord, FailoverPriority, Key, Value};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeSet;
+
+/// The result of one seeded scenario.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// Hash of the whole run: equal for equal seeds.
+    pub trace: u64,
+    /// Steps taken.
+    pub steps: Vec<String>,
+    /// `Ok`, or the first broken invariant with the step it broke at.
+    pub result: Result<(), Violation>,
+}
+
+/// The command that replays a seed.
+pub fn replay_command(seed: u64) -> String {
+    format!("cargo run --release -p hive-sim -- replay {seed}")
+}
+
+/// Runs the scenario of `seed`.
+pub fn run(seed: u64) -> Outcome {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let cfg = WorldConfig {
+        latency_ms: rng.gen_range(1..=20),
+        jitter_ms: rng.gen_range(0..=5),
+        beacon_loss: [0.0, 0.05, 0.2][rng.gen_range(0..3)],
+        ..WorldConfig::default()
+    };
+    let mut w = World::new(seed, cfg);
+    let mut steps = Vec::new();
+    let n = rng.gen_range(3..=12);
+    let mut hosts = Vec::new();
+    for i in 0..n {
+        let mut spec = ServerSpec::new("hive", "secret");
+        spec.clock_offset_ms = rng.gen_range(-3_600_000..=3_600_000);
+        spec.drift_ppm = rng.gen_range(-200..=200);
+        // Some servers sit in another subnet, some behind NAT, joined by address.
+        if i > 0 && rng.gen_bool(0.2) {
+            spec.segment = 1 + rng.gen_range(0..2);
+            spec.nat = rng.gen_bool(0.5);
+            spec.manual_peers = vec![0];
+        }
+        hosts.push(w.add_server(spec));
+    }
+    let intruder = rng.gen_bool(0.3).then(|| {
+        let h = w.add_server(ServerSpec::new("hive", "not-the-secret"));
+        w.isolate(h);
+        h
+    });
+    steps.push(format!(
+        "{n} servers{}, {:?}",
+        if intruder.is_some() { " + intruder" } else { "" },
+        w.stats
+    ));
+    let mut next_camera = 1u128;
+    let mut full: BTreeSet<HostId> = BTreeSet::new();
+    let result = (|| {
+        for step in 0..40 {
+            let h = *hosts.choose(&mut rng).expect("hosts");
+            let action = rng.gen_range(0..100);
+            let what = match action {
+                0..=39 => {
+                    next_camera += 1;
+                    match w.node(h) {
+                        Some(node) => {
+                            let me = node.identity().server;
+                            w.command(h, camera(next_camera, me));
+                            format!("camera {next_camera} on {h}")
+                        }
+                        None => format!("{h} is down"),
+                    }
+                }
+                40..=49 => {
+                    let system = w.node(h).map(|n| n.identity().system).unwrap_or(SystemId(0));
+                    let v = rng.gen_range(0..5).to_string();
+                    w.command(
+                        h,
+                        Command::Put { key: setting_key(system), value: Value::Setting(v.clone()) },
+                    );
+                    format!("setting = {v} on {h}")
+                }
+                50..=59 => {
+                    let mut side = hosts.clone();
+                    side.shuffle(&mut rng);
+                    side.truncate(rng.gen_range(1..n));
+                    w.partition_sides(&side);
+                    format!("partition {side:?}")
+                }
+                60..=64 => {
+                    let other = *hosts.choose(&mut rng).expect("hosts");
+                    w.partition_oneway(h, other);
+                    format!("one-way cut {h} -> {other}")
+                }
+                65..=74 => {
+                    w.heal();
+                    "heal".into()
+                }
+                75..=82 => {
+                    w.crash(h);
+                    format!("crash {h}")
+                }
+                83..=90 => {
+                    w.set_disk_full(h, false);
+                    full.remove(&h);
+                    w.restart(h);
+                    format!("restart {h}")
+                }
+                91..=95 => {
+                    w.set_disk_full(h, true);
+                    full.insert(h);
+                    format!("disk full on {h}")
+                }
+                _ => {
+                    // Damage a log only once its writes reached peers: a lone copy on a
+                    // corrupted disk is lost in any system.
+                    w.heal();
+                    w.set_disk_full(h, false);
+                    full.remove(&h);
+                    w.restart(h);
+                    let replicated =
+                        w.run_until_pred(200, 30_000, |w| settled(w, &hosts)).is_some();
+                    let keep = rng.gen_range(0.0..1.0);
+                    if replicated {
+                        w.crash(h);
+                        w.damage_log(h, keep);
+                        w.restart(h);
+                    }
+                    format!(
+                        "damaged log of {h} (keeping {keep:.2}, replicated first: {replicated})"
+                    )
+                }
+            };
+            steps.push(format!("step {step} @{}: {what}", w.now_ms()));
+            w.run_for(rng.gen_range(100..3_000));
+            w.check().map_err(|v| Violation(format!("after step {step} ({what}): {v}")))?;
+        }
+        w.heal();
+        for &h in &full {
+            w.set_disk_full(h, false);
+        }
+        for &h in &hosts {
+            w.restart(h);
+        }
+        steps.push(format!("heal and restart all @{}", w.now_ms()));
+        let settled = w.run_until_pred(500, 120_000, |w| settled(w, &hosts));
+        w.check_converged()?;
+        w.check_acknowledged(true)?;
+        w.check()?;
+        if settled.is_none() {
+            return Err(Violation("no convergence within 120 s of healing".into()));
+        }
+        let systems: BTreeSet<_> =
+            hosts.iter().filter_map(|h| w.node(*h)).map(|n| n.identity().system).collect();
+        if systems.len() != 1 {
+            return Err(Violation(format!(
+                "{} systems after healing, expected one",
+                systems.len()
+            )));
+        }
+        if let Some(i) = intruder {
+            let node = w.node(i).expect("intruder runs");
+            if node.store().entries().values().any(|e| e.origin.server != node.identity().server) {
+                return Err(Violation("the intruder received data".into()));
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        steps.extend(w.describe());
+    }
+    Outcome { seed, trace: w.trace(), steps, result }
+}
+
+/// One system of all `hosts`, all running, converged.
+fn settled(w: &World, hosts: &[HostId]) -> bool {
+    let systems: BTreeSet<_> =
+        hosts.iter().map(|h| w.node(*h).map(|n| n.identity().system)).collect();
+    systems.len() == 1 && !systems.contains(&None) && w.converged()
+}
+
+fn setting_key(system: SystemId) -> Key {
+    Key::Setting { system, name: "motion_sensitivity".into() }
+}
+
+fn camera(id: u128, server: hive_core::ids::ServerId) -> Command {
+    let record = CameraRecord {
+        name: format!("camera {id}"),
+        url: format!("rtsp://192.0.2.1/{id}"),
+        parent: server,
+        preferred: server,
+        failover_priority: FailoverPriority::Medium,
+        recording: true,
+        created_ms: 0,
+    };
+    Command::Put { key: Key::Camera(CameraId(id)), value: Value::Camera(record) }
+}
