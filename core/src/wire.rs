@@ -30,6 +30,8 @@ pub struct Beacon {
     pub system: SystemId,
     /// Sender's system name.
     pub name: SystemName,
+    /// Random per start of the sender: its beacons vouch only for links to that run.
+    pub boot: u64,
     /// Where the sender accepts links.
     pub listen: Vec<PeerAddr>,
     /// Proof that the sender holds its system's secret.
@@ -279,6 +281,7 @@ mod tests {
             server: ServerId(1),
             system: SystemId(2),
             name: SystemName::new("lab").unwrap(),
+            boot: 5,
             listen: vec![PeerAddr("10.0.0.1:7001".into())],
             proof: [9; 32],
         }

@@ -4,6 +4,7 @@
 //!   long seed sweeps).
 //! - [`check`]: the invariant checker both levels share, over [`report::NodeReport`]s.
 
+pub mod bench;
 pub mod check;
 pub mod des;
 pub mod report;

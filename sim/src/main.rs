@@ -26,6 +26,15 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         jobs: u64,
     },
+    /// Measures the discrete-event simulator's speed.
+    BenchDes {
+        /// Servers.
+        #[arg(long, default_value_t = 100)]
+        servers: usize,
+        /// Simulated seconds.
+        #[arg(long, default_value_t = 3600)]
+        seconds: u64,
+    },
     /// Runs one seed and prints its steps.
     Replay {
         /// The seed.
@@ -36,6 +45,11 @@ enum Cmd {
 fn main() -> ExitCode {
     match Cli::parse().cmd {
         Cmd::Sweep { seeds, start, jobs } => sweep(start, seeds, jobs),
+        Cmd::BenchDes { servers, seconds } => {
+            let (speed, stats) = hive_sim::bench::des_speed(servers, seconds);
+            println!("{servers} servers, {seconds} s simulated: {speed:.0} simulated s per wall s; {stats:?}");
+            ExitCode::SUCCESS
+        }
         Cmd::Replay { seed } => {
             let o = scenario::run(seed);
             for s in &o.steps {

@@ -23,6 +23,7 @@ pub struct OtherSystem {
 struct Seen {
     system: SystemId,
     name: SystemName,
+    boot: u64,
     proof: Option<Mac>,
     member: bool,
     first_ms: u64,
@@ -49,6 +50,11 @@ pub(super) struct Discovery {
 impl Discovery {
     pub fn expire(&mut self, now: u64, ttl_ms: u64) {
         self.seen.retain(|_, s| now < s.last_ms + ttl_ms);
+    }
+
+    /// When a beacon of `server` in its run `boot` was last heard.
+    pub fn beacon_heard_ms(&self, server: ServerId, boot: u64) -> Option<u64> {
+        self.seen.get(&server).filter(|s| s.member && s.boot == boot).map(|s| s.last_ms)
     }
 
     pub fn dial_succeeded(&mut self, addr: &PeerAddr) {
@@ -90,6 +96,7 @@ impl Discovery {
         let s = self.seen.entry(hello.server).or_insert(Seen {
             system: hello.system,
             name: hello.name.clone(),
+            boot: hello.boot,
             proof: None,
             member: false,
             first_ms: now,
@@ -122,6 +129,7 @@ impl Node {
                 server: id.server,
                 system: id.system,
                 name: id.name.clone(),
+                boot: self.boot,
                 listen: self.config.listen.clone(),
                 proof: id.secret.beacon_proof(id.server, id.system, &id.name),
             })
@@ -138,11 +146,13 @@ impl Node {
         // Fast path: an unchanged beacon needs no new proof check (a simulator delivers
         // thousands a second).
         let known = self.discovery.seen.get_mut(&b.server).filter(|s| {
-            s.system == b.system && s.name == b.name && s.proof.is_some_and(|p| p == b.proof)
+            // Equal proofs mean equal server, system and name: the proof covers them.
+            s.proof.is_some_and(|p| p == b.proof)
         });
         let (member, first_ms) = match known {
             Some(s) => {
                 s.last_ms = now;
+                s.boot = b.boot;
                 (s.member, s.first_ms)
             }
             None => {
@@ -154,6 +164,7 @@ impl Node {
                     Seen {
                         system: b.system,
                         name: b.name.clone(),
+                        boot: b.boot,
                         proof: Some(b.proof),
                         member,
                         first_ms: now,

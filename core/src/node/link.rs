@@ -42,16 +42,11 @@ pub(super) struct Link {
     pub announced: Vector,
     /// The peer's routing table.
     pub reach: BTreeMap<ServerId, u8>,
+    /// Whether our routing table went out on this link since it came up.
+    pub reach_sent: bool,
 }
 
 impl Link {
-    pub fn peer(&self) -> Option<ServerId> {
-        match self.phase {
-            Phase::Up(s, _) => Some(s),
-            _ => None,
-        }
-    }
-
     pub fn peer_boot(&self) -> Option<u64> {
         match self.phase {
             Phase::Up(_, boot) => Some(boot),
@@ -87,6 +82,7 @@ impl Node {
                 known: Vector::new(),
                 announced: Vector::new(),
                 reach: BTreeMap::new(),
+                reach_sent: false,
             },
         );
         let hello = self.hello(nonce, purpose);
@@ -140,6 +136,9 @@ impl Node {
     pub(super) fn on_message(&mut self, link: LinkId, msg: Message) {
         let Some(l) = self.links.get_mut(&link) else { return };
         l.last_rx_ms = self.now.mono_ms;
+        if let Phase::Up(peer, _) = l.phase {
+            return self.on_peer_message(link, peer, msg);
+        }
         let phase = l.phase.clone();
         match (phase, msg) {
             (Phase::AwaitHello, Message::Hello(h)) => self.on_hello(link, h),
@@ -153,7 +152,6 @@ impl Node {
                     self.close(link);
                 }
             }
-            (Phase::Up(peer, _), msg) => self.on_peer_message(link, peer, msg),
             (Phase::Merge(h), Message::Merge(m)) => self.on_merge_message(link, &h, m),
             (Phase::Merge(_), Message::Hello(_) | Message::Auth { .. }) => {}
             (_, msg) => self.violation(link, format!("unexpected {}", message_name(&msg))),
@@ -313,21 +311,35 @@ impl Node {
         self.event(Event::IdentityChanged { system: change.to, name: change.name.clone() });
     }
 
-    /// Closes dead links and keeps idle ones alive. Only traffic on the link itself counts:
-    /// a peer's beacons say the peer lives, not that this connection does.
+    /// Closes dead links and keeps idle ones alive.
+    ///
+    /// A peer whose beacons (from the run the link was made with) keep arriving is alive, so
+    /// its link needs only a slow keepalive, which still finds a broken connection to a live
+    /// peer; without beacons (other subnets, NAT) the link itself is pinged every beacon
+    /// period. This keeps a LAN of n servers from sending n² pings a second.
     pub(super) fn check_links(&mut self) {
         let t = self.config.timing.clone();
         let now = self.now.mono_ms;
         let mut dead = Vec::new();
         let mut ping = Vec::new();
         for (&id, l) in &self.links {
-            let handshaking = l.peer().is_none();
-            if (handshaking && now >= l.opened_ms + t.handshake_ms)
-                || now >= l.last_rx_ms + t.link_silence_ms
-            {
+            let Phase::Up(peer, boot) = l.phase else {
+                if now >= l.opened_ms + t.handshake_ms {
+                    dead.push(id);
+                }
+                continue;
+            };
+            let beacon_ms = self.discovery.beacon_heard_ms(peer, boot);
+            let beacons_fresh = beacon_ms.is_some_and(|b| now < b + 2 * t.beacon_ms);
+            let heard = l.last_rx_ms.max(beacon_ms.unwrap_or(0));
+            if now >= heard + t.link_silence_ms || now >= l.last_rx_ms + 3 * t.keepalive_ms {
                 dead.push(id);
-            } else if !handshaking && now + t.beacon_ms / 10 >= l.last_tx_ms + t.beacon_ms {
-                ping.push(id);
+            } else {
+                let every = if beacons_fresh { t.keepalive_ms } else { t.beacon_ms };
+                // A tick's worth of slack, so a ping is not skipped by a hair.
+                if now + t.beacon_ms / 10 >= l.last_tx_ms + every {
+                    ping.push(id);
+                }
             }
         }
         for id in dead {

@@ -43,6 +43,9 @@ pub struct Timing {
     pub beacon_ms: u64,
     /// A link that carried nothing (and whose peer sent no beacon) for this long is dead.
     pub link_silence_ms: u64,
+    /// Ping period of a link whose peer's beacons arrive; such a link dies after three
+    /// periods without traffic.
+    pub keepalive_ms: u64,
     /// A handshake that did not finish within this is abandoned.
     pub handshake_ms: u64,
     /// Delay that gathers sync announcements and route changes into one message per link.
@@ -62,6 +65,7 @@ impl Default for Timing {
         Timing {
             beacon_ms: 1_000,
             link_silence_ms: 3_500,
+            keepalive_ms: 10_000,
             handshake_ms: 5_000,
             announce_ms: 20,
             dial_backoff_ms: 500,

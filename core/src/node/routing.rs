@@ -22,19 +22,31 @@ pub struct Route {
 #[derive(Default)]
 pub(super) struct Routing {
     routes: BTreeMap<ServerId, Route>,
+    /// Links or neighbour tables changed: recompute at the next flush (changes arrive in
+    /// bursts; one recomputation per burst is enough).
+    stale: bool,
+    /// The table changed since it was last sent.
     dirty: bool,
 }
 
 impl Node {
     pub(super) fn on_reach(&mut self, link: LinkId, routes: Vec<(ServerId, u8)>) {
-        if let Some(l) = self.links.get_mut(&link) {
-            l.reach = routes.into_iter().filter(|(_, h)| *h < HOPS_MAX).collect();
+        let Some(l) = self.links.get_mut(&link) else { return };
+        let reach: BTreeMap<_, _> = routes.into_iter().filter(|(_, h)| *h < HOPS_MAX).collect();
+        if reach != l.reach {
+            l.reach = reach;
+            self.routes_changed();
         }
-        self.routes_changed();
     }
 
-    /// Recomputes the routing table after a link or a neighbour's table changed.
+    /// Notes that links or a neighbour's table changed.
     pub(super) fn routes_changed(&mut self) {
+        self.routing.stale = true;
+        self.schedule_announce();
+    }
+
+    /// Recomputes the routing table from the links and the neighbours' tables.
+    fn recompute_routes(&mut self) {
         let me = self.identity.server;
         let mut routes: BTreeMap<ServerId, Route> = BTreeMap::new();
         for (&peer, link) in &self.peers {
@@ -51,15 +63,21 @@ impl Node {
             self.routing.routes = routes;
             self.routing.dirty = true;
             self.licenses_dirty();
-            self.schedule_announce();
         }
     }
 
     pub(super) fn flush_routes(&mut self) {
-        if !std::mem::take(&mut self.routing.dirty) {
-            return;
+        if std::mem::take(&mut self.routing.stale) {
+            self.recompute_routes();
         }
-        for (&peer, &link) in &self.peers.clone() {
+        let dirty = std::mem::take(&mut self.routing.dirty);
+        let peers: Vec<_> = self.peers.iter().map(|(p, l)| (*p, *l)).collect();
+        for (peer, link) in peers {
+            let l = self.links.get_mut(&link).expect("peer links exist");
+            if !dirty && l.reach_sent {
+                continue;
+            }
+            l.reach_sent = true;
             // Split horizon: never offer a neighbour a route that goes through it.
             let routes: Vec<_> = self
                 .routing

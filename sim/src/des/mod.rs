@@ -4,7 +4,7 @@
 //! drifting clocks), orders of magnitude faster, so it carries 100+ servers and long sweeps.
 
 mod disk;
-mod world;
+pub mod world;
 
 pub use disk::Disk;
 pub use world::{HostId, ServerSpec, World, WorldConfig};
