@@ -9,3 +9,4 @@ pub mod check;
 pub mod des;
 pub mod report;
 pub mod scenario;
+pub mod turmoil_world;

@@ -1,0 +1,248 @@
+//! The driver: binds a core [`Node`] to sockets, timers and disk. Written once, generic over
+//! [`Net`], [`Fs`] and [`Clock`], so the `hive` binary runs it over tokio and the simulation
+//! runs the very same loop over turmoil.
+//!
+//! The loop waits for the next event (a message, a connection, a datagram, a command, the
+//! node's timer), feeds it to the node and carries out the node's outputs in order. A
+//! `Persist` output is appended and synced before any later output (a send, a reply) is acted
+//! on; if it cannot be, the driver stops (fail-stop) and its caller restarts it from disk.
+
+pub mod clock;
+mod links;
+pub mod net;
+
+pub use clock::{Clock, SkewedClock, SystemClock};
+pub use net::{Net, TokioNet, TurmoilNet};
+
+use crate::storage::{Fs, Persistence, StorageError};
+use hive_core::ids::PeerAddr;
+use hive_core::node::{Command, CommandError, CommandId, Config, Input, Node, Output, Reply};
+use hive_core::persist::{DecodeError, Record, Restored, Snapshot};
+use hive_core::wire::{Beacon, BEACON_LEN_MAX};
+use links::{LinkEvent, Links};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+/// Where the driver listens and discovers.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    /// TCP address for links from peers.
+    pub listen: SocketAddr,
+    /// Multicast group and port of discovery beacons.
+    pub discovery_group: SocketAddrV4,
+    /// Interface to join the group on.
+    pub discovery_interface: Ipv4Addr,
+    /// Log bytes after which the replica is folded into a snapshot.
+    pub snapshot_after_bytes: u64,
+    /// How long a dial may take.
+    pub connect_timeout_ms: u64,
+}
+
+impl DriverConfig {
+    /// Defaults for a server listening on `listen`: group 239.255.11.11:5007 on all interfaces.
+    pub fn new(listen: SocketAddr) -> Self {
+        DriverConfig {
+            listen,
+            discovery_group: SocketAddrV4::new(Ipv4Addr::new(239, 255, 11, 11), 5007),
+            discovery_interface: Ipv4Addr::UNSPECIFIED,
+            snapshot_after_bytes: 4 * 1024 * 1024,
+            connect_timeout_ms: 3_000,
+        }
+    }
+}
+
+/// Why the driver stopped.
+#[derive(Debug, Error)]
+pub enum DriverError {
+    /// The disk failed; nothing after the failed write was acted on.
+    #[error("storage failed: {0}")]
+    Storage(#[from] StorageError),
+    /// A persisted snapshot or record could not be decoded.
+    #[error("persisted state unreadable: {0}")]
+    Decode(#[from] DecodeError),
+    /// A socket could not be opened.
+    #[error("cannot {what} {addr}: {source}")]
+    Bind {
+        /// Listen or join.
+        what: &'static str,
+        /// The address.
+        addr: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A command for the node and where to send its reply.
+pub type Request = (Command, oneshot::Sender<Result<Reply, CommandError>>);
+
+/// Something that looks at the node after every step (metrics, the simulation's checker).
+pub trait Observer {
+    /// Called after each event has been handled and its outputs carried out.
+    fn observe(&mut self, node: &Node);
+}
+
+impl Observer for () {
+    fn observe(&mut self, _: &Node) {}
+}
+
+/// Loads the replica from disk, reporting damage.
+pub async fn load<F: Fs>(fs: F) -> Result<(Persistence<F>, Restored), DriverError> {
+    let (persistence, loaded) = Persistence::load(fs).await?;
+    let snapshot = loaded.snapshot.as_deref().map(Snapshot::decode).transpose()?;
+    let mut restored = Restored { snapshot, records: Vec::new(), damaged: false };
+    for body in &loaded.records {
+        match Record::decode(body) {
+            Ok(r) => restored.records.push(r),
+            Err(e) => {
+                // A record that frames correctly but does not decode is damage too.
+                tracing::error!(error = %e, "undecodable record in the log; recovering from peers");
+                restored.damaged = true;
+                break;
+            }
+        }
+    }
+    if let Some(c) = &loaded.report.corruption {
+        tracing::error!(offset = c.offset, error = %c.error, "the transaction log is damaged; recovering from peers");
+        restored.damaged = true;
+    }
+    if let Some(t) = &loaded.report.torn_tail {
+        tracing::warn!(
+            offset = t.offset,
+            bytes = t.bytes,
+            "cut a torn write from the end of the log"
+        );
+    }
+    Ok((persistence, restored))
+}
+
+/// Runs a server until its command channel closes or its disk fails.
+pub async fn run<N: Net, F: Fs, C: Clock>(
+    dc: DriverConfig,
+    config: Config,
+    fs: F,
+    clock: C,
+    seed: u64,
+    mut commands: mpsc::UnboundedReceiver<Request>,
+    observer: &mut dyn Observer,
+) -> Result<(), DriverError> {
+    let (mut persistence, restored) = load(fs).await?;
+    let damaged = restored.damaged;
+    let mut node = Node::new(config, restored, seed, clock.now());
+    if damaged {
+        // Start clean from what was recovered; the rest comes back from peers.
+        persistence.write_snapshot(&node.snapshot().encode()).await?;
+    }
+    let listener = N::listen(dc.listen).await.map_err(|source| DriverError::Bind {
+        what: "listen on",
+        addr: dc.listen.to_string(),
+        source,
+    })?;
+    let udp_addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, dc.discovery_group.port()));
+    let udp = N::bind_multicast(udp_addr, *dc.discovery_group.ip(), dc.discovery_interface)
+        .await
+        .map_err(|source| DriverError::Bind {
+        what: "join discovery group on",
+        addr: udp_addr.to_string(),
+        source,
+    })?;
+    let mut links: Links<N> = Links::new();
+    let mut replies: BTreeMap<CommandId, oneshot::Sender<Result<Reply, CommandError>>> =
+        BTreeMap::new();
+    let mut next_command = 0u64;
+    let mut datagram = vec![0u8; BEACON_LEN_MAX + 1];
+    loop {
+        let deadline = clock.instant_at(node.poll_timeout());
+        let input = tokio::select! {
+            ev = links.next_event() => match ev {
+                LinkEvent::Opened { link, dialed } => Some(Input::LinkOpened { link, dialed }),
+                LinkEvent::DialFailed(addr) => Some(Input::DialFailed { addr }),
+                LinkEvent::Message(link, msg) => Some(Input::Message { link, msg }),
+                LinkEvent::Closed(link, why) => {
+                    tracing::debug!(?link, why, "link closed");
+                    Some(Input::LinkClosed { link })
+                }
+            },
+            accepted = N::accept(&listener) => match accepted {
+                Ok((stream, from)) => {
+                    tracing::debug!(%from, "accepted a link");
+                    Some(Input::LinkOpened { link: links.add(stream), dialed: None })
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    None
+                }
+            },
+            received = N::recv_from(&udp, &mut datagram) => match received {
+                Ok((n, from)) => match Beacon::decode(&datagram[..n]) {
+                    Ok(b) => Some(Input::Beacon(b)),
+                    Err(e) => {
+                        tracing::debug!(%from, error = %e, "ignored a malformed beacon");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "discovery receive failed");
+                    None
+                }
+            },
+            request = commands.recv() => match request {
+                Some((cmd, reply)) => {
+                    next_command += 1;
+                    let id = CommandId(next_command);
+                    replies.insert(id, reply);
+                    Some(Input::Command { id, cmd })
+                }
+                None => return Ok(()),
+            },
+            () = tokio::time::sleep_until(deadline) => Some(Input::Tick),
+        };
+        if let Some(input) = input {
+            node.handle(clock.now(), input);
+        }
+        while let Some(out) = node.poll_output() {
+            match out {
+                Output::Persist(records) => {
+                    let bodies: Vec<Vec<u8>> = records.iter().map(Record::encode).collect();
+                    persistence.append(&bodies).await?;
+                    if persistence.log_len_bytes() >= dc.snapshot_after_bytes {
+                        persistence.write_snapshot(&node.snapshot().encode()).await?;
+                    }
+                }
+                Output::Snapshot(s) => persistence.write_snapshot(&s.encode()).await?,
+                Output::Send { link, msg } => links.send(link, msg.encode()),
+                Output::Beacon { beacon, unicast } => {
+                    let bytes = beacon.encode();
+                    let group = SocketAddr::V4(dc.discovery_group);
+                    if let Err(e) = N::send_to(&udp, &bytes, group).await {
+                        tracing::debug!(error = %e, "beacon not sent");
+                    }
+                    for addr in unicast {
+                        // Beacons go to the discovery port on the host of a manual address.
+                        if let Ok(to) = resolve(&addr) {
+                            let to = SocketAddr::new(to.ip(), dc.discovery_group.port());
+                            let _ = N::send_to(&udp, &bytes, to).await;
+                        }
+                    }
+                }
+                Output::Dial(addr) => match resolve(&addr) {
+                    Ok(to) => links.dial(addr, to, dc.connect_timeout_ms),
+                    Err(()) => node.handle(clock.now(), Input::DialFailed { addr }),
+                },
+                Output::Close(link) => links.close(link),
+                Output::Reply { id, result } => {
+                    if let Some(tx) = replies.remove(&id) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Output::Event(e) => tracing::info!(event = ?e, "node"),
+            }
+        }
+        observer.observe(&node);
+    }
+}
+
+fn resolve(addr: &PeerAddr) -> Result<SocketAddr, ()> {
+    addr.0.parse().map_err(|_| ())
+}
