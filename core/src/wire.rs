@@ -183,9 +183,10 @@ pub enum Message {
         /// The writes, of the sender's own origin.
         txns: Vec<Transaction>,
     },
-    /// Routing: servers the sender reaches and in how many hops.
+    /// Routing: changes to the servers the sender reaches and in how many hops (the first one
+    /// on a link is the whole table).
     Reach {
-        /// `(server, hops)`.
+        /// `(server, hops)`; hops of 8 or more withdraw the route.
         routes: Vec<(ServerId, u8)>,
     },
     /// Keeps an idle link alive.
@@ -249,6 +250,22 @@ impl Beacon {
 }
 
 impl Message {
+    /// The message's kind, for logs and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "Hello",
+            Message::Auth { .. } => "Auth",
+            Message::Have { .. } => "Have",
+            Message::Pull { .. } => "Pull",
+            Message::Writes { .. } => "Writes",
+            Message::Push { .. } => "Push",
+            Message::Reach { .. } => "Reach",
+            Message::Ping => "Ping",
+            Message::Identity(_) => "Identity",
+            Message::Merge(_) => "Merge",
+        }
+    }
+
     /// The frame carrying this message.
     pub fn encode(&self) -> Vec<u8> {
         encode(self)

@@ -1,25 +1,145 @@
 //! Simulation benchmarks: the figures of `docs/benchmarks.md`.
 
 use crate::des::{ServerSpec, World, WorldConfig};
+use crate::turmoil_world::{TurmoilOptions, TurmoilWorld};
+use hive_core::auth::{password_verifier, KdfParams};
+use hive_core::ids::{CameraId, PeerAddr, UserId};
+use hive_core::node::{Command, Keep, Reply};
+use hive_core::resources::{CameraRecord, FailoverPriority, Key, Role, UserRecord, Value};
+use hive_core::store::{ReplicaId, Seq, Transaction};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-/// Speed of the discrete-event simulator: `servers` servers for `sim_s` simulated seconds.
-pub fn des_speed(servers: usize, sim_s: u64) -> (f64, crate::des::world::NetStats) {
-    let mut w = World::new(1, WorldConfig::default());
+/// Speed of the discrete-event simulator: `servers` idle servers on one LAN for `sim_s`
+/// simulated seconds; returns simulated seconds per wall second.
+pub fn des_speed(servers: usize, sim_s: u64, beacon_ms: u64) -> f64 {
+    let mut cfg = WorldConfig::default();
+    cfg.timing.beacon_ms = beacon_ms;
+    cfg.timing.link_silence_ms = beacon_ms * 7 / 2;
+    let mut w = World::new(1, cfg);
     for _ in 0..servers {
         w.add_server(ServerSpec::new("bench", "secret"));
     }
     let began = Instant::now();
     w.run_for(sim_s * 1_000);
-    let wall = began.elapsed().as_secs_f64();
-    if std::env::var("HIVE_BENCH_DEBUG").is_ok() {
-        let n = w.node(0).expect("up");
-        eprintln!(
-            "host 0: store {} entries, vector {:?}, idle {}",
-            n.store().len(),
-            n.store().vector().len(),
-            n.sync_idle()
-        );
+    sim_s as f64 / began.elapsed().as_secs_f64()
+}
+
+/// Speed of the turmoil world (the real driver): `servers` servers for `sim_s` simulated
+/// seconds at a 10 ms tick; returns simulated seconds per wall second.
+pub fn turmoil_speed(servers: usize, sim_s: u64) -> f64 {
+    let mut w = TurmoilWorld::new(1, TurmoilOptions::default());
+    for _ in 0..servers {
+        w.add_server(ServerSpec::new("bench", "secret"));
     }
-    (sim_s as f64 / wall, w.stats)
+    let began = Instant::now();
+    w.run_for(sim_s * 1_000);
+    sim_s as f64 / began.elapsed().as_secs_f64()
+}
+
+/// Result of the merge benchmark.
+#[derive(Debug)]
+pub struct MergeFigures {
+    /// Simulated ms from the merge command until every server holds identical state.
+    pub converge_ms: u64,
+    /// Bytes of transaction-carrying messages sent after the merge command.
+    pub txn_bytes: u64,
+    /// Bytes of all link messages sent after the merge command.
+    pub all_bytes: u64,
+    /// The minimum: each server receiving each transaction it lacked exactly once.
+    pub min_bytes: u64,
+    /// Bytes by message kind after the merge command.
+    pub bytes_by_kind: BTreeMap<&'static str, u64>,
+    /// Wall-clock seconds the simulation took.
+    pub wall_s: f64,
+}
+
+fn camera(id: u128, server: hive_core::ids::ServerId) -> Command {
+    let record = CameraRecord {
+        name: format!("camera {id}"),
+        url: format!("rtsp://192.0.2.{}/stream{id}", id % 250),
+        parent: server,
+        preferred: server,
+        failover_priority: FailoverPriority::Medium,
+        recording: true,
+        created_ms: id as u64,
+    };
+    Command::Put { key: Key::Camera(CameraId(id)), value: Value::Camera(record) }
+}
+
+/// Merge of two systems of `side` servers with `cameras` cameras each over links of
+/// `latency_ms`, in the discrete-event simulator.
+pub fn merge(side: usize, cameras: u128, latency_ms: u64) -> MergeFigures {
+    let began = Instant::now();
+    let cfg = WorldConfig { latency_ms, ..WorldConfig::default() };
+    let mut w = World::new(7, cfg);
+    let a: Vec<_> = (0..side).map(|_| w.add_server(ServerSpec::new("alpha", "secret-a"))).collect();
+    let b: Vec<_> = (0..side).map(|_| w.add_server(ServerSpec::new("beta", "secret-b"))).collect();
+    w.run_for(5_000);
+    let sys_b = w.node(b[0]).expect("up").identity().system;
+    let admin = UserRecord {
+        name: "admin".into(),
+        role: Role::Owner,
+        password: password_verifier("pw", [1; 16], KdfParams::CHEAP),
+        home_system: sys_b,
+    };
+    w.command(b[0], Command::Put { key: Key::User(UserId(1)), value: Value::User(admin) });
+    // Cameras are added across each side's servers, as they would be.
+    for i in 0..cameras {
+        for (side_hosts, base) in [(&a, 0u128), (&b, 1_000_000u128)] {
+            let h = side_hosts[i as usize % side_hosts.len()];
+            let me = w.node(h).expect("up").identity().server;
+            w.command(h, camera(base + i, me));
+        }
+        if i % 50 == 0 {
+            w.run_for(10);
+        }
+    }
+    w.run_until_pred(100, 60_000, |w| w.converged());
+    let before: Vec<BTreeSet<(ReplicaId, Seq)>> = (0..w.len())
+        .map(|h| {
+            w.node(h).expect("up").store().entries().values().map(|e| (e.origin, e.seq)).collect()
+        })
+        .collect();
+    let start_stats = w.stats.clone();
+    w.set_measure_bytes(true);
+    let addr = PeerAddr(format!("10.0.0.{}:7001", b[0] + 1));
+    let id = w.command(
+        a[0],
+        Command::Merge { addr, user: "admin".into(), password: "pw".into(), keep: Keep::Remote },
+    );
+    let converge_ms = w
+        .run_until_pred(10, 120_000, |w| {
+            let one = (0..w.len()).all(|h| w.node(h).is_some_and(|n| n.identity().system == sys_b));
+            one && w.stores_identical()
+        })
+        .expect("the merge converges within two minutes");
+    assert!(matches!(w.reply(id), Some(Ok(Reply::Merged { .. }))));
+    // The minimum: every server receives each entry it lacked, once.
+    let last: BTreeMap<_, _> = w.node(0).expect("up").store().entries().clone();
+    let mut min_bytes = 0u64;
+    for had in &before {
+        for (key, e) in &last {
+            if !had.contains(&(e.origin, e.seq)) {
+                let t = Transaction {
+                    origin: e.origin,
+                    seq: e.seq,
+                    hlc: e.hlc,
+                    key: key.clone(),
+                    value: e.value.clone(),
+                };
+                let mut buf = Vec::new();
+                ciborium::into_writer(&t, &mut buf).expect("encodes");
+                min_bytes += buf.len() as u64;
+            }
+        }
+    }
+    MergeFigures {
+        converge_ms,
+        txn_bytes: w.stats.txn_bytes - start_stats.txn_bytes,
+        all_bytes: w.stats.bytes - start_stats.bytes,
+        bytes_by_kind: w.stats.bytes_by_kind.clone(),
+        min_bytes,
+        wall_s: began.elapsed().as_secs_f64(),
+    }
 }

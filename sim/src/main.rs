@@ -34,7 +34,33 @@ enum Cmd {
         /// Simulated seconds.
         #[arg(long, default_value_t = 3600)]
         seconds: u64,
+        /// Beacon period (the design's default is 1 s; Nx Witness uses 5 s).
+        #[arg(long, default_value_t = 1000)]
+        beacon_ms: u64,
     },
+    /// Measures the turmoil world's speed.
+    BenchTurmoil {
+        /// Servers.
+        #[arg(long, default_value_t = 20)]
+        servers: usize,
+        /// Simulated seconds.
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+    },
+    /// Measures a merge of two systems.
+    BenchMerge {
+        /// Servers per system.
+        #[arg(long, default_value_t = 50)]
+        side: usize,
+        /// Cameras per system.
+        #[arg(long, default_value_t = 1000)]
+        cameras: u128,
+        /// One-way link latency.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+    },
+    /// Runs a small narrated hive in the turmoil world.
+    Demo,
     /// Runs one seed and prints its steps.
     Replay {
         /// The seed.
@@ -45,9 +71,35 @@ enum Cmd {
 fn main() -> ExitCode {
     match Cli::parse().cmd {
         Cmd::Sweep { seeds, start, jobs } => sweep(start, seeds, jobs),
-        Cmd::BenchDes { servers, seconds } => {
-            let (speed, stats) = hive_sim::bench::des_speed(servers, seconds);
-            println!("{servers} servers, {seconds} s simulated: {speed:.0} simulated s per wall s; {stats:?}");
+        Cmd::BenchDes { servers, seconds, beacon_ms } => {
+            let speed = hive_sim::bench::des_speed(servers, seconds, beacon_ms);
+            println!(
+                "discrete-event simulator, {servers} servers, {seconds} s, beacons every {beacon_ms} ms: {speed:.0} simulated s per wall s"
+            );
+            ExitCode::SUCCESS
+        }
+        Cmd::BenchTurmoil { servers, seconds } => {
+            let speed = hive_sim::bench::turmoil_speed(servers, seconds);
+            println!("turmoil world (real driver), {servers} servers, {seconds} s: {speed:.1} simulated s per wall s");
+            ExitCode::SUCCESS
+        }
+        Cmd::BenchMerge { side, cameras, latency_ms } => {
+            let f = hive_sim::bench::merge(side, cameras, latency_ms);
+            println!(
+                "merge of 2 x {side} servers, {cameras} cameras each, {latency_ms} ms links: identical everywhere {} ms after the command; \
+                 transaction bytes {} = {:.2} x minimum {}; all link bytes {}; {:.1} s wall",
+                f.converge_ms,
+                f.txn_bytes,
+                f.txn_bytes as f64 / f.min_bytes.max(1) as f64,
+                f.min_bytes,
+                f.all_bytes,
+                f.wall_s
+            );
+            println!("bytes by message kind: {:?}", f.bytes_by_kind);
+            ExitCode::SUCCESS
+        }
+        Cmd::Demo => {
+            hive_sim::demo::run();
             ExitCode::SUCCESS
         }
         Cmd::Replay { seed } => {

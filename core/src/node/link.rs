@@ -43,7 +43,9 @@ pub(super) struct Link {
     /// The peer's routing table.
     pub reach: BTreeMap<ServerId, u8>,
     /// Whether our routing table went out on this link since it came up.
-    pub reach_sent: bool,
+    pub reach_sent_once: bool,
+    /// The table this neighbour last got from us, so later messages carry only changes.
+    pub reach_sent: BTreeMap<ServerId, u8>,
 }
 
 impl Link {
@@ -82,7 +84,8 @@ impl Node {
                 known: Vector::new(),
                 announced: Vector::new(),
                 reach: BTreeMap::new(),
-                reach_sent: false,
+                reach_sent_once: false,
+                reach_sent: BTreeMap::new(),
             },
         );
         let hello = self.hello(nonce, purpose);
@@ -154,7 +157,7 @@ impl Node {
             }
             (Phase::Merge(h), Message::Merge(m)) => self.on_merge_message(link, &h, m),
             (Phase::Merge(_), Message::Hello(_) | Message::Auth { .. }) => {}
-            (_, msg) => self.violation(link, format!("unexpected {}", message_name(&msg))),
+            (_, msg) => self.violation(link, format!("unexpected {}", msg.kind())),
         }
     }
 
@@ -348,21 +351,5 @@ impl Node {
         for id in ping {
             self.send(id, Message::Ping);
         }
-    }
-}
-
-/// Name of a message kind, for protocol-violation reports.
-pub(super) fn message_name(msg: &Message) -> &'static str {
-    match msg {
-        Message::Hello(_) => "Hello",
-        Message::Auth { .. } => "Auth",
-        Message::Have { .. } => "Have",
-        Message::Pull { .. } => "Pull",
-        Message::Writes { .. } => "Writes",
-        Message::Push { .. } => "Push",
-        Message::Reach { .. } => "Reach",
-        Message::Ping => "Ping",
-        Message::Identity(_) => "Identity",
-        Message::Merge(_) => "Merge",
     }
 }

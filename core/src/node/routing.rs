@@ -30,11 +30,19 @@ pub(super) struct Routing {
 }
 
 impl Node {
+    /// A neighbour's table changed: `routes` holds the changed entries, a hop count of
+    /// [`HOPS_MAX`] or more withdrawing a route.
     pub(super) fn on_reach(&mut self, link: LinkId, routes: Vec<(ServerId, u8)>) {
         let Some(l) = self.links.get_mut(&link) else { return };
-        let reach: BTreeMap<_, _> = routes.into_iter().filter(|(_, h)| *h < HOPS_MAX).collect();
-        if reach != l.reach {
-            l.reach = reach;
+        let mut changed = false;
+        for (dest, hops) in routes {
+            changed |= if hops >= HOPS_MAX {
+                l.reach.remove(&dest).is_some()
+            } else {
+                l.reach.insert(dest, hops) != Some(hops)
+            };
+        }
+        if changed {
             self.routes_changed();
         }
     }
@@ -74,19 +82,28 @@ impl Node {
         let peers: Vec<_> = self.peers.iter().map(|(p, l)| (*p, *l)).collect();
         for (peer, link) in peers {
             let l = self.links.get_mut(&link).expect("peer links exist");
-            if !dirty && l.reach_sent {
+            if !dirty && l.reach_sent_once {
                 continue;
             }
-            l.reach_sent = true;
+            l.reach_sent_once = true;
             // Split horizon: never offer a neighbour a route that goes through it.
-            let routes: Vec<_> = self
+            let table: BTreeMap<ServerId, u8> = self
                 .routing
                 .routes
                 .iter()
                 .filter(|(dest, r)| **dest != peer && r.via != peer)
                 .map(|(dest, r)| (*dest, r.hops))
                 .collect();
-            self.send(link, Message::Reach { routes });
+            // Only what changed since the last table this neighbour got.
+            let withdrawn =
+                l.reach_sent.keys().filter(|d| !table.contains_key(d)).map(|d| (*d, HOPS_MAX));
+            let changed =
+                table.iter().filter(|(d, h)| l.reach_sent.get(d) != Some(h)).map(|(d, h)| (*d, *h));
+            let routes: Vec<_> = withdrawn.chain(changed).collect();
+            l.reach_sent = table;
+            if !routes.is_empty() {
+                self.send(link, Message::Reach { routes });
+            }
         }
     }
 

@@ -104,8 +104,7 @@ impl Node {
             Message::Ping => {}
             Message::Identity(change) => self.on_peer_identity(link, &change),
             other => {
-                let name = super::link::message_name(&other);
-                self.violation(link, format!("unexpected {name} on an established link"))
+                self.violation(link, format!("unexpected {} on an established link", other.kind()))
             }
         }
     }
@@ -210,7 +209,16 @@ impl Node {
     /// Tells each peer how far this replica now covers the origins that grew.
     pub(super) fn flush_announcements(&mut self) {
         self.flush_routes();
-        let dirty = std::mem::take(&mut self.sync.dirty);
+        // An origin still being pulled is announced once its pulls are done: peers that want
+        // it can pull from the source meanwhile, and each intermediate step would cost every
+        // peer a message.
+        let (catching_up, dirty): (BTreeSet<_>, BTreeSet<_>) = std::mem::take(&mut self.sync.dirty)
+            .into_iter()
+            .partition(|o| self.sync.inflight.contains_key(o));
+        if !catching_up.is_empty() {
+            self.sync.dirty = catching_up;
+            self.schedule_announce();
+        }
         if dirty.is_empty() {
             return;
         }

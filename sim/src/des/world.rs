@@ -149,7 +149,7 @@ struct SimLink {
 }
 
 /// Byte and message counters.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct NetStats {
     /// Messages sent on links.
     pub messages: u64,
@@ -161,6 +161,8 @@ pub struct NetStats {
     pub beacons: u64,
     /// Events processed.
     pub events: u64,
+    /// Bytes by message kind (only with `measure_bytes`).
+    pub bytes_by_kind: BTreeMap<&'static str, u64>,
 }
 
 /// A simulated world.
@@ -520,6 +522,7 @@ impl World {
         if self.cfg.measure_bytes {
             let n = msg.encode().len() as u64;
             self.stats.bytes += n;
+            *self.stats.bytes_by_kind.entry(msg.kind()).or_default() += n;
             if matches!(msg, Message::Push { .. } | Message::Writes { .. }) {
                 self.stats.txn_bytes += n;
             }
@@ -743,6 +746,21 @@ impl World {
                 ),
             })
             .collect()
+    }
+
+    /// Turns byte counting (encoding every message) on or off.
+    pub fn set_measure_bytes(&mut self, on: bool) {
+        self.cfg.measure_bytes = on;
+    }
+
+    /// Whether every running server holds the same entries (cheaper than [`World::converged`]).
+    pub fn stores_identical(&self) -> bool {
+        let mut stores =
+            self.hosts.iter().filter_map(|h| h.node.as_ref()).map(|n| n.store().entries());
+        match stores.next() {
+            Some(first) => stores.all(|s| s == first),
+            None => true,
+        }
     }
 
     /// Checks convergence, with a reason on failure.

@@ -1,0 +1,29 @@
+# Hive developer recipes. `scripts/test-all` is the canonical test command (README, CI).
+
+# A narrated hive of simulated servers running the real driver.
+demo:
+    cargo run --release -p hive-sim -- demo
+
+# Everything CI runs.
+test:
+    scripts/test-all
+
+# Sweep N seeds of randomised fault scenarios; failing seeds print their replay command.
+sim N="1000" START="0":
+    cargo run --release -p hive-sim -- sweep {{N}} --start {{START}}
+
+# Replay one seed step by step.
+replay SEED:
+    cargo run --release -p hive-sim -- replay {{SEED}}
+
+# The figures of docs/benchmarks.md.
+bench:
+    cargo build --release -p hive-sim
+    ./target/release/hive-sim bench-merge --side 50 --cameras 1000 --latency-ms 20
+    ./target/release/hive-sim bench-des --servers 100 --seconds 3600
+    ./target/release/hive-sim bench-des --servers 20 --seconds 3600
+    ./target/release/hive-sim bench-turmoil --servers 20 --seconds 300
+
+# Fuzz every decoder for SECONDS each.
+fuzz SECONDS="60":
+    FUZZ_SECONDS={{SECONDS}} fuzz/run.sh
