@@ -143,3 +143,46 @@ pub fn merge(side: usize, cameras: u128, latency_ms: u64) -> MergeFigures {
         wall_s: began.elapsed().as_secs_f64(),
     }
 }
+
+/// Result of the large-system run.
+#[derive(Debug)]
+pub struct LargeFigures {
+    /// Simulated ms from the first camera until every server holds them all.
+    pub converge_ms: u64,
+    /// Wall-clock seconds of the whole run.
+    pub wall_s: f64,
+}
+
+/// 100 servers on one LAN form one system; 10,000 cameras are added through all of them; the
+/// system must converge and keep every invariant.
+pub fn large_system(
+    servers: usize,
+    cameras: u128,
+) -> Result<LargeFigures, crate::check::Violation> {
+    let began = Instant::now();
+    let mut w =
+        World::new(5, WorldConfig { latency_ms: 2, jitter_ms: 2, ..WorldConfig::default() });
+    let hosts: Vec<_> =
+        (0..servers).map(|_| w.add_server(ServerSpec::new("large", "secret"))).collect();
+    w.run_until_pred(100, 60_000, |w| w.stores_identical() && w.converged())
+        .ok_or_else(|| crate::check::Violation("servers did not form one system".into()))?;
+    w.check()?;
+    let start = w.now_ms();
+    for i in 0..cameras {
+        let h = hosts[i as usize % hosts.len()];
+        let me = w.node(h).expect("up").identity().server;
+        w.command(h, camera(i, me));
+        if i % 100 == 99 {
+            w.run_for(5);
+        }
+    }
+    w.run_until_pred(100, 120_000, |w| w.stores_identical() && w.converged())
+        .ok_or_else(|| crate::check::Violation("cameras did not converge".into()))?;
+    w.check()?;
+    w.check_converged()?;
+    let n = w.node(hosts[0]).expect("up");
+    if n.cameras().count() as u128 != cameras || n.online_servers().len() != servers {
+        return Err(crate::check::Violation("not every camera or server is there".into()));
+    }
+    Ok(LargeFigures { converge_ms: w.now_ms() - start, wall_s: began.elapsed().as_secs_f64() })
+}

@@ -59,6 +59,15 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         latency_ms: u64,
     },
+    /// A large system: servers on one LAN, cameras added through all of them.
+    Large {
+        /// Servers.
+        #[arg(long, default_value_t = 100)]
+        servers: usize,
+        /// Cameras.
+        #[arg(long, default_value_t = 10_000)]
+        cameras: u128,
+    },
     /// Runs a small narrated hive in the turmoil world.
     Demo,
     /// Runs one seed and prints its steps.
@@ -98,6 +107,19 @@ fn main() -> ExitCode {
             println!("bytes by message kind: {:?}", f.bytes_by_kind);
             ExitCode::SUCCESS
         }
+        Cmd::Large { servers, cameras } => match hive_sim::bench::large_system(servers, cameras) {
+            Ok(f) => {
+                println!(
+                    "{servers} servers, {cameras} cameras: identical everywhere {} ms (simulated) after the first camera; {:.1} s wall",
+                    f.converge_ms, f.wall_s
+                );
+                ExitCode::SUCCESS
+            }
+            Err(v) => {
+                println!("large system FAILED: {v}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Demo => {
             hive_sim::demo::run();
             ExitCode::SUCCESS

@@ -341,3 +341,69 @@ fn a_crashed_server_goes_offline_everywhere_within_seconds() {
         assert_eq!(w.node(h).unwrap().online_servers().len(), 5, "{:?}", w.describe());
     }
 }
+
+#[test]
+fn a_license_shortfall_is_recorded_and_after_the_grace_period_the_lowest_priority_newest_cameras_stop(
+) {
+    use hive_core::licenses::ShortfallState;
+    use hive_core::resources::{CameraRecord, FailoverPriority};
+    let mut w = world(12);
+    let hosts: Vec<_> = (0..3).map(|_| w.add_server(ServerSpec::new("lab", "s"))).collect();
+    w.run_for(3_000);
+    let sys = system_of(&w, hosts[0]);
+    w.command(hosts[0], put_setting(sys, "license_grace_ms", "60000"));
+    w.add_license(hosts[1], 1, 2);
+    let me = sid(&w, hosts[2]);
+    for (id, priority) in [
+        (1, FailoverPriority::High),
+        (2, FailoverPriority::Low),
+        (3, FailoverPriority::Low),
+        (4, FailoverPriority::Medium),
+    ] {
+        let cam = CameraRecord {
+            name: format!("cam-{id}"),
+            url: String::new(),
+            parent: me,
+            preferred: me,
+            failover_priority: priority,
+            recording: true,
+            created_ms: id as u64,
+        };
+        w.command(
+            hosts[2],
+            Command::Put { key: Key::Camera(CameraId(id)), value: Value::Camera(cam) },
+        );
+    }
+    w.run_for(3_000);
+    w.check_converged().unwrap();
+    let status = w.node(hosts[0]).unwrap().license_status();
+    assert_eq!((status.total, status.used), (2, 4));
+    let ShortfallState::InGrace { since_ms, ends_ms } = status.state else { panic!("{status:?}") };
+    assert_eq!(ends_ms, since_ms + 60_000);
+    assert!(status.stopped.is_empty(), "nothing stops during the grace period");
+    // Every server agrees on when it started: it is one replicated fact.
+    for &h in &hosts {
+        assert!(
+            matches!(w.node(h).unwrap().license_status().state, ShortfallState::InGrace { since_ms: s, .. } if s == since_ms)
+        );
+    }
+    w.run_for(60_000);
+    for &h in &hosts {
+        let status = w.node(h).unwrap().license_status();
+        assert!(matches!(status.state, ShortfallState::Expired { excess: 2, .. }), "{status:?}");
+        assert_eq!(
+            status.stopped,
+            vec![CameraId(2), CameraId(3)],
+            "the two low-priority cameras stop"
+        );
+    }
+    // A second key ends the shortfall everywhere.
+    w.add_license(hosts[0], 2, 2);
+    w.run_for(3_000);
+    for &h in &hosts {
+        let status = w.node(h).unwrap().license_status();
+        assert_eq!(status.state, ShortfallState::Within);
+        assert!(status.stopped.is_empty());
+    }
+    w.check_converged().unwrap();
+}

@@ -155,3 +155,45 @@ fn a_server_behind_nat_joins_by_address() {
     w.check_converged().unwrap();
     assert!(w.report(2).unwrap().online.contains(&w.report(remote).unwrap().server));
 }
+
+#[test]
+fn disk_errors_and_corruption_stop_a_server_but_lose_nothing_acknowledged() {
+    let _ = tracing_subscriber::fmt().with_env_filter("hive=warn").with_test_writer().try_init();
+    let opts = TurmoilOptions {
+        io_error_probability: 0.02,
+        corruption_probability: 0.05,
+        ..TurmoilOptions::default()
+    };
+    let mut w = TurmoilWorld::new(5, opts);
+    for _ in 0..3 {
+        w.add_server(ServerSpec::new("lab", "s"));
+    }
+    w.run_until(100, 30_000, |w| w.reports().len() == 3 && w.converged());
+    let mut acked = Vec::new();
+    for i in 0..60u128 {
+        let h = (i % 3) as usize;
+        let Some(me) = w.report(h).map(|r| r.server) else {
+            w.run_for(200);
+            continue;
+        };
+        let rx = w.command(h, put_camera(i, me));
+        if let Some(Ok(_)) = w.await_reply(rx, 2_000) {
+            acked.push(hive_core::ids::CameraId(i));
+        }
+        if i % 10 == 9 {
+            w.crash(h);
+            w.run_for(500);
+            w.restart(h);
+        }
+        w.check().unwrap();
+    }
+    let took = w.run_until(200, 60_000, |w| w.reports().len() == 3 && w.converged());
+    assert!(took.is_some(), "no convergence after disk faults");
+    assert!(acked.len() >= 30, "too few writes got through: {}", acked.len());
+    for h in 0..3 {
+        let have = cameras(&w.report(h).unwrap().entries);
+        for c in &acked {
+            assert!(have.contains(c), "server {h} lacks acknowledged {c:?}");
+        }
+    }
+}

@@ -35,15 +35,22 @@ impl Node {
     pub(super) fn on_reach(&mut self, link: LinkId, routes: Vec<(ServerId, u8)>) {
         let Some(l) = self.links.get_mut(&link) else { return };
         let mut changed = false;
+        let mut lost_direct = Vec::new();
         for (dest, hops) in routes {
-            changed |= if hops >= HOPS_MAX {
-                l.reach.remove(&dest).is_some()
-            } else {
-                l.reach.insert(dest, hops) != Some(hops)
-            };
+            let old =
+                if hops >= HOPS_MAX { l.reach.remove(&dest) } else { l.reach.insert(dest, hops) };
+            changed |= old != Some(hops);
+            if old == Some(1) && hops != 1 {
+                lost_direct.push(dest);
+            }
         }
         if changed {
             self.routes_changed();
+        }
+        // The neighbour lost its direct link to these servers, which is how it got their writes:
+        // from now on it needs our announcements of them.
+        for server in lost_direct {
+            self.announce_origins_of(server);
         }
     }
 

@@ -222,10 +222,16 @@ impl Node {
         if dirty.is_empty() {
             return;
         }
+        let me = self.identity.server;
         for link in self.up_links() {
             let l = self.links.get_mut(&link).expect("up link exists");
             let mut covered = Vec::new();
             for &o in &dirty {
+                // A peer linked to the origin itself got its writes pushed directly; if that
+                // link breaks, its routing update makes us announce after all (see `on_reach`).
+                if o.server != me && l.reach.get(&o.server) == Some(&1) {
+                    continue;
+                }
                 let mine = self.store.covered(o);
                 let told = l
                     .known
@@ -242,6 +248,16 @@ impl Node {
                 self.send(link, Message::Have { covered });
             }
         }
+    }
+
+    /// Marks every origin of `server` for announcement.
+    pub(super) fn announce_origins_of(&mut self, server: ServerId) {
+        let origins = self
+            .store
+            .vector()
+            .range(ReplicaId { server, epoch: 0 }..=ReplicaId { server, epoch: u64::MAX });
+        self.sync.dirty.extend(origins.map(|(o, _)| *o));
+        self.schedule_announce();
     }
 
     /// Counters of sync traffic.

@@ -88,8 +88,14 @@ impl Observer for () {
 }
 
 /// Loads the replica from disk, reporting damage.
+///
+/// Damage is read twice before it is believed: a read that returned corrupt bytes once (a bad
+/// cable, a flaky controller) must not cost the log after it.
 pub async fn load<F: Fs>(fs: F) -> Result<(Persistence<F>, Restored), DriverError> {
-    let (persistence, loaded) = Persistence::load(fs).await?;
+    let (mut persistence, mut loaded) = Persistence::load(fs.clone()).await?;
+    if loaded.report.corruption.is_some() {
+        (persistence, loaded) = Persistence::load(fs).await?;
+    }
     let snapshot = loaded.snapshot.as_deref().map(Snapshot::decode).transpose()?;
     let mut restored = Restored { snapshot, records: Vec::new(), damaged: false };
     for body in &loaded.records {
