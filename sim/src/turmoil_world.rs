@@ -102,7 +102,10 @@ impl<'a> TurmoilWorld<'a> {
             .simulation_duration(Duration::from_secs(100_000))
             .tick_duration(Duration::from_millis(opts.tick_ms))
             .min_message_latency(Duration::from_millis(opts.latency_ms_min))
-            .max_message_latency(Duration::from_millis(opts.latency_ms_max));
+            .max_message_latency(Duration::from_millis(opts.latency_ms_max))
+            // A hundred peers connecting at once must not overflow a listener's queue.
+            .tcp_capacity(4096)
+            .udp_capacity(4096);
         let fs = b.fs();
         fs.io_error_probability(opts.io_error_probability)
             .corruption_probability(opts.corruption_probability);
