@@ -80,12 +80,23 @@ impl KdfParams {
     pub const STANDARD: KdfParams = KdfParams { memory_kib: 19 * 1024, passes: 2 };
     /// A cheap cost for simulations and tests.
     pub const CHEAP: KdfParams = KdfParams { memory_kib: 8, passes: 1 };
+    /// The most this server spends on one derivation: a peer's challenge asking for more is
+    /// refused, so a stranger cannot make it allocate gigabytes or spin for minutes.
+    pub const LIMIT: KdfParams = KdfParams { memory_kib: 64 * 1024, passes: 8 };
+
+    /// Whether deriving with these parameters stays within [`KdfParams::LIMIT`].
+    pub fn within_limit(self) -> bool {
+        self.memory_kib <= Self::LIMIT.memory_kib && self.passes <= Self::LIMIT.passes
+    }
 }
 
-/// Derives the verifier key of `password` with `salt`.
+/// Derives the verifier key of `password` with `salt`; parameters are clamped to
+/// [`KdfParams::LIMIT`] (callers refuse larger ones from peers before they get here).
 pub fn derive_password_key(password: &str, salt: &[u8; 16], params: KdfParams) -> [u8; 32] {
     let mut key = [0u8; 32];
-    let argon = argon2::Params::new(params.memory_kib.max(8), params.passes.max(1), 1, Some(32))
+    let memory_kib = params.memory_kib.clamp(8, KdfParams::LIMIT.memory_kib);
+    let passes = params.passes.clamp(1, KdfParams::LIMIT.passes);
+    let argon = argon2::Params::new(memory_kib, passes, 1, Some(32))
         .map(|p| argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p));
     match argon.map(|a| a.hash_password_into(password.as_bytes(), salt, &mut key)) {
         Ok(Ok(())) => key,

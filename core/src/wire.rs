@@ -125,6 +125,9 @@ pub enum MergeRefusal {
     /// The two servers are already in one system.
     #[error("already one system")]
     SameSystem,
+    /// The other side asked for a password derivation beyond this server's limit.
+    #[error("the other side's challenge asks for an unreasonable password derivation")]
+    UnreasonableChallenge,
 }
 
 /// A change of a system's identity, relayed to every member: a rename, or a move into another

@@ -1,11 +1,11 @@
 //! Simulation benchmarks: the figures of `docs/benchmarks.md`.
 
 use crate::des::{ServerSpec, World, WorldConfig};
+use crate::fixtures::{camera, user};
 use crate::turmoil_world::{TurmoilOptions, TurmoilWorld};
-use hive_core::auth::{password_verifier, KdfParams};
-use hive_core::ids::{CameraId, PeerAddr, UserId};
+use hive_core::ids::PeerAddr;
 use hive_core::node::{Command, Keep, Reply};
-use hive_core::resources::{CameraRecord, FailoverPriority, Key, Role, UserRecord, Value};
+use hive_core::resources::Role;
 use hive_core::store::{ReplicaId, Seq, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -54,19 +54,6 @@ pub struct MergeFigures {
     pub wall_s: f64,
 }
 
-fn camera(id: u128, server: hive_core::ids::ServerId) -> Command {
-    let record = CameraRecord {
-        name: format!("camera {id}"),
-        url: format!("rtsp://192.0.2.{}/stream{id}", id % 250),
-        parent: server,
-        preferred: server,
-        failover_priority: FailoverPriority::Medium,
-        recording: true,
-        created_ms: id as u64,
-    };
-    Command::Put { key: Key::Camera(CameraId(id)), value: Value::Camera(record) }
-}
-
 /// Merge of two systems of `side` servers with `cameras` cameras each over links of
 /// `latency_ms`, in the discrete-event simulator.
 pub fn merge(side: usize, cameras: u128, latency_ms: u64) -> MergeFigures {
@@ -77,13 +64,7 @@ pub fn merge(side: usize, cameras: u128, latency_ms: u64) -> MergeFigures {
     let b: Vec<_> = (0..side).map(|_| w.add_server(ServerSpec::new("beta", "secret-b"))).collect();
     w.run_for(5_000);
     let sys_b = w.node(b[0]).expect("up").identity().system;
-    let admin = UserRecord {
-        name: "admin".into(),
-        role: Role::Owner,
-        password: password_verifier("pw", [1; 16], KdfParams::CHEAP),
-        home_system: sys_b,
-    };
-    w.command(b[0], Command::Put { key: Key::User(UserId(1)), value: Value::User(admin) });
+    w.command(b[0], user(1, "admin", "pw", Role::Owner, sys_b));
     // Cameras are added across each side's servers, as they would be.
     for i in 0..cameras {
         for (side_hosts, base) in [(&a, 0u128), (&b, 1_000_000u128)] {

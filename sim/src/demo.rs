@@ -1,14 +1,11 @@
 //! `hive-sim demo`: a small hive in the turmoil world, narrated. The real driver runs every
 //! server; this is what the README's first command shows until `hive demo` exists.
 
-use crate::des::world::VENDOR_SEED;
 use crate::des::ServerSpec;
+use crate::fixtures::{camera, license};
 use crate::report::NodeReport;
 use crate::turmoil_world::{TurmoilOptions, TurmoilWorld};
-use hive_core::ids::{CameraId, HardwareId};
-use hive_core::licenses::{LicenseId, LicenseIssuer};
-use hive_core::node::Command;
-use hive_core::resources::{CameraRecord, FailoverPriority, Key, Value};
+use hive_core::resources::Key;
 use std::collections::BTreeSet;
 
 fn table(w: &TurmoilWorld, hosts: usize, title: &str) {
@@ -60,30 +57,14 @@ pub fn run() {
     println!("Merged into one system in {} ms of simulated time.", took.unwrap_or(30_000));
     table(&w, members + 1, "after discovery");
 
-    let issuer = LicenseIssuer::from_seed(VENDOR_SEED);
     for (h, channels) in [(0usize, 4u32), (1, 10)] {
-        let key =
-            issuer.issue(LicenseId(h as u128 + 1), channels, HardwareId(format!("hw-{h}")), 0);
-        let rx =
-            w.command(h, Command::Put { key: Key::License(key.id), value: Value::License(key) });
+        let rx = w.command(h, license(h as u128 + 1, h, channels));
         w.await_reply(rx, 2_000);
     }
     for i in 0..8u128 {
         let h = (i % members as u128) as usize;
         let Some(me) = w.report(h).map(|r| r.server) else { continue };
-        let cam = CameraRecord {
-            name: format!("Camera {i}"),
-            url: format!("rtsp://192.0.2.{i}/live"),
-            parent: me,
-            preferred: me,
-            failover_priority: FailoverPriority::Medium,
-            recording: true,
-            created_ms: 0,
-        };
-        let rx = w.command(
-            h,
-            Command::Put { key: Key::Camera(CameraId(i + 1)), value: Value::Camera(cam) },
-        );
+        let rx = w.command(h, camera(i + 1, me));
         w.await_reply(rx, 2_000);
     }
     w.run_for(2_000);

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod check;
 pub mod demo;
 pub mod des;
+pub mod fixtures;
 pub mod report;
 pub mod scenario;
 pub mod turmoil_world;

@@ -3,9 +3,10 @@
 
 use crate::check::Violation;
 use crate::des::{HostId, ServerSpec, World, WorldConfig};
-use hive_core::ids::{CameraId, SystemId};
+use crate::fixtures::camera;
+use hive_core::ids::SystemId;
 use hive_core::node::Command;
-use hive_core::resources::{CameraRecord, FailoverPriority, Key, Value};
+use hive_core::resources::{Key, Value};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -192,17 +193,4 @@ fn settled(w: &World, hosts: &[HostId]) -> bool {
 
 fn setting_key(system: SystemId) -> Key {
     Key::Setting { system, name: "motion_sensitivity".into() }
-}
-
-fn camera(id: u128, server: hive_core::ids::ServerId) -> Command {
-    let record = CameraRecord {
-        name: format!("camera {id}"),
-        url: format!("rtsp://192.0.2.1/{id}"),
-        parent: server,
-        preferred: server,
-        failover_priority: FailoverPriority::Medium,
-        recording: true,
-        created_ms: 0,
-    };
-    Command::Put { key: Key::Camera(CameraId(id)), value: Value::Camera(record) }
 }

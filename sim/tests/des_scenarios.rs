@@ -24,46 +24,10 @@ fn twenty_servers_with_one_name_and_secret_become_one_system() {
     assert_eq!(n.servers().count(), 20);
 }
 
-mod helpers {
-    use hive_core::auth::{password_verifier, KdfParams};
-    use hive_core::ids::{CameraId, ServerId, SystemId, UserId};
-    use hive_core::node::Command;
-    use hive_core::resources::{CameraRecord, FailoverPriority, Key, Role, UserRecord, Value};
-
-    pub fn put_user(name: &str, password: &str, role: Role, id: u128, home: SystemId) -> Command {
-        let user = UserRecord {
-            name: name.into(),
-            role,
-            password: password_verifier(password, [id as u8; 16], KdfParams::CHEAP),
-            home_system: home,
-        };
-        Command::Put { key: Key::User(UserId(id)), value: Value::User(user) }
-    }
-
-    pub fn put_camera(id: u128, server: ServerId) -> Command {
-        let cam = CameraRecord {
-            name: format!("cam-{id}"),
-            url: format!("rtsp://10.9.0.1/{id}"),
-            parent: server,
-            preferred: server,
-            failover_priority: FailoverPriority::Medium,
-            recording: true,
-            created_ms: id as u64,
-        };
-        Command::Put { key: Key::Camera(CameraId(id)), value: Value::Camera(cam) }
-    }
-
-    pub fn put_setting(system: SystemId, name: &str, value: &str) -> Command {
-        Command::Put {
-            key: Key::Setting { system, name: name.into() },
-            value: Value::Setting(value.into()),
-        }
-    }
-}
-use helpers::*;
 use hive_core::ids::{CameraId, SystemName};
 use hive_core::node::{Command, Keep, Reply};
 use hive_core::resources::{Key, Role, Value};
+use hive_sim::fixtures::{camera as put_camera, camera_with, setting as put_setting, user};
 
 fn sid(w: &World, h: usize) -> hive_core::ids::ServerId {
     w.node(h).unwrap().identity().server
@@ -100,9 +64,9 @@ fn explicit_merge_of_two_ten_server_systems_unions_data_keeps_the_winner_and_sum
     let b: Vec<_> = (0..10).map(|_| w.add_server(ServerSpec::new("south", "beta"))).collect();
     w.run_for(5_000);
     let (sys_a, sys_b) = (system_of(&w, a[0]), system_of(&w, b[0]));
-    w.command(a[0], put_user("admin", "pa", Role::Owner, 1, sys_a));
-    w.command(b[0], put_user("admin", "pb", Role::Owner, 2, sys_b));
-    w.command(b[0], put_user("bob", "pbob", Role::Viewer, 3, sys_b));
+    w.command(a[0], user(1, "admin", "pa", Role::Owner, sys_a));
+    w.command(b[0], user(2, "admin", "pb", Role::Owner, sys_b));
+    w.command(b[0], user(3, "bob", "pbob", Role::Viewer, sys_b));
     w.command(a[0], put_setting(sys_a, "retention_days", "30"));
     w.command(b[0], put_setting(sys_b, "retention_days", "7"));
     w.command(a[1], put_camera(10, sid(&w, a[1])));
@@ -159,7 +123,7 @@ fn merge_is_refused_when_a_server_is_on_both_sides() {
     let b = w.add_server(ServerSpec::new("south", "beta"));
     w.run_for(2_000);
     let sys_b = system_of(&w, b);
-    w.command(b, put_user("admin", "pb", Role::Owner, 2, sys_b));
+    w.command(b, user(2, "admin", "pb", Role::Owner, sys_b));
     // Make b's system claim a's server too, as a restored copy of a's data would.
     let record = w.node(a).unwrap().store().get(&Key::Server(sid(&w, a))).cloned().unwrap();
     w.command(b, Command::Put { key: Key::Server(sid(&w, a)), value: record });
@@ -183,7 +147,7 @@ fn split_takes_the_servers_cameras_and_licenses_and_rename_merges_all_back() {
     let hosts: Vec<_> = (0..4).map(|_| w.add_server(ServerSpec::new("lab", "s"))).collect();
     w.run_for(3_000);
     let sys = system_of(&w, hosts[0]);
-    w.command(hosts[0], put_user("admin", "p", Role::Owner, 1, sys));
+    w.command(hosts[0], user(1, "admin", "p", Role::Owner, sys));
     w.command(hosts[3], put_camera(30, sid(&w, hosts[3])));
     w.command(hosts[1], put_camera(10, sid(&w, hosts[1])));
     w.add_license(hosts[3], 300, 8);
@@ -346,7 +310,7 @@ fn a_crashed_server_goes_offline_everywhere_within_seconds() {
 fn a_license_shortfall_is_recorded_and_after_the_grace_period_the_lowest_priority_newest_cameras_stop(
 ) {
     use hive_core::licenses::ShortfallState;
-    use hive_core::resources::{CameraRecord, FailoverPriority};
+    use hive_core::resources::FailoverPriority;
     let mut w = world(12);
     let hosts: Vec<_> = (0..3).map(|_| w.add_server(ServerSpec::new("lab", "s"))).collect();
     w.run_for(3_000);
@@ -360,19 +324,7 @@ fn a_license_shortfall_is_recorded_and_after_the_grace_period_the_lowest_priorit
         (3, FailoverPriority::Low),
         (4, FailoverPriority::Medium),
     ] {
-        let cam = CameraRecord {
-            name: format!("cam-{id}"),
-            url: String::new(),
-            parent: me,
-            preferred: me,
-            failover_priority: priority,
-            recording: true,
-            created_ms: id as u64,
-        };
-        w.command(
-            hosts[2],
-            Command::Put { key: Key::Camera(CameraId(id)), value: Value::Camera(cam) },
-        );
+        w.command(hosts[2], camera_with(id, me, priority));
     }
     w.run_for(3_000);
     w.check_converged().unwrap();

@@ -1,39 +1,13 @@
 //! Both simulation levels run the same small scenario and must reach the same outcome.
 
-use hive_core::ids::{CameraId, HardwareId, ServerId};
-use hive_core::licenses::{LicenseId, LicenseIssuer};
-use hive_core::node::Command;
-use hive_core::resources::{CameraRecord, FailoverPriority, Key, Value};
-use hive_sim::des::world::VENDOR_SEED;
+use hive_core::ids::CameraId;
 use hive_sim::des::{ServerSpec, World, WorldConfig};
+use hive_sim::fixtures::{camera, cameras_in, license};
 use hive_sim::report::NodeReport;
 use hive_sim::turmoil_world::{TurmoilOptions, TurmoilWorld};
 use std::collections::BTreeSet;
 
 const SERVERS: usize = 6;
-
-fn camera(id: u128, server: ServerId) -> Command {
-    let cam = CameraRecord {
-        name: format!("cam-{id}"),
-        url: format!("rtsp://10.9.0.1/{id}"),
-        parent: server,
-        preferred: server,
-        failover_priority: FailoverPriority::Medium,
-        recording: true,
-        created_ms: 0,
-    };
-    Command::Put { key: Key::Camera(CameraId(id)), value: Value::Camera(cam) }
-}
-
-fn license(host: usize) -> Command {
-    let key = LicenseIssuer::from_seed(VENDOR_SEED).issue(
-        LicenseId(host as u128 + 1),
-        4,
-        HardwareId(format!("hw-{host}")),
-        0,
-    );
-    Command::Put { key: Key::License(key.id), value: Value::License(key) }
-}
 
 fn spec(i: usize) -> ServerSpec {
     let mut s = ServerSpec::new("lab", "s");
@@ -52,14 +26,7 @@ struct Outcome {
 }
 
 fn outcome(reports: &[NodeReport]) -> Outcome {
-    let cameras = reports[0]
-        .entries
-        .iter()
-        .filter_map(|(k, e)| match (k, &e.value) {
-            (Key::Camera(c), Some(_)) => Some(*c),
-            _ => None,
-        })
-        .collect();
+    let cameras = cameras_in(&reports[0].entries).into_iter().collect();
     Outcome {
         systems: reports.iter().map(|r| r.system).collect::<BTreeSet<_>>().len(),
         online: reports.iter().map(|r| r.online.len()).collect(),
@@ -76,7 +43,7 @@ fn des_outcome() -> Outcome {
     for &h in &hosts {
         let me = w.node(h).unwrap().identity().server;
         w.command(h, camera(h as u128 + 1, me));
-        w.command(h, license(h));
+        w.command(h, license(h as u128 + 1, h, 4));
     }
     w.run_for(2_000);
     w.heal();
@@ -101,7 +68,7 @@ fn turmoil_outcome() -> Outcome {
         let me = w.report(h).unwrap().server;
         let rx = w.command(h, camera(h as u128 + 1, me));
         w.await_reply(rx, 2_000);
-        let rx = w.command(h, license(h));
+        let rx = w.command(h, license(h as u128 + 1, h, 4));
         w.await_reply(rx, 2_000);
     }
     w.run_for(2_000);

@@ -5,8 +5,9 @@
 
 use hive_core::ids::{CameraId, ServerId, SystemId};
 use hive_core::node::Command;
-use hive_core::resources::{CameraRecord, FailoverPriority, Key, Value};
+use hive_core::resources::{Key, Value};
 use hive_sim::des::{HostId, ServerSpec, World, WorldConfig};
+use hive_sim::fixtures::camera as put_camera;
 use proptest::prelude::*;
 use proptest::sample::subsequence;
 use proptest::test_runner::TestCaseError;
@@ -59,19 +60,6 @@ fn schedule(n: usize) -> impl Strategy<Value = Vec<Step>> {
         (action(n), 0u64..3_000).prop_map(|(action, then_ms)| Step { action, then_ms }),
         5..=25,
     )
-}
-
-fn put_camera(id: u128, server: ServerId) -> Command {
-    let record = CameraRecord {
-        name: format!("camera {id}"),
-        url: format!("rtsp://192.0.2.1/{id}"),
-        parent: server,
-        preferred: server,
-        failover_priority: FailoverPriority::Medium,
-        recording: true,
-        created_ms: 0,
-    };
-    Command::Put { key: Key::Camera(CameraId(id)), value: Value::Camera(record) }
 }
 
 fn put_setting(system: SystemId, value: u8) -> Command {

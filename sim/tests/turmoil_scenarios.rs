@@ -24,37 +24,7 @@ fn twenty_servers_over_the_real_driver_become_one_system() {
     assert_eq!(w.report(0).unwrap().online.len(), 20);
 }
 
-mod support {
-    use hive_core::ids::{CameraId, ServerId};
-    use hive_core::node::Command;
-    use hive_core::resources::{CameraRecord, FailoverPriority, Key, Value};
-
-    pub fn put_camera(id: u128, server: ServerId) -> Command {
-        let cam = CameraRecord {
-            name: format!("cam-{id}"),
-            url: format!("rtsp://10.9.0.1/{id}"),
-            parent: server,
-            preferred: server,
-            failover_priority: FailoverPriority::Medium,
-            recording: true,
-            created_ms: id as u64,
-        };
-        Command::Put { key: Key::Camera(CameraId(id)), value: Value::Camera(cam) }
-    }
-
-    pub fn cameras(
-        entries: &std::collections::BTreeMap<Key, hive_core::store::Entry>,
-    ) -> Vec<CameraId> {
-        entries
-            .iter()
-            .filter_map(|(k, e)| match (k, &e.value) {
-                (Key::Camera(c), Some(_)) => Some(*c),
-                _ => None,
-            })
-            .collect()
-    }
-}
-use support::*;
+use hive_sim::fixtures::{camera as put_camera, cameras_in as cameras};
 
 #[test]
 fn a_wrong_secret_server_is_listed_as_another_system_and_gets_nothing() {

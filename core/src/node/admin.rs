@@ -1,14 +1,13 @@
 //! Administrators' commands: writes to the replicated store, explicit merge of two systems,
 //! split of a server into its own system, and rename (merge-all).
 
-use super::link::Phase;
 use super::{LinkId, Node, Output};
 use crate::auth::{credential_proof, derive_password_key, mac_eq, Nonce, Secret};
 use crate::identity::Identity;
 use crate::ids::{PeerAddr, ServerId, SystemId, SystemName};
 use crate::licenses::LicenseError;
 use crate::resources::{Key, PasswordVerifier, Role, Value};
-use crate::store::{ReplicaId, Store};
+use crate::store::Store;
 use crate::wire::{Hello, MergeMsg, MergeRefusal, Message, Purpose};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -358,13 +357,18 @@ impl Node {
         let Some(m) = self.admin.outgoing.values_mut().find(|m| m.link == Some(link)) else {
             return self.violation(link, "merge challenge on a link that asked for none");
         };
-        if overlap(&servers, &own) {
+        let refusal = if !params.within_limit() {
+            Some(MergeRefusal::UnreasonableChallenge)
+        } else if overlap(&servers, &own) {
+            Some(MergeRefusal::ServerOnBothSides)
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
             let id = m.id;
             self.take_outgoing(link);
-            self.outputs.push_back(Output::Reply {
-                id,
-                result: Err(CommandError::MergeRefused(MergeRefusal::ServerOnBothSides)),
-            });
+            self.outputs
+                .push_back(Output::Reply { id, result: Err(CommandError::MergeRefused(why)) });
             return self.close(link);
         }
         let key = derive_password_key(&m.password, &salt, params);
@@ -440,32 +444,12 @@ impl Node {
             ..self.identity.clone()
         };
         self.store = Store::new();
-        self.write_quietly(copied);
+        // The new replica is persisted whole, by the snapshot below.
+        self.apply_local(copied);
         self.discovery.identity_changed();
         self.outputs.push_back(Output::Snapshot(Box::new(self.snapshot())));
         self.event(super::Event::IdentityChanged { system, name: self.identity.name.clone() });
         Ok(Reply::Split { system })
-    }
-
-    /// Applies local writes without persisting or pushing them (the caller snapshots).
-    fn write_quietly(&mut self, changes: Vec<(Key, Option<Value>)>) {
-        let origin: ReplicaId = self.identity.replica();
-        for (key, value) in changes {
-            let txn = crate::store::Transaction {
-                origin,
-                seq: self.store.highest(origin) + 1,
-                hlc: self.clock.tick(self.now.wall_ms),
-                key,
-                value,
-            };
-            self.store.apply(&txn);
-            self.touched(&txn.key);
-        }
-    }
-
-    /// Links in the merge phase.
-    pub fn merge_links(&self) -> usize {
-        self.links.values().filter(|l| matches!(l.phase, Phase::Merge(_))).count()
     }
 }
 

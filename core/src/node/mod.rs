@@ -400,6 +400,14 @@ impl Node {
         if changes.is_empty() {
             return;
         }
+        let txns = self.apply_local(changes);
+        self.outputs.push_back(Output::Persist(txns.iter().cloned().map(Record::Txn).collect()));
+        self.push_to_peers(txns);
+    }
+
+    /// Turns changes into this server's next transactions and applies them to the replica
+    /// only; [`Node::write`] also persists and pushes them.
+    fn apply_local(&mut self, changes: Vec<(Key, Option<Value>)>) -> Vec<Transaction> {
         let origin = self.identity.replica();
         let mut txns = Vec::with_capacity(changes.len());
         for (key, value) in changes {
@@ -414,8 +422,7 @@ impl Node {
             self.touched(&txn.key);
             txns.push(txn);
         }
-        self.outputs.push_back(Output::Persist(txns.iter().cloned().map(Record::Txn).collect()));
-        self.push_to_peers(txns);
+        txns
     }
 
     /// Keeps this server's own record in the store up to date with its configuration.

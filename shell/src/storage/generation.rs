@@ -11,7 +11,8 @@ impl Generation {
     /// The generation before any snapshot was written.
     pub const FIRST: Generation = Generation(0);
 
-    /// The largest generation a snapshot may carry, so that [`Generation::next`] always exists.
+    /// A bound no snapshot reaches: one read from disk must be below it, so that the snapshot
+    /// after it is still readable.
     pub const MAX: Generation = Generation(u64::MAX - 1);
 
     /// The generation after this one.

@@ -33,7 +33,7 @@ pub enum SnapshotError {
     /// The snapshot was written by a newer format.
     #[error("unsupported snapshot version {0}")]
     UnsupportedVersion(u32),
-    /// The generation is beyond [`Generation::MAX`].
+    /// The generation is [`Generation::MAX`] or beyond.
     #[error("generation {0} out of range")]
     GenerationOutOfRange(u64),
     /// The chunks do not add up to the length in the header.
@@ -110,7 +110,8 @@ fn parse_header(header: &[u8]) -> Result<(Generation, u64), SnapshotError> {
     if version != VERSION {
         return Err(SnapshotError::UnsupportedVersion(version));
     }
-    if generation > Generation::MAX.0 {
+    // A snapshot at MAX could never be followed by another: only damage puts one there.
+    if generation >= Generation::MAX.0 {
         return Err(SnapshotError::GenerationOutOfRange(generation));
     }
     Ok((Generation(generation), body_len))

@@ -5,12 +5,11 @@ use crate::check::{self, Violation};
 use crate::report::NodeReport;
 use hive_core::auth::{KdfParams, Secret};
 use hive_core::ids::{HardwareId, PeerAddr, SystemName};
-use hive_core::licenses::{LicenseId, LicenseIssuer};
+use hive_core::licenses::LicenseIssuer;
 use hive_core::node::{
     Command, CommandError, CommandId, Config, Input, LinkId, Node, Now, Output, Reply, Timing,
 };
 use hive_core::persist::Record;
-use hive_core::resources::{Key, Value};
 use hive_core::store::{ReplicaId, Seq};
 use hive_core::wire::{Beacon, Message};
 use rand::{Rng, SeedableRng};
@@ -399,8 +398,7 @@ impl World {
 
     /// Issues a license of `channels` bound to a host's hardware and adds it through that host.
     pub fn add_license(&mut self, host: HostId, id: u128, channels: u32) -> CommandId {
-        let key = self.issuer.issue(LicenseId(id), channels, HardwareId(format!("hw-{host}")), 0);
-        self.command(host, Command::Put { key: Key::License(key.id), value: Value::License(key) })
+        self.command(host, crate::fixtures::license(id, host, channels))
     }
 
     fn schedule(&mut self, at: u64, ev: Ev) {
