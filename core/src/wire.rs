@@ -1,5 +1,5 @@
 //! The wire format between servers: beacons (UDP datagrams) and link messages (TCP), each one
-//! CBOR body in a [`frame`](crate::frame).
+//! CBOR body in a [`frame`](mod@crate::frame).
 
 use crate::auth::{Mac, Nonce};
 use crate::frame::{self, FrameError};
