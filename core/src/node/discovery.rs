@@ -19,15 +19,21 @@ pub struct OtherSystem {
     pub servers: Vec<ServerId>,
 }
 
+/// A server heard from. Kept small: every beacon of every server touches one.
 #[derive(Clone, Debug)]
 struct Seen {
-    system: SystemId,
-    name: SystemName,
+    /// First bytes of the beacon's proof (0: learned from a hello): an unchanged beacon needs
+    /// no new proof check.
+    tag: u64,
     boot: u64,
-    proof: Option<Mac>,
-    member: bool,
     first_ms: u64,
     last_ms: u64,
+    /// `None` for a member; the system and name of another system.
+    other: Option<Box<(SystemId, SystemName)>>,
+}
+
+fn tag(proof: &Mac) -> u64 {
+    u64::from_le_bytes(proof[..8].try_into().expect("8 bytes")).max(1)
 }
 
 #[derive(Clone, Debug, Default)]
@@ -54,7 +60,7 @@ impl Discovery {
 
     /// When a beacon of `server` in its run `boot` was last heard.
     pub fn beacon_heard_ms(&self, server: ServerId, boot: u64) -> Option<u64> {
-        self.seen.get(&server).filter(|s| s.member && s.boot == boot).map(|s| s.last_ms)
+        self.seen.get(&server).filter(|s| s.other.is_none() && s.boot == boot).map(|s| s.last_ms)
     }
 
     pub fn dial_succeeded(&mut self, addr: &PeerAddr) {
@@ -94,22 +100,22 @@ impl Discovery {
 
     pub fn saw_other_system(&mut self, hello: &Hello, now: u64) {
         let s = self.seen.entry(hello.server).or_insert(Seen {
-            system: hello.system,
-            name: hello.name.clone(),
+            tag: 0,
             boot: hello.boot,
-            proof: None,
-            member: false,
             first_ms: now,
             last_ms: now,
+            other: None,
         });
-        s.member = false;
+        s.other = Some(Box::new((hello.system, hello.name.clone())));
         s.last_ms = now;
     }
 
     pub fn other_systems(&self) -> Vec<OtherSystem> {
         let mut by_system: BTreeMap<(SystemId, &SystemName), Vec<ServerId>> = BTreeMap::new();
-        for (server, s) in self.seen.iter().filter(|(_, s)| !s.member) {
-            by_system.entry((s.system, &s.name)).or_default().push(*server);
+        for (server, s) in &self.seen {
+            if let Some(other) = &s.other {
+                by_system.entry((other.0, &other.1)).or_default().push(*server);
+            }
         }
         by_system
             .into_iter()
@@ -145,15 +151,13 @@ impl Node {
         let now = self.now.mono_ms;
         // Fast path: an unchanged beacon needs no new proof check (a simulator delivers
         // thousands a second).
-        let known = self.discovery.seen.get_mut(&b.server).filter(|s| {
-            // Equal proofs mean equal server, system and name: the proof covers them.
-            s.proof.is_some_and(|p| p == b.proof)
-        });
+        // Equal proofs mean equal server, system and name: the proof covers them.
+        let known = self.discovery.seen.get_mut(&b.server).filter(|s| s.tag == tag(&b.proof));
         let (member, first_ms) = match known {
             Some(s) => {
                 s.last_ms = now;
                 s.boot = b.boot;
-                (s.member, s.first_ms)
+                (s.other.is_none(), s.first_ms)
             }
             None => {
                 let id = &self.identity;
@@ -162,13 +166,11 @@ impl Node {
                 self.discovery.seen.insert(
                     b.server,
                     Seen {
-                        system: b.system,
-                        name: b.name.clone(),
+                        tag: tag(&b.proof),
                         boot: b.boot,
-                        proof: Some(b.proof),
-                        member,
                         first_ms: now,
                         last_ms: now,
+                        other: (!member).then(|| Box::new((b.system, b.name.clone()))),
                     },
                 );
                 (member, now)
