@@ -303,6 +303,20 @@ impl<'a> TurmoilWorld<'a> {
         self.sim.repair(self.names[a].as_str(), self.names[b].as_str());
     }
 
+    /// Fixes the one-way latency between two servers.
+    pub fn set_link_latency(&mut self, a: usize, b: usize, ms: u64) {
+        self.sim.set_link_latency(
+            self.names[a].as_str(),
+            self.names[b].as_str(),
+            Duration::from_millis(ms),
+        );
+    }
+
+    /// Makes the link between two servers drop this fraction of its packets.
+    pub fn set_link_loss(&mut self, a: usize, b: usize, rate: f64) {
+        self.sim.set_link_fail_rate(self.names[a].as_str(), self.names[b].as_str(), rate);
+    }
+
     /// Reports of the running servers.
     pub fn reports(&self) -> Vec<NodeReport> {
         self.shared.borrow().iter().filter_map(|h| h.report.clone()).collect()

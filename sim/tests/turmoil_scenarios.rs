@@ -167,3 +167,27 @@ fn disk_errors_and_corruption_stop_a_server_but_lose_nothing_acknowledged() {
         }
     }
 }
+
+#[test]
+fn a_slow_lossy_link_still_converges_through_the_rest_of_the_mesh() {
+    let mut w = TurmoilWorld::new(6, TurmoilOptions::default());
+    for _ in 0..4 {
+        w.add_server(ServerSpec::new("lab", "s"));
+    }
+    w.set_link_latency(0, 3, 150);
+    w.set_link_loss(0, 3, 0.3);
+    let took = w.run_until(100, 30_000, |w| {
+        w.reports().len() == 4 && systems(w).len() == 1 && w.converged()
+    });
+    assert!(took.is_some(), "no single system");
+    let me = w.report(0).unwrap().server;
+    for i in 0..10 {
+        let rx = w.command(0, put_camera(i, me));
+        w.await_reply(rx, 2_000);
+    }
+    let took = w.run_until(100, 30_000, |w| {
+        w.converged() && cameras(&w.report(3).unwrap().entries).len() == 10
+    });
+    w.check().unwrap();
+    assert!(took.is_some(), "server 3 did not get every camera");
+}
