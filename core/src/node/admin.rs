@@ -457,3 +457,76 @@ fn overlap(a: &[ServerId], b: &[ServerId]) -> bool {
     let a: BTreeSet<_> = a.iter().collect();
     b.iter().any(|s| a.contains(s))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::KdfParams;
+    use crate::hlc::Hlc;
+    use crate::ids::{HardwareId, SystemName};
+    use crate::node::{Config, Input, Now, Timing};
+    use crate::persist::Restored;
+    use crate::wire::PROTOCOL_VERSION;
+
+    fn node() -> Node {
+        let config = Config {
+            server_name: "a".into(),
+            system_name: SystemName::new("north").unwrap(),
+            secret: Secret::from_text("s"),
+            hardware_id: HardwareId("hw".into()),
+            listen: vec![PeerAddr("10.0.0.1:7001".into())],
+            manual_peers: vec![],
+            vendor_key: crate::licenses::LicenseIssuer::from_seed([1; 32]).verifying_key(),
+            kdf: KdfParams::CHEAP,
+            failover_enabled: true,
+            max_cameras: 8,
+            timing: Timing::default(),
+        };
+        Node::new(config, Restored::default(), 1, Now { mono_ms: 0, wall_ms: 1_700_000_000_000 })
+    }
+
+    fn replies(n: &mut Node) -> Vec<Result<Reply, CommandError>> {
+        std::iter::from_fn(|| n.poll_output())
+            .filter_map(|o| match o {
+                Output::Reply { result, .. } => Some(result),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_merge_challenge_asking_for_an_unbounded_derivation_is_refused() {
+        let mut n = node();
+        let now = Now { mono_ms: 10, wall_ms: 1_700_000_000_010 };
+        let addr = PeerAddr("10.0.0.2:7001".into());
+        let cmd = Command::Merge {
+            addr: addr.clone(),
+            user: "admin".into(),
+            password: "pw".into(),
+            keep: Keep::Remote,
+        };
+        n.handle(now, Input::Command { id: CommandId(1), cmd });
+        n.handle(now, Input::LinkOpened { link: LinkId(7), dialed: Some(addr) });
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            server: ServerId(99),
+            system: SystemId(5),
+            name: SystemName::new("south").unwrap(),
+            name_stamp: Hlc::default(),
+            boot: 1,
+            nonce: [0; 16],
+            hlc: Hlc::default(),
+            purpose: Purpose::Peer,
+            listen: vec![],
+        };
+        n.handle(now, Input::Message { link: LinkId(7), msg: Message::Hello(hello) });
+        let huge = KdfParams { memory_kib: u32::MAX, passes: u32::MAX };
+        let challenge =
+            MergeMsg::Challenge { salt: [0; 16], params: huge, nonce: [1; 16], servers: vec![] };
+        n.handle(now, Input::Message { link: LinkId(7), msg: Message::Merge(challenge) });
+        assert_eq!(
+            replies(&mut n),
+            vec![Err(CommandError::MergeRefused(MergeRefusal::UnreasonableChallenge))]
+        );
+    }
+}
