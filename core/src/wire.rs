@@ -332,12 +332,21 @@ mod tests {
 
     #[test]
     fn an_invalid_system_name_in_a_beacon_is_refused() {
-        let mut b = beacon();
-        b.name = SystemName::new("x").unwrap();
-        let body = ciborium::Value::serialized(&b).unwrap();
-        let mut text = Vec::new();
-        ciborium::into_writer(&body, &mut text).unwrap();
-        let bad = String::from_utf8_lossy(&text).replace('x', "\n").into_bytes();
-        assert!(Beacon::decode(&frame::encode(&bad)).is_err());
+        // The same beacon as a CBOR map, with a name `SystemName` must refuse.
+        let valid = ciborium::Value::serialized(&beacon()).unwrap();
+        let ciborium::Value::Map(mut fields) = valid.clone() else { panic!("a beacon is a map") };
+        for (k, v) in &mut fields {
+            if k.as_text() == Some("name") {
+                *v = ciborium::Value::Text("line\nbreak".into());
+            }
+        }
+        let encode = |v: &ciborium::Value| {
+            let mut body = Vec::new();
+            ciborium::into_writer(v, &mut body).unwrap();
+            frame::encode(&body)
+        };
+        assert_eq!(Beacon::decode(&encode(&valid)), Ok(beacon()));
+        let err = Beacon::decode(&encode(&ciborium::Value::Map(fields))).unwrap_err();
+        assert!(matches!(&err, WireError::Body(m) if m.contains("control characters")), "{err:?}");
     }
 }
