@@ -2,7 +2,7 @@
 
 use crate::auth::Secret;
 use crate::hlc::Hlc;
-use crate::ids::{HardwareId, ServerId, SystemId, SystemName};
+use crate::ids::{ServerId, SystemId, SystemName};
 use crate::store::ReplicaId;
 use serde::{Deserialize, Serialize};
 
@@ -13,8 +13,6 @@ pub struct Identity {
     pub server: ServerId,
     /// Incarnation of its write log; see [`ReplicaId`].
     pub epoch: u64,
-    /// Hardware licenses bind to.
-    pub hardware_id: HardwareId,
     /// System it belongs to.
     pub system: SystemId,
     /// The system's name.

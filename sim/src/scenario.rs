@@ -60,11 +60,7 @@ pub fn run(seed: u64) -> Outcome {
         w.isolate(h);
         h
     });
-    steps.push(format!(
-        "{n} servers{}, {:?}",
-        if intruder.is_some() { " + intruder" } else { "" },
-        w.stats
-    ));
+    steps.push(format!("{n} servers{}", if intruder.is_some() { " + intruder" } else { "" }));
     let mut next_camera = 1u128;
     let mut full: BTreeSet<HostId> = BTreeSet::new();
     let result = (|| {

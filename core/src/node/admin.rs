@@ -121,7 +121,8 @@ struct OutgoingMerge {
     password: String,
     keep: Keep,
     link: Option<LinkId>,
-    key: Option<[u8; 32]>,
+    /// The password key and the remote's challenge, once it came.
+    answered: Option<([u8; 32], Nonce)>,
 }
 
 struct IncomingMerge {
@@ -136,15 +137,20 @@ pub(super) struct AdminState {
 }
 
 impl AdminState {
-    pub fn merge_purpose(&mut self, addr: &PeerAddr) -> Purpose {
-        match self.outgoing.get(addr) {
-            Some(m) if m.link.is_none() => Purpose::Merge { user: m.user.clone() },
+    /// A dialled link opened: if a merge waits for this address, the link is its.
+    pub fn claim_merge_link(&mut self, addr: &PeerAddr, link: LinkId) -> Purpose {
+        match self.outgoing.get_mut(addr) {
+            Some(m) if m.link.is_none() => {
+                m.link = Some(link);
+                Purpose::Merge { user: m.user.clone() }
+            }
             _ => Purpose::Peer,
         }
     }
 
-    pub fn is_merge_link(&self, link: LinkId) -> bool {
-        self.outgoing.values().any(|m| m.link == Some(link)) || self.incoming.contains_key(&link)
+    /// Whether `link` carries a merge this server asked for.
+    pub fn is_outgoing_merge(&self, link: LinkId) -> bool {
+        self.outgoing.values().any(|m| m.link == Some(link))
     }
 
     pub fn link_closed(&mut self, link: LinkId, outputs: &mut VecDeque<Output>) {
@@ -180,7 +186,7 @@ impl Node {
                 if self.admin.outgoing.contains_key(&addr) {
                     Err(CommandError::MergeInProgress(addr))
                 } else {
-                    let m = OutgoingMerge { id, user, password, keep, link: None, key: None };
+                    let m = OutgoingMerge { id, user, password, keep, link: None, answered: None };
                     self.admin.outgoing.insert(addr.clone(), m);
                     self.outputs.push_back(Output::Dial(addr));
                     return; // answered when the other side has spoken
@@ -224,14 +230,6 @@ impl Node {
                 id,
                 result: Err(CommandError::Unreachable(addr.clone())),
             });
-        }
-    }
-
-    pub(super) fn merge_link_opened(&mut self, addr: &PeerAddr, link: LinkId) {
-        if let Some(m) = self.admin.outgoing.get_mut(addr) {
-            if m.link.is_none() {
-                m.link = Some(link);
-            }
         }
     }
 
@@ -308,9 +306,8 @@ impl Node {
             }
             MergeMsg::Accepted { system, name, sealed_secret } => {
                 let Some((addr, m)) = self.take_outgoing(link) else { return };
-                let secret = match (m.keep, sealed_secret, m.key) {
-                    (Keep::Remote, Some(sealed), Some(key)) => {
-                        let nonce = self.admin_nonce(link);
+                let secret = match (m.keep, sealed_secret, m.answered) {
+                    (Keep::Remote, Some(sealed), Some((key, nonce))) => {
                         Some(Secret::from_key(key).unseal(&sealed, &nonce))
                     }
                     (Keep::Remote, _, _) => {
@@ -372,19 +369,14 @@ impl Node {
             return self.close(link);
         }
         let key = derive_password_key(&m.password, &salt, params);
-        m.key = Some(key);
+        m.answered = Some((key, nonce));
         let keep_initiator = m.keep == Keep::Local;
         let sealed_secret = keep_initiator.then(|| Secret::from_key(key).seal(&secret, &nonce));
-        self.admin.incoming.insert(link, IncomingMerge { nonce, verifier: None });
         let proof = credential_proof(&key, &nonce);
         self.send(
             link,
             Message::Merge(MergeMsg::Proof { proof, keep_initiator, servers: own, sealed_secret }),
         );
-    }
-
-    fn admin_nonce(&self, link: LinkId) -> Nonce {
-        self.admin.incoming.get(&link).map(|i| i.nonce).unwrap_or_default()
     }
 
     fn take_outgoing(&mut self, link: LinkId) -> Option<(PeerAddr, OutgoingMerge)> {
@@ -404,7 +396,7 @@ impl Node {
             return Err(CommandError::NameUnchanged(name));
         }
         let me = self.identity.server;
-        let hardware = self.identity.hardware_id.clone();
+        let hardware = self.config.hardware_id.clone();
         let leaving: Vec<(Key, Value)> = self
             .store
             .iter()

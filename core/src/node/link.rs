@@ -42,8 +42,6 @@ pub(super) struct Link {
     pub announced: Vector,
     /// The peer's routing table.
     pub reach: BTreeMap<ServerId, u8>,
-    /// Whether our routing table went out on this link since it came up.
-    pub reach_sent_once: bool,
     /// The table this neighbour last got from us, so later messages carry only changes.
     pub reach_sent: BTreeMap<ServerId, u8>,
 }
@@ -58,15 +56,11 @@ impl Link {
 }
 
 impl Node {
-    pub(super) fn on_link_opened(&mut self, link: crate::node::LinkId, dialed: Option<PeerAddr>) {
+    pub(super) fn on_link_opened(&mut self, link: LinkId, dialed: Option<PeerAddr>) {
         let purpose = match &dialed {
             Some(addr) => {
                 self.discovery.dial_succeeded(addr);
-                let purpose = self.admin.merge_purpose(addr);
-                if purpose != Purpose::Peer {
-                    self.merge_link_opened(addr, link);
-                }
-                purpose
+                self.admin.claim_merge_link(addr, link)
             }
             None => Purpose::Peer,
         };
@@ -84,7 +78,6 @@ impl Node {
                 known: Vector::new(),
                 announced: Vector::new(),
                 reach: BTreeMap::new(),
-                reach_sent_once: false,
                 reach_sent: BTreeMap::new(),
             },
         );
@@ -176,7 +169,7 @@ impl Node {
         if let Some(addr) = &self.links[&link].dialed {
             self.discovery.addr_is(addr.clone(), hello.server);
         }
-        if self.admin.is_merge_link(link) || matches!(hello.purpose, Purpose::Merge { .. }) {
+        if self.admin.is_outgoing_merge(link) || matches!(hello.purpose, Purpose::Merge { .. }) {
             self.links.get_mut(&link).expect("link exists").phase =
                 Phase::Merge(Box::new(hello.clone()));
             if let Purpose::Merge { user } = &hello.purpose {

@@ -271,7 +271,6 @@ impl Node {
                 let identity = Identity {
                     server: ServerId(rng.gen()),
                     epoch: 0,
-                    hardware_id: config.hardware_id.clone(),
                     system: SystemId::new(now.wall_ms, rng.gen()),
                     name: config.system_name.clone(),
                     name_stamp: clock.tick(now.wall_ms),
@@ -429,7 +428,7 @@ impl Node {
     fn publish_own_server_record(&mut self) {
         let record = ServerRecord {
             name: self.config.server_name.clone(),
-            hardware_id: self.identity.hardware_id.clone(),
+            hardware_id: self.config.hardware_id.clone(),
             addresses: self.config.listen.clone(),
             failover_enabled: self.config.failover_enabled,
             max_cameras: self.config.max_cameras,

@@ -22,11 +22,9 @@ pub struct Route {
 #[derive(Default)]
 pub(super) struct Routing {
     routes: BTreeMap<ServerId, Route>,
-    /// Links or neighbour tables changed: recompute at the next flush (changes arrive in
-    /// bursts; one recomputation per burst is enough).
+    /// Links or neighbour tables changed: recompute and tell neighbours what changed at the
+    /// next flush (changes arrive in bursts; once per burst is enough).
     stale: bool,
-    /// The table changed since it was last sent.
-    dirty: bool,
 }
 
 impl Node {
@@ -76,23 +74,19 @@ impl Node {
         }
         if routes != self.routing.routes {
             self.routing.routes = routes;
-            self.routing.dirty = true;
             self.licenses_dirty();
         }
     }
 
     pub(super) fn flush_routes(&mut self) {
-        if std::mem::take(&mut self.routing.stale) {
-            self.recompute_routes();
+        if !std::mem::take(&mut self.routing.stale) {
+            return;
         }
-        let dirty = std::mem::take(&mut self.routing.dirty);
+        self.recompute_routes();
+        // Every neighbour gets what changed since its last table: a new link, everything.
         let peers: Vec<_> = self.peers.iter().map(|(p, l)| (*p, *l)).collect();
         for (peer, link) in peers {
             let l = self.links.get_mut(&link).expect("peer links exist");
-            if !dirty && l.reach_sent_once {
-                continue;
-            }
-            l.reach_sent_once = true;
             // Split horizon: never offer a neighbour a route that goes through it.
             let table: BTreeMap<ServerId, u8> = self
                 .routing

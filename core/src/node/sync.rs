@@ -68,10 +68,8 @@ impl Node {
     pub(super) fn on_peer_message(&mut self, link: LinkId, peer: ServerId, msg: Message) {
         match msg {
             Message::Have { covered } => {
-                let l = self.links.get_mut(&link).expect("message on a known link");
                 for (o, s) in covered {
-                    let k = l.known.entry(o).or_insert(0);
-                    *k = (*k).max(s);
+                    self.note_peer_covers(link, o, s);
                     if s > self.store.covered(o) {
                         self.sync.want.insert(o);
                     }

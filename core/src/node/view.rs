@@ -2,7 +2,8 @@
 
 use super::{LinkId, Node};
 use crate::identity::Identity;
-use crate::ids::{CameraId, ServerId, UserId};
+use crate::ids::{CameraId, ServerId, SystemId, UserId};
+use crate::licenses::LicenseId;
 use crate::resources::{CameraRecord, Key, ServerRecord, UserRecord, Value};
 use crate::store::Store;
 
@@ -78,10 +79,8 @@ impl Node {
         if let Some(Value::Setting(v)) = self.store.get(&key) {
             return Some(v);
         }
-        self.store
-            .entries()
-            .iter()
-            .filter(|(k, _)| matches!(k, Key::Setting { name: n, .. } if n == name))
+        self.all_settings()
+            .filter(|(n, _)| *n == name)
             .filter_map(|(_, e)| match &e.value {
                 Some(Value::Setting(v)) => Some((e.hlc, v.as_str())),
                 _ => None,
@@ -90,16 +89,19 @@ impl Node {
             .map(|(_, v)| v)
     }
 
+    /// Setting entries of every system, tombstones included, as `(name, entry)`.
+    fn all_settings(&self) -> impl Iterator<Item = (&str, &crate::store::Entry)> {
+        let first = Key::Setting { system: SystemId(0), name: String::new() };
+        self.store.entries().range(first..Key::License(LicenseId(0))).filter_map(|(k, e)| match k {
+            Key::Setting { name, .. } => Some((name.as_str(), e)),
+            _ => None,
+        })
+    }
+
     /// All settings names with their effective values.
     pub fn settings(&self) -> std::collections::BTreeMap<String, String> {
-        let names: std::collections::BTreeSet<&str> = self
-            .store
-            .iter()
-            .filter_map(|(k, _)| match k {
-                Key::Setting { name, .. } => Some(name.as_str()),
-                _ => None,
-            })
-            .collect();
+        let names: std::collections::BTreeSet<&str> =
+            self.all_settings().filter(|(_, e)| e.value.is_some()).map(|(n, _)| n).collect();
         names
             .into_iter()
             .filter_map(|n| self.setting(n).map(|v| (n.to_owned(), v.to_owned())))
