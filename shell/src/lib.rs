@@ -1,5 +1,10 @@
 //! `hive`: the Hive server. The [`driver`] runs a core node over real (or simulated) sockets,
-//! timers and [`storage`].
+//! timers and [`storage`]; [`server`] adds the [`api`]; [`cli`] is the `hive` command.
 
+pub mod api;
+pub mod cli;
+pub mod config;
 pub mod driver;
+pub mod hardware;
+pub mod server;
 pub mod storage;

@@ -187,7 +187,7 @@ impl<'a> TurmoilWorld<'a> {
                     let clock = SkewedClock::new(EPOCH_MS, spec.clock_offset_ms, spec.drift_ppm);
                     let mut observer =
                         Observed { shared: shared.clone(), index, vendor: issuer.verifying_key() };
-                    let result = driver::run::<TurmoilNet, _, _>(
+                    let result = driver::run::<TurmoilNet, _, _, _>(
                         dc.clone(),
                         config.clone(),
                         fs,
@@ -254,7 +254,7 @@ impl<'a> TurmoilWorld<'a> {
     ) -> oneshot::Receiver<Result<Reply, CommandError>> {
         let (tx, rx) = oneshot::channel();
         if let Some(c) = &self.shared.borrow()[host].commands {
-            let _ = c.send((cmd, tx));
+            let _ = c.send(Request::Command(cmd, tx));
         }
         rx
     }

@@ -263,6 +263,11 @@ impl Node {
         self.sync.stats
     }
 
+    /// Origins this replica knows it lacks writes of: pulls outstanding or waiting (sync lag).
+    pub fn sync_pending_origins(&self) -> usize {
+        self.sync.inflight.len() + self.sync.want.len()
+    }
+
     /// Whether no pull is outstanding and nothing waits to be announced.
     pub fn sync_idle(&self) -> bool {
         self.sync.inflight.is_empty() && self.sync.dirty.is_empty() && self.sync.want.is_empty()

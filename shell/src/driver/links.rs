@@ -1,12 +1,13 @@
 //! Link tasks: one reader and one writer per TCP connection, talking to the driver loop over
 //! channels so a slow peer never blocks the loop.
 
-use super::Net;
+use super::{Net, TrafficStats};
 use hive_core::ids::PeerAddr;
 use hive_core::node::LinkId;
 use hive_core::wire::Message;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -45,12 +46,13 @@ pub struct Links<N: Net> {
     open: BTreeMap<LinkId, LinkTasks>,
     events_tx: mpsc::UnboundedSender<Raw<N::Stream>>,
     events_rx: mpsc::UnboundedReceiver<Raw<N::Stream>>,
+    stats: Arc<TrafficStats>,
 }
 
 impl<N: Net> Links<N> {
-    pub fn new() -> Self {
+    pub fn new(stats: Arc<TrafficStats>) -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        Links { next: 0, open: BTreeMap::new(), events_tx, events_rx }
+        Links { next: 0, open: BTreeMap::new(), events_tx, events_rx, stats }
     }
 
     /// Starts the tasks of a new connection.
@@ -59,17 +61,20 @@ impl<N: Net> Links<N> {
         let link = LinkId(self.next);
         let (mut rd, mut wr) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let stats = Arc::clone(&self.stats);
         tokio::spawn(async move {
             while let Some(frame) = rx.recv().await {
                 if wr.write_all(&frame).await.is_err() {
                     return;
                 }
+                stats.link_sent(frame.len());
             }
             let _ = wr.shutdown().await;
         });
         let events = self.events_tx.clone();
+        let stats = Arc::clone(&self.stats);
         let reader = tokio::spawn(async move {
-            let why = read_frames(&mut rd, link, &events).await;
+            let why = read_frames(&mut rd, link, &events, &stats).await;
             let _ = events.send(Raw::Event(LinkEvent::Closed(link, why)));
         });
         self.open.insert(link, LinkTasks { tx, reader });
@@ -133,6 +138,7 @@ async fn read_frames<R: tokio::io::AsyncRead + Unpin, S>(
     rd: &mut R,
     link: LinkId,
     events: &mpsc::UnboundedSender<Raw<S>>,
+    stats: &TrafficStats,
 ) -> String {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
@@ -151,7 +157,10 @@ async fn read_frames<R: tokio::io::AsyncRead + Unpin, S>(
         }
         match rd.read(&mut chunk).await {
             Ok(0) => return "closed by peer".into(),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                stats.link_received(n);
+                buf.extend_from_slice(&chunk[..n]);
+            }
             Err(e) => return format!("read failed: {e}"),
         }
     }

@@ -10,9 +10,11 @@
 pub mod clock;
 mod links;
 pub mod net;
+mod stats;
 
 pub use clock::{Clock, SkewedClock, SystemClock};
 pub use net::{Net, TokioNet, TurmoilNet};
+pub use stats::{Traffic, TrafficStats};
 
 use crate::storage::{Fs, Persistence, StorageError};
 use hive_core::ids::PeerAddr;
@@ -22,6 +24,7 @@ use hive_core::wire::{Beacon, BEACON_LEN_MAX};
 use links::{LinkEvent, Links};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,6 +41,11 @@ pub struct DriverConfig {
     pub snapshot_after_bytes: u64,
     /// How long a dial may take.
     pub connect_timeout_ms: u64,
+    /// Counters of bytes and beacons, read by `/metrics`.
+    pub stats: Arc<TrafficStats>,
+    /// Start a new write epoch, as after damage: the data was restored from a backup, so
+    /// sequence numbers written after the backup may already be at peers.
+    pub new_epoch: bool,
 }
 
 impl DriverConfig {
@@ -49,6 +57,8 @@ impl DriverConfig {
             discovery_interface: Ipv4Addr::UNSPECIFIED,
             snapshot_after_bytes: 4 * 1024 * 1024,
             connect_timeout_ms: 3_000,
+            stats: Arc::default(),
+            new_epoch: false,
         }
     }
 }
@@ -74,8 +84,15 @@ pub enum DriverError {
     },
 }
 
-/// A command for the node and where to send its reply.
-pub type Request = (Command, oneshot::Sender<Result<Reply, CommandError>>);
+/// What the driver's owner may ask of it.
+pub enum Request {
+    /// Run a command; its outcome goes to the sender once durable.
+    Command(Command, oneshot::Sender<Result<Reply, CommandError>>),
+    /// Look at the node between two events (the API's reads, backups).
+    Read(Box<dyn FnOnce(&Node) + Send>),
+    /// Stop after the current event.
+    Stop,
+}
 
 /// Something that looks at the node after every step (metrics, the simulation's checker).
 pub trait Observer {
@@ -124,16 +141,17 @@ pub async fn load<F: Fs>(fs: F) -> Result<(Persistence<F>, Restored), DriverErro
 }
 
 /// Runs a server until its command channel closes or its disk fails.
-pub async fn run<N: Net, F: Fs, C: Clock>(
+pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
     dc: DriverConfig,
     config: Config,
     fs: F,
     clock: C,
     seed: u64,
     mut commands: mpsc::UnboundedReceiver<Request>,
-    observer: &mut dyn Observer,
+    observer: &mut O,
 ) -> Result<(), DriverError> {
-    let (mut persistence, restored) = load(fs).await?;
+    let (mut persistence, mut restored) = load(fs).await?;
+    restored.damaged |= dc.new_epoch;
     let damaged = restored.damaged;
     let mut node = Node::new(config, restored, seed, clock.now());
     if damaged {
@@ -153,60 +171,14 @@ pub async fn run<N: Net, F: Fs, C: Clock>(
         addr: udp_addr.to_string(),
         source,
     })?;
-    let mut links: Links<N> = Links::new();
+    let mut links: Links<N> = Links::new(Arc::clone(&dc.stats));
     let mut replies: BTreeMap<CommandId, oneshot::Sender<Result<Reply, CommandError>>> =
         BTreeMap::new();
     let mut next_command = 0u64;
     let mut datagram = vec![0u8; BEACON_LEN_MAX + 1];
     loop {
-        let deadline = clock.instant_at(node.poll_timeout());
-        let input = tokio::select! {
-            ev = links.next_event() => match ev {
-                LinkEvent::Opened { link, dialed } => Some(Input::LinkOpened { link, dialed }),
-                LinkEvent::DialFailed(addr) => Some(Input::DialFailed { addr }),
-                LinkEvent::Message(link, msg) => Some(Input::Message { link, msg }),
-                LinkEvent::Closed(link, why) => {
-                    tracing::debug!(?link, why, "link closed");
-                    Some(Input::LinkClosed { link })
-                }
-            },
-            accepted = N::accept(&listener) => match accepted {
-                Ok((stream, from)) => {
-                    tracing::debug!(%from, "accepted a link");
-                    Some(Input::LinkOpened { link: links.add(stream), dialed: None })
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    None
-                }
-            },
-            received = N::recv_from(&udp, &mut datagram) => match received {
-                Ok((n, from)) => match Beacon::decode(&datagram[..n]) {
-                    Ok(b) => Some(Input::Beacon(b)),
-                    Err(e) => {
-                        tracing::debug!(%from, error = %e, "ignored a malformed beacon");
-                        None
-                    }
-                },
-                Err(e) => {
-                    tracing::debug!(error = %e, "discovery receive failed");
-                    None
-                }
-            },
-            request = commands.recv() => match request {
-                Some((cmd, reply)) => {
-                    next_command += 1;
-                    let id = CommandId(next_command);
-                    replies.insert(id, reply);
-                    Some(Input::Command { id, cmd })
-                }
-                None => return Ok(()),
-            },
-            () = tokio::time::sleep_until(deadline) => Some(Input::Tick),
-        };
-        if let Some(input) = input {
-            node.handle(clock.now(), input);
-        }
+        // Outputs of the last event (or of loading) first: a `Persist` is durable before
+        // anything after it happens.
         while let Some(out) = node.poll_output() {
             match out {
                 Output::Persist(records) => {
@@ -220,6 +192,7 @@ pub async fn run<N: Net, F: Fs, C: Clock>(
                 Output::Send { link, msg } => links.send(link, msg.encode()),
                 Output::Beacon { beacon, unicast } => {
                     let bytes = beacon.encode();
+                    dc.stats.beacon_sent(bytes.len(), 1 + unicast.len());
                     let group = SocketAddr::V4(dc.discovery_group);
                     if let Err(e) = N::send_to(&udp, &bytes, group).await {
                         tracing::debug!(error = %e, "beacon not sent");
@@ -246,6 +219,73 @@ pub async fn run<N: Net, F: Fs, C: Clock>(
             }
         }
         observer.observe(&node);
+        let deadline = clock.instant_at(node.poll_timeout());
+        let input = tokio::select! {
+            ev = links.next_event() => match ev {
+                LinkEvent::Opened { link, dialed } => Some(Input::LinkOpened { link, dialed }),
+                LinkEvent::DialFailed(addr) => Some(Input::DialFailed { addr }),
+                LinkEvent::Message(link, msg) => Some(Input::Message { link, msg }),
+                LinkEvent::Closed(link, why) => {
+                    tracing::debug!(?link, why, "link closed");
+                    Some(Input::LinkClosed { link })
+                }
+            },
+            accepted = N::accept(&listener) => match accepted {
+                Ok((stream, from)) => {
+                    tracing::debug!(%from, "accepted a link");
+                    Some(Input::LinkOpened { link: links.add(stream), dialed: None })
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    None
+                }
+            },
+            received = N::recv_from(&udp, &mut datagram) => match received {
+                Ok((n, from)) => match Beacon::decode(&datagram[..n]) {
+                    Ok(mut b) => {
+                        fill_unspecified_hosts(&mut b.listen, from);
+                        Some(Input::Beacon(b))
+                    }
+                    Err(e) => {
+                        tracing::debug!(%from, error = %e, "ignored a malformed beacon");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "discovery receive failed");
+                    None
+                }
+            },
+            request = commands.recv() => match request {
+                Some(Request::Command(cmd, reply)) => {
+                    next_command += 1;
+                    let id = CommandId(next_command);
+                    replies.insert(id, reply);
+                    Some(Input::Command { id, cmd })
+                }
+                Some(Request::Read(read)) => {
+                    read(&node);
+                    None
+                }
+                Some(Request::Stop) | None => return Ok(()),
+            },
+            () = tokio::time::sleep_until(deadline) => Some(Input::Tick),
+        };
+        if let Some(input) = input {
+            node.handle(clock.now(), input);
+        }
+    }
+}
+
+/// A server listening on all interfaces advertises `0.0.0.0:port`: its peers dial the
+/// address its beacon came from.
+fn fill_unspecified_hosts(listen: &mut [PeerAddr], from: SocketAddr) {
+    for addr in listen {
+        if let Ok(a) = resolve(addr) {
+            if a.ip().is_unspecified() {
+                *addr = PeerAddr(SocketAddr::new(from.ip(), a.port()).to_string());
+            }
+        }
     }
 }
 

@@ -69,10 +69,23 @@ impl Net for TokioNet {
         group: Ipv4Addr,
         interface: Ipv4Addr,
     ) -> io::Result<Self::Udp> {
-        let u = tokio::net::UdpSocket::bind(addr).await?;
-        u.join_multicast_v4(group, interface)?;
-        u.set_multicast_loop_v4(true)?;
-        Ok(u)
+        // Several servers on one machine (the demo, tests) share the discovery port.
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.join_multicast_v4(&group, &interface)?;
+        if !interface.is_unspecified() {
+            // Send beacons out of the chosen interface, not the default route's.
+            socket.set_multicast_if_v4(&interface)?;
+        }
+        socket.set_multicast_loop_v4(true)?;
+        tokio::net::UdpSocket::from_std(socket.into())
     }
 
     async fn send_to(u: &Self::Udp, buf: &[u8], to: SocketAddr) -> io::Result<usize> {

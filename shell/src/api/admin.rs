@@ -1,0 +1,149 @@
+//! System-wide operations: merge with another system, split this server off, rename
+//! (merge-all), and backups.
+
+use super::system::Hello;
+use super::{ApiError, AppState, Body, Caller};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use hive_core::ids::{PeerAddr, SystemName};
+use hive_core::node::{Command, Keep, Reply};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+/// Which side's name, settings and administrator win a merge.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeepSide {
+    /// This system's.
+    Local,
+    /// The other system's.
+    Remote,
+}
+
+/// `POST /api/merge`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeRequest {
+    /// The other server: `http://host:port` of its API, or `host:port` of its peer port.
+    url: String,
+    user: String,
+    password: String,
+    keep: KeepSide,
+}
+
+/// `POST /api/split` and `POST /api/system/rename`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameRequest {
+    name: String,
+}
+
+fn system_name(name: String) -> Result<SystemName, ApiError> {
+    SystemName::new(name).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// The peer address of the server at `url`: asked of its API for an HTTP URL.
+async fn peer_address(state: &AppState, url: &str) -> Result<PeerAddr, ApiError> {
+    let url = url.trim().trim_end_matches('/');
+    if let Ok(addr) = url.parse::<SocketAddr>() {
+        return Ok(PeerAddr(addr.to_string()));
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(ApiError::bad_request(format!(
+            "url {url:?} must be http://HOST:PORT of a server's API or IP:PORT of its peer port"
+        )));
+    };
+    let unreachable = |e: String| {
+        ApiError::new(StatusCode::BAD_GATEWAY, "unreachable", format!("cannot ask {url}: {e}"))
+    };
+    let hello: Hello = state
+        .client
+        .get(format!("{url}/api/hello"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| unreachable(e.to_string()))?
+        .json()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    let host_ip = host.parse::<SocketAddr>().map(|a| a.ip()).ok();
+    hello
+        .peer_addresses
+        .iter()
+        .filter_map(|a| a.parse::<SocketAddr>().ok())
+        .map(|a| match host_ip {
+            // A server listening on all interfaces is dialled where its API answered.
+            Some(ip) if a.ip().is_unspecified() => SocketAddr::new(ip, a.port()),
+            _ => a,
+        })
+        .find(|a| !a.ip().is_unspecified())
+        .map(|a| PeerAddr(a.to_string()))
+        .ok_or_else(|| unreachable("it advertises no usable peer address".into()))
+}
+
+pub async fn merge(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<MergeRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require_owner()?;
+    let addr = peer_address(&state, &req.url).await?;
+    tracing::info!(%addr, user = %req.user, keep = ?req.keep, "merge requested");
+    let keep = match req.keep {
+        KeepSide::Local => Keep::Local,
+        KeepSide::Remote => Keep::Remote,
+    };
+    let cmd = Command::Merge { addr, user: req.user, password: req.password, keep };
+    match state.handle.command(cmd).await? {
+        Reply::Merged { system } => {
+            Ok(Json(serde_json::json!({ "merged": true, "system": system.to_string() })))
+        }
+        other => Ok(Json(serde_json::json!({ "result": format!("{other:?}") }))),
+    }
+}
+
+pub async fn split(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<NameRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require_owner()?;
+    let name = system_name(req.name)?;
+    match state.handle.command(Command::Split { name: name.clone() }).await? {
+        Reply::Split { system } => {
+            Ok(Json(serde_json::json!({ "system": system.to_string(), "name": name.as_str() })))
+        }
+        other => Ok(Json(serde_json::json!({ "result": format!("{other:?}") }))),
+    }
+}
+
+pub async fn rename(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(req): Body<NameRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require_owner()?;
+    let name = system_name(req.name)?;
+    state.handle.command(Command::Rename { name: name.clone() }).await?;
+    Ok(Json(serde_json::json!({ "name": name.as_str() })))
+}
+
+/// A consistent snapshot of this server's replica and identity, taken between two events.
+/// It holds the system secret: keep it as safe as the server.
+pub async fn backup(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
+    let bytes = state.handle.read(|n| n.snapshot().encode()).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"hive-backup.snapshot\""),
+        ],
+        bytes,
+    ))
+}

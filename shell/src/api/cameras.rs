@@ -1,0 +1,249 @@
+//! `/api/cameras`: list, add, change and remove cameras.
+
+use super::{parse_id, ApiError, AppState, Body, Caller};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use hive_core::ids::{CameraId, ServerId};
+use hive_core::node::Command;
+use hive_core::resources::{CameraRecord, FailoverPriority, Key, Value};
+use serde::{Deserialize, Serialize};
+
+/// Longest camera name.
+const NAME_LEN_MAX: usize = 200;
+/// Longest stream URL.
+const URL_LEN_MAX: usize = 2048;
+
+/// Failover priority as the API spells it.
+#[derive(Clone, Copy, Serialize, Deserialize, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Never moves.
+    Never,
+    /// Moves last.
+    Low,
+    /// The default.
+    Medium,
+    /// Moves first.
+    High,
+}
+
+impl From<Priority> for FailoverPriority {
+    fn from(p: Priority) -> Self {
+        match p {
+            Priority::Never => FailoverPriority::Never,
+            Priority::Low => FailoverPriority::Low,
+            Priority::Medium => FailoverPriority::Medium,
+            Priority::High => FailoverPriority::High,
+        }
+    }
+}
+
+impl From<FailoverPriority> for Priority {
+    fn from(p: FailoverPriority) -> Self {
+        match p {
+            FailoverPriority::Never => Priority::Never,
+            FailoverPriority::Low => Priority::Low,
+            FailoverPriority::Medium => Priority::Medium,
+            FailoverPriority::High => Priority::High,
+        }
+    }
+}
+
+/// A camera as the API shows it.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct CameraView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Stream URL.
+    pub url: String,
+    /// Server recording it.
+    pub server: String,
+    /// Server it returns to after failover.
+    pub preferred_server: String,
+    /// Failover priority.
+    pub failover_priority: Priority,
+    /// Whether it records.
+    pub recording: bool,
+}
+
+impl CameraView {
+    fn new(id: CameraId, c: &CameraRecord) -> Self {
+        CameraView {
+            id: id.to_string(),
+            name: c.name.clone(),
+            url: c.url.clone(),
+            server: c.parent.to_string(),
+            preferred_server: c.preferred.to_string(),
+            failover_priority: c.failover_priority.into(),
+            recording: c.recording,
+        }
+    }
+}
+
+/// `POST /api/cameras`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCamera {
+    name: String,
+    url: String,
+    /// Server to record it; this one when absent.
+    server: Option<String>,
+    failover_priority: Option<Priority>,
+    recording: Option<bool>,
+}
+
+/// `PATCH /api/cameras/{id}`: fields to change.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraChange {
+    name: Option<String>,
+    url: Option<String>,
+    server: Option<String>,
+    failover_priority: Option<Priority>,
+    recording: Option<bool>,
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.len() > NAME_LEN_MAX {
+        return Err(ApiError::bad_request(format!("name must be 1 to {NAME_LEN_MAX} characters")));
+    }
+    Ok(())
+}
+
+fn check_url(url: &str) -> Result<(), ApiError> {
+    let scheme_ok =
+        ["rtsp://", "rtsps://", "http://", "https://"].iter().any(|s| url.starts_with(s));
+    if !scheme_ok || url.len() > URL_LEN_MAX || url.chars().any(char::is_whitespace) {
+        return Err(ApiError::bad_request(format!(
+            "url {url:?} must be an rtsp:// or http(s):// URL without spaces, at most {URL_LEN_MAX} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Resolves a server id the caller named, which must be a server of the system.
+async fn known_server(state: &AppState, text: &str) -> Result<ServerId, ApiError> {
+    let id: ServerId = parse_id(text, "server")?;
+    let known = state.handle.read(move |n| n.servers().any(|(s, _)| s == id)).await?;
+    if !known {
+        return Err(ApiError::bad_request(format!("server {text} is not in this system")));
+    }
+    Ok(id)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Vec<CameraView>>, ApiError> {
+    let cams =
+        state.handle.read(|n| n.cameras().map(|(id, c)| CameraView::new(id, c)).collect()).await?;
+    Ok(Json(cams))
+}
+
+async fn camera(state: &AppState, id: CameraId) -> Result<CameraRecord, ApiError> {
+    state
+        .handle
+        .read(move |n| match n.store().get(&Key::Camera(id)) {
+            Some(Value::Camera(c)) => Some(c.clone()),
+            _ => None,
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no camera {id}")))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<CameraView>, ApiError> {
+    let id: CameraId = parse_id(&id, "camera")?;
+    Ok(Json(CameraView::new(id, &camera(&state, id).await?)))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(new): Body<NewCamera>,
+) -> Result<(StatusCode, Json<CameraView>), ApiError> {
+    caller.require_admin()?;
+    check_name(&new.name)?;
+    check_url(&new.url)?;
+    let (server, now_ms) = match &new.server {
+        Some(s) => (known_server(&state, s).await?, wall_ms()),
+        None => (state.handle.read(|n| n.identity().server).await?, wall_ms()),
+    };
+    let id = CameraId(rand::random());
+    let record = CameraRecord {
+        name: new.name,
+        url: new.url,
+        parent: server,
+        preferred: server,
+        failover_priority: new.failover_priority.unwrap_or(Priority::Medium).into(),
+        recording: new.recording.unwrap_or(true),
+        created_ms: now_ms,
+    };
+    let view = CameraView::new(id, &record);
+    state
+        .handle
+        .command(Command::Put { key: Key::Camera(id), value: Value::Camera(record) })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(change): Body<CameraChange>,
+) -> Result<Json<CameraView>, ApiError> {
+    caller.require_admin()?;
+    let id: CameraId = parse_id(&id, "camera")?;
+    let mut record = camera(&state, id).await?;
+    if let Some(name) = change.name {
+        check_name(&name)?;
+        record.name = name;
+    }
+    if let Some(url) = change.url {
+        check_url(&url)?;
+        record.url = url;
+    }
+    if let Some(server) = change.server {
+        let server = known_server(&state, &server).await?;
+        record.parent = server;
+        record.preferred = server;
+    }
+    if let Some(p) = change.failover_priority {
+        record.failover_priority = p.into();
+    }
+    if let Some(r) = change.recording {
+        record.recording = r;
+    }
+    let view = CameraView::new(id, &record);
+    state
+        .handle
+        .command(Command::Put { key: Key::Camera(id), value: Value::Camera(record) })
+        .await?;
+    Ok(Json(view))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_admin()?;
+    let id: CameraId = parse_id(&id, "camera")?;
+    state.handle.command(Command::Delete { key: Key::Camera(id) }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Wall-clock ms for creation stamps (the shell may read clocks; the core may not).
+pub(super) fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

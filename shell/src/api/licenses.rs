@@ -1,0 +1,108 @@
+//! `/api/licenses`: the keys of the system and what they add up to.
+
+use super::{ApiError, AppState, Body, Caller};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use hive_core::licenses::{LicenseId, LicenseKey, ShortfallState};
+use hive_core::node::Command;
+use hive_core::resources::{Key, Value};
+use serde::{Deserialize, Serialize};
+
+/// One key.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct KeyView {
+    /// Id.
+    pub id: String,
+    /// Channels it grants.
+    pub channels: u32,
+    /// Hardware it is bound to.
+    pub hardware_id: String,
+    /// Whether a server with that hardware is online, so the key counts.
+    pub counted: bool,
+    /// The key as text.
+    pub key: String,
+}
+
+/// The system's licenses.
+#[derive(Serialize)]
+pub struct LicensesView {
+    total: u64,
+    used: u64,
+    state: ShortfallState,
+    stopped_cameras: Vec<String>,
+    keys: Vec<KeyView>,
+}
+
+/// `POST /api/licenses`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    key: String,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<LicensesView>, ApiError> {
+    let view = state
+        .handle
+        .read(|n| {
+            let online: Vec<_> = n
+                .online_servers()
+                .into_iter()
+                .chain([n.identity().server])
+                .filter_map(|s| match n.store().get(&Key::Server(s)) {
+                    Some(Value::Server(r)) => Some(r.hardware_id.clone()),
+                    _ => None,
+                })
+                .collect();
+            let keys = n
+                .store()
+                .range(Key::License(LicenseId(0))..)
+                .map_while(|(_, v)| match v {
+                    Value::License(k) => Some(k),
+                    _ => None,
+                })
+                .map(|k| KeyView {
+                    id: format!("{:032x}", k.id.0),
+                    channels: k.channels,
+                    hardware_id: k.hardware_id.0.clone(),
+                    counted: online.contains(&k.hardware_id),
+                    key: k.to_text(),
+                })
+                .collect();
+            let status = n.license_status();
+            LicensesView {
+                total: status.total,
+                used: status.used,
+                state: status.state,
+                stopped_cameras: status.stopped.iter().map(|c| c.to_string()).collect(),
+                keys,
+            }
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+pub async fn add(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(new): Body<NewKey>,
+) -> Result<(StatusCode, Json<KeyView>), ApiError> {
+    caller.require_admin()?;
+    let key = LicenseKey::from_text(new.key.trim())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_license", e.to_string()))?;
+    let view = KeyView {
+        id: format!("{:032x}", key.id.0),
+        channels: key.channels,
+        hardware_id: key.hardware_id.0.clone(),
+        counted: false,
+        key: key.to_text(),
+    };
+    state
+        .handle
+        .command(Command::Put { key: Key::License(key.id), value: Value::License(key) })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}

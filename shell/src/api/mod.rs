@@ -1,0 +1,69 @@
+//! The HTTP JSON API: system, cameras, users, settings, licenses, merge/split/rename,
+//! backup and Prometheus metrics. Every answer is JSON (metrics and backups aside); errors
+//! are `{ "error": code, "message": text }`.
+
+mod admin;
+mod auth;
+mod body;
+mod cameras;
+mod error;
+mod licenses;
+mod metrics;
+mod settings;
+mod system;
+mod users;
+
+pub use auth::{AuthState, Caller, FAILURES_MAX};
+pub use body::Body;
+pub use error::ApiError;
+
+use crate::driver::TrafficStats;
+use crate::server::handle::NodeHandle;
+use axum::routing::{get, post};
+use axum::Router;
+use hive_core::auth::KdfParams;
+use std::sync::Arc;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The server's node loop.
+    pub handle: NodeHandle,
+    /// Link and beacon counters.
+    pub stats: Arc<TrafficStats>,
+    /// Login failures and checked credentials.
+    pub auth: Arc<AuthState>,
+    /// Cost of hashing new passwords.
+    pub kdf: KdfParams,
+    /// For asking another server's API (merge by URL).
+    pub client: reqwest::Client,
+}
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/hello", get(system::hello))
+        .route("/api/system", get(system::get_system))
+        .route("/api/system/rename", post(admin::rename))
+        .route("/api/merge", post(admin::merge))
+        .route("/api/split", post(admin::split))
+        .route("/api/backup", get(admin::backup))
+        .route("/api/cameras", get(cameras::list).post(cameras::create))
+        .route(
+            "/api/cameras/{id}",
+            get(cameras::get_one).patch(cameras::update).delete(cameras::remove),
+        )
+        .route("/api/users", get(users::list).post(users::create))
+        .route("/api/users/{id}", get(users::get_one).patch(users::update).delete(users::remove))
+        .route("/api/settings", get(settings::list).post(settings::create).patch(settings::update))
+        .route("/api/settings/{name}", get(settings::get_one).delete(settings::remove))
+        .route("/api/licenses", get(licenses::list).post(licenses::add))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .with_state(state)
+}
+
+/// Parses a hex id from a path.
+fn parse_id<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
+    text.parse().map_err(|_| ApiError::bad_request(format!("{text:?} is not a {what} id")))
+}

@@ -1,0 +1,108 @@
+//! `/api/settings`: the system's named text settings.
+
+use super::{ApiError, AppState, Body, Caller};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use hive_core::node::Command;
+use hive_core::resources::{Key, Value};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Longest setting name and value.
+const NAME_LEN_MAX: usize = 128;
+const VALUE_LEN_MAX: usize = 64 * 1024;
+
+/// `POST /api/settings`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSetting {
+    name: String,
+    value: String,
+}
+
+fn check(name: &str, value: Option<&str>) -> Result<(), ApiError> {
+    let name_ok = !name.is_empty()
+        && name.len() <= NAME_LEN_MAX
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
+    if !name_ok {
+        return Err(ApiError::bad_request(format!(
+            "setting name {name:?} must be 1 to {NAME_LEN_MAX} of a-z, 0-9, '_', '.', '-'"
+        )));
+    }
+    if value.is_some_and(|v| v.len() > VALUE_LEN_MAX) {
+        return Err(ApiError::bad_request(format!(
+            "value of {name} exceeds {VALUE_LEN_MAX} bytes"
+        )));
+    }
+    Ok(())
+}
+
+async fn put(state: &AppState, name: String, value: Option<String>) -> Result<(), ApiError> {
+    let system = state.handle.read(|n| n.identity().system).await?;
+    let key = Key::Setting { system, name };
+    let cmd = match value {
+        Some(v) => Command::Put { key, value: Value::Setting(v) },
+        None => Command::Delete { key },
+    };
+    state.handle.command(cmd).await?;
+    Ok(())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<BTreeMap<String, String>>, ApiError> {
+    Ok(Json(state.handle.read(|n| n.settings()).await?))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let lookup = name.clone();
+    let value = state.handle.read(move |n| n.setting(&lookup).map(str::to_owned)).await?;
+    match value {
+        Some(v) => Ok(Json(serde_json::json!({ "name": name, "value": v }))),
+        None => Err(ApiError::not_found(format!("no setting {name}"))),
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(new): Body<NewSetting>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    caller.require_admin()?;
+    check(&new.name, Some(&new.value))?;
+    put(&state, new.name.clone(), Some(new.value.clone())).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "name": new.name, "value": new.value }))))
+}
+
+/// `PATCH /api/settings { name: value | null, ... }`: sets or (null) removes several at once.
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(changes): Body<BTreeMap<String, Option<String>>>,
+) -> Result<Json<BTreeMap<String, String>>, ApiError> {
+    caller.require_admin()?;
+    for (name, value) in &changes {
+        check(name, value.as_deref())?;
+    }
+    for (name, value) in changes {
+        put(&state, name, value).await?;
+    }
+    Ok(Json(state.handle.read(|n| n.settings()).await?))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_admin()?;
+    check(&name, None)?;
+    put(&state, name, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

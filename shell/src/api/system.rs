@@ -1,0 +1,120 @@
+//! `GET /api/system` and the unauthenticated `GET /api/hello`.
+
+use super::{ApiError, AppState, Caller};
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+
+/// A server of the system.
+#[derive(Serialize)]
+pub struct ServerView {
+    id: String,
+    name: String,
+    status: &'static str,
+    addresses: Vec<String>,
+    is_self: bool,
+    failover: bool,
+    max_cameras: u32,
+}
+
+/// Another system seen on the network.
+#[derive(Serialize)]
+pub struct OtherSystemView {
+    id: String,
+    name: String,
+    servers: Vec<String>,
+}
+
+/// Licensed channels against cameras recording.
+#[derive(Serialize)]
+pub struct LicenseSummary {
+    total: u64,
+    used: u64,
+}
+
+/// The system as this server sees it.
+#[derive(Serialize)]
+pub struct SystemView {
+    id: String,
+    name: String,
+    server_id: String,
+    servers: Vec<ServerView>,
+    licenses: LicenseSummary,
+    other_systems: Vec<OtherSystemView>,
+}
+
+pub async fn get_system(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<SystemView>, ApiError> {
+    let view = state
+        .handle
+        .read(|node| {
+            let me = node.identity().server;
+            let online = node.online_servers();
+            let servers = node
+                .servers()
+                .map(|(id, r)| ServerView {
+                    id: id.to_string(),
+                    name: r.name.clone(),
+                    status: if id == me || online.contains(&id) { "online" } else { "offline" },
+                    addresses: r.addresses.iter().map(|a| a.0.clone()).collect(),
+                    is_self: id == me,
+                    failover: r.failover_enabled,
+                    max_cameras: r.max_cameras,
+                })
+                .collect();
+            let licenses = node.license_status();
+            SystemView {
+                id: node.identity().system.to_string(),
+                name: node.identity().name.as_str().to_owned(),
+                server_id: me.to_string(),
+                servers,
+                licenses: LicenseSummary { total: licenses.total, used: licenses.used },
+                other_systems: node
+                    .other_systems()
+                    .into_iter()
+                    .map(|o| OtherSystemView {
+                        id: o.system.to_string(),
+                        name: o.name.as_str().to_owned(),
+                        servers: o.servers.iter().map(|s| s.to_string()).collect(),
+                    })
+                    .collect(),
+            }
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+/// What anyone on the network may learn (as much as a beacon tells): enough to merge by URL.
+#[derive(Serialize, serde::Deserialize)]
+pub struct Hello {
+    /// This server.
+    pub server_id: String,
+    /// Its system's name.
+    pub system_name: String,
+    /// Where it accepts peer links.
+    pub peer_addresses: Vec<String>,
+    /// Software version.
+    pub version: String,
+}
+
+pub async fn hello(State(state): State<AppState>) -> Result<Json<Hello>, ApiError> {
+    let hello = state
+        .handle
+        .read(|node| {
+            let me = node.identity().server;
+            Hello {
+                server_id: me.to_string(),
+                system_name: node.identity().name.as_str().to_owned(),
+                peer_addresses: node
+                    .servers()
+                    .find(|(id, _)| *id == me)
+                    .map(|(_, r)| r.addresses.iter().map(|a| a.0.clone()).collect())
+                    .unwrap_or_default(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            }
+        })
+        .await?;
+    Ok(Json(hello))
+}

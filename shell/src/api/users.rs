@@ -1,0 +1,207 @@
+//! `/api/users`: accounts with roles; passwords are stored as argon2id verifiers.
+
+use super::{parse_id, ApiError, AppState, Body, Caller};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use hive_core::auth::password_verifier;
+use hive_core::ids::UserId;
+use hive_core::node::Command;
+use hive_core::resources::{Key, Role, UserRecord, Value};
+use serde::{Deserialize, Serialize};
+
+/// Shortest password accepted.
+pub const PASSWORD_LEN_MIN: usize = 8;
+
+/// A role as the API spells it.
+#[derive(Clone, Copy, Serialize, Deserialize, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    /// See [`Role::Owner`].
+    Owner,
+    /// See [`Role::Admin`].
+    Admin,
+    /// See [`Role::Viewer`].
+    Viewer,
+}
+
+impl From<RoleName> for Role {
+    fn from(r: RoleName) -> Role {
+        match r {
+            RoleName::Owner => Role::Owner,
+            RoleName::Admin => Role::Admin,
+            RoleName::Viewer => Role::Viewer,
+        }
+    }
+}
+
+impl From<Role> for RoleName {
+    fn from(r: Role) -> RoleName {
+        match r {
+            Role::Owner => RoleName::Owner,
+            Role::Admin => RoleName::Admin,
+            Role::Viewer => RoleName::Viewer,
+        }
+    }
+}
+
+/// A user as the API shows it: never the verifier.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct UserView {
+    /// Id.
+    pub id: String,
+    /// Login.
+    pub name: String,
+    /// Role.
+    pub role: RoleName,
+}
+
+/// `POST /api/users`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    name: String,
+    password: String,
+    role: RoleName,
+}
+
+/// `PATCH /api/users/{id}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    password: Option<String>,
+    role: Option<RoleName>,
+}
+
+fn check_password(p: &str) -> Result<(), ApiError> {
+    if p.chars().count() < PASSWORD_LEN_MIN {
+        return Err(ApiError::bad_request(format!(
+            "password must be at least {PASSWORD_LEN_MIN} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Only the owner may create, promote to or touch owners.
+fn check_role_change(caller: &Caller, from: Option<Role>, to: Role) -> Result<(), ApiError> {
+    caller.require_admin()?;
+    if (to == Role::Owner || from == Some(Role::Owner)) && caller.role != Role::Owner {
+        return Err(ApiError::forbidden("only the owner manages owners"));
+    }
+    Ok(())
+}
+
+/// Hashes a password off the async threads.
+pub async fn hash_password(
+    password: String,
+    kdf: hive_core::auth::KdfParams,
+) -> Result<hive_core::resources::PasswordVerifier, ApiError> {
+    tokio::task::spawn_blocking(move || password_verifier(&password, rand::random(), kdf))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "hashing failed"))
+}
+
+async fn user(state: &AppState, id: UserId) -> Result<UserRecord, ApiError> {
+    state
+        .handle
+        .read(move |n| n.users().into_iter().find(|(u, _)| *u == id).map(|(_, r)| r.clone()))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user {id}")))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Vec<UserView>>, ApiError> {
+    let users = state
+        .handle
+        .read(|n| {
+            n.users()
+                .into_iter()
+                .map(|(id, u)| UserView {
+                    id: id.to_string(),
+                    name: u.name.clone(),
+                    role: u.role.into(),
+                })
+                .collect()
+        })
+        .await?;
+    Ok(Json(users))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    let id: UserId = parse_id(&id, "user")?;
+    let u = user(&state, id).await?;
+    Ok(Json(UserView { id: id.to_string(), name: u.name, role: u.role.into() }))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(new): Body<NewUser>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    check_role_change(&caller, None, new.role.into())?;
+    let name = new.name.trim().to_owned();
+    if name.is_empty() || name.len() > 64 || name.contains(':') {
+        return Err(ApiError::bad_request("name must be 1 to 64 characters, without ':'"));
+    }
+    check_password(&new.password)?;
+    let lookup = name.clone();
+    let (exists, system) =
+        state.handle.read(move |n| (n.user(&lookup).is_some(), n.identity().system)).await?;
+    if exists {
+        return Err(ApiError::new(StatusCode::CONFLICT, "exists", format!("user {name} exists")));
+    }
+    let record = UserRecord {
+        name: name.clone(),
+        role: new.role.into(),
+        password: hash_password(new.password, state.kdf).await?,
+        home_system: system,
+    };
+    let id = UserId(rand::random());
+    state.handle.command(Command::Put { key: Key::User(id), value: Value::User(record) }).await?;
+    Ok((StatusCode::CREATED, Json(UserView { id: id.to_string(), name, role: new.role })))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(change): Body<UserChange>,
+) -> Result<Json<UserView>, ApiError> {
+    let id: UserId = parse_id(&id, "user")?;
+    let mut record = user(&state, id).await?;
+    let to = change.role.map(Role::from).unwrap_or(record.role);
+    // Anyone may change their own password; everything else is an administrator's job.
+    let own_password_only = change.role.is_none() && caller.name == record.name;
+    if !own_password_only {
+        check_role_change(&caller, Some(record.role), to)?;
+    }
+    if let Some(p) = change.password {
+        check_password(&p)?;
+        record.password = hash_password(p, state.kdf).await?;
+    }
+    record.role = to;
+    let view = UserView { id: id.to_string(), name: record.name.clone(), role: to.into() };
+    state.handle.command(Command::Put { key: Key::User(id), value: Value::User(record) }).await?;
+    Ok(Json(view))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id: UserId = parse_id(&id, "user")?;
+    let record = user(&state, id).await?;
+    check_role_change(&caller, Some(record.role), Role::Viewer)?;
+    if record.name == caller.name {
+        return Err(ApiError::bad_request("you cannot delete yourself"));
+    }
+    state.handle.command(Command::Delete { key: Key::User(id) }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

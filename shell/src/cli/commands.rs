@@ -1,0 +1,235 @@
+//! The subcommands that talk to a running server.
+
+use super::client::Client;
+use super::table::{render, short};
+use super::{CameraCmd, CliError, Cmd, Conn, LicenseCmd, UserCmd};
+use serde_json::{json, Value};
+
+fn client(conn: &Conn) -> Client {
+    Client::new(&conn.url, &conn.user, &conn.password)
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The system as text: what `hive status` and `hive demo` print.
+pub fn system_text(system: &Value) -> String {
+    let mut out =
+        format!("System {:?} ({})\n\n", text(&system["name"]), short(&text(&system["id"])));
+    let rows: Vec<Vec<String>> = system["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let me = if s["is_self"].as_bool() == Some(true) { " *" } else { "" };
+            vec![
+                format!("{}{me}", short(&text(&s["id"]))),
+                text(&s["name"]),
+                text(&s["status"]),
+                s["addresses"]
+                    .as_array()
+                    .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.push_str(&render(&["SERVER", "NAME", "STATUS", "ADDRESSES"], &rows));
+    out.push_str(&format!(
+        "\nLicenses: {} channels, {} cameras recording\n",
+        system["licenses"]["total"], system["licenses"]["used"]
+    ));
+    if let Some(others) = system["other_systems"].as_array().filter(|o| !o.is_empty()) {
+        out.push_str("\nOther systems on the network:\n");
+        for o in others {
+            let n = o["servers"].as_array().map_or(0, Vec::len);
+            out.push_str(&format!("  {:?}: {n} server(s)\n", text(&o["name"])));
+        }
+    }
+    out
+}
+
+fn cameras_text(cams: &Value) -> String {
+    let rows: Vec<Vec<String>> = cams
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            vec![
+                text(&c["id"]),
+                text(&c["name"]),
+                short(&text(&c["server"])),
+                if c["recording"].as_bool() == Some(true) { "yes".into() } else { "no".into() },
+                text(&c["url"]),
+            ]
+        })
+        .collect();
+    render(&["CAMERA", "NAME", "SERVER", "RECORDING", "URL"], &rows)
+}
+
+pub async fn run(cmd: Cmd) -> Result<(), CliError> {
+    match cmd {
+        Cmd::Status(conn) => {
+            let system: Value = client(&conn).get("/api/system").await?;
+            if conn.json {
+                print_json(&system);
+            } else {
+                print!("{}", system_text(&system));
+            }
+        }
+        Cmd::Join { target, remote_user, remote_password, keep, conn } => {
+            let body = json!({ "url": target, "user": remote_user, "password": remote_password, "keep": keep });
+            let answer: Value = client(&conn).post("/api/merge", &body).await?;
+            if conn.json {
+                print_json(&answer);
+            } else {
+                println!("Merged: the system is now {}", text(&answer["system"]));
+            }
+        }
+        Cmd::Split { name, conn } => {
+            let answer: Value = client(&conn).post("/api/split", &json!({ "name": name })).await?;
+            if conn.json {
+                print_json(&answer);
+            } else {
+                println!(
+                    "Split off into new system {name:?} ({})",
+                    short(&text(&answer["system"]))
+                );
+            }
+        }
+        Cmd::RenameSystem { name, conn } => {
+            let answer: Value =
+                client(&conn).post("/api/system/rename", &json!({ "name": name })).await?;
+            if conn.json {
+                print_json(&answer);
+            } else {
+                println!("The system is now named {name:?}");
+            }
+        }
+        Cmd::License { cmd, conn } => match cmd {
+            LicenseCmd::Add { key } => {
+                let answer: Value =
+                    client(&conn).post("/api/licenses", &json!({ "key": key })).await?;
+                if conn.json {
+                    print_json(&answer);
+                } else {
+                    println!(
+                        "Added license of {} channels bound to {}",
+                        answer["channels"],
+                        text(&answer["hardware_id"])
+                    );
+                }
+            }
+            LicenseCmd::List => {
+                let answer: Value = client(&conn).get("/api/licenses").await?;
+                if conn.json {
+                    print_json(&answer);
+                } else {
+                    let rows: Vec<Vec<String>> = answer["keys"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|k| {
+                            vec![
+                                short(&text(&k["id"])),
+                                text(&k["channels"]),
+                                text(&k["hardware_id"]),
+                                if k["counted"].as_bool() == Some(true) {
+                                    "yes".into()
+                                } else {
+                                    "no (server offline)".into()
+                                },
+                            ]
+                        })
+                        .collect();
+                    print!("{}", render(&["KEY", "CHANNELS", "HARDWARE", "COUNTED"], &rows));
+                    println!("Total: {} channels, {} used", answer["total"], answer["used"]);
+                }
+            }
+        },
+        Cmd::Camera { cmd, conn } => match cmd {
+            CameraCmd::Add { name, stream, server } => {
+                let mut body = json!({ "name": name, "url": stream });
+                if let Some(s) = server {
+                    body["server"] = json!(s);
+                }
+                let answer: Value = client(&conn).post("/api/cameras", &body).await?;
+                if conn.json {
+                    print_json(&answer);
+                } else {
+                    println!("Added camera {} ({})", text(&answer["id"]), text(&answer["name"]));
+                }
+            }
+            CameraCmd::List => {
+                let answer: Value = client(&conn).get("/api/cameras").await?;
+                if conn.json {
+                    print_json(&answer);
+                } else {
+                    print!("{}", cameras_text(&answer));
+                }
+            }
+            CameraCmd::Rm { id } => {
+                client(&conn).delete(&format!("/api/cameras/{id}")).await?;
+                if conn.json {
+                    print_json(&json!({ "removed": id }));
+                } else {
+                    println!("Removed camera {id}");
+                }
+            }
+        },
+        Cmd::User { cmd, conn } => match cmd {
+            UserCmd::Add { name, role, new_password } => {
+                let body = json!({ "name": name, "role": role, "password": new_password });
+                let answer: Value = client(&conn).post("/api/users", &body).await?;
+                if conn.json {
+                    print_json(&answer);
+                } else {
+                    println!("Added {} {}", text(&answer["role"]), text(&answer["name"]));
+                }
+            }
+            UserCmd::List => {
+                let answer: Value = client(&conn).get("/api/users").await?;
+                if conn.json {
+                    print_json(&answer);
+                } else {
+                    let rows: Vec<Vec<String>> = answer
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|u| vec![text(&u["name"]), text(&u["role"]), text(&u["id"])])
+                        .collect();
+                    print!("{}", render(&["USER", "ROLE", "ID"], &rows));
+                }
+            }
+        },
+        Cmd::Backup { out, conn } => {
+            let bytes = client(&conn).get_bytes("/api/backup").await?;
+            std::fs::write(&out, &bytes)
+                .map_err(|source| CliError::Write { path: out.display().to_string(), source })?;
+            if conn.json {
+                print_json(&json!({ "file": out, "bytes": bytes.len() }));
+            } else {
+                println!("Wrote a backup of {} bytes to {}", bytes.len(), out.display());
+            }
+        }
+        Cmd::Restore { file, data_dir } => {
+            crate::server::backup::restore(&file, &data_dir).await?;
+            println!(
+                "Restored {} into {}; start `hive serve --data-dir {}` and it catches up from its peers",
+                file.display(),
+                data_dir.display(),
+                data_dir.display()
+            );
+        }
+        Cmd::Serve(_) | Cmd::Demo(_) => unreachable!("handled by cli::main"),
+    }
+    Ok(())
+}

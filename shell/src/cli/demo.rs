@@ -1,0 +1,183 @@
+//! `hive demo`: three servers on loopback, one system name and secret, a temporary data
+//! directory, found by multicast discovery, with licenses and cameras; prints the system and
+//! runs until Ctrl-C.
+
+use super::commands::system_text;
+use super::error::CliError;
+use crate::config::{encode_hex, ServeSettings, DISCOVERY_GROUP};
+use crate::server::{self, Server};
+use clap::Args;
+use hive_core::ids::{CameraId, HardwareId, PeerAddr, SystemName};
+use hive_core::licenses::{LicenseId, LicenseIssuer};
+use hive_core::node::Command;
+use hive_core::resources::{CameraRecord, FailoverPriority, Key, Value};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Seed of the demo's own license vendor: its keys are valid only in demo systems.
+const DEMO_VENDOR_SEED: [u8; 32] = *b"hive-demo-vendor-not-for-sale!!!";
+/// The demo's owner login.
+pub const DEMO_USER: &str = "admin";
+/// The demo's owner password (the demo listens on loopback only).
+pub const DEMO_PASSWORD: &str = "hive-demo";
+
+/// Options of `hive demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Number of servers.
+    #[arg(long, default_value_t = 3)]
+    servers: usize,
+    /// Cameras per server.
+    #[arg(long, default_value_t = 2)]
+    cameras: usize,
+    /// Exit after showing the system instead of waiting for Ctrl-C.
+    #[arg(long)]
+    once: bool,
+}
+
+fn free_port() -> Result<u16, CliError> {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| CliError::Demo(format!("no free port on loopback: {e}")))
+}
+
+/// Runs the demo until Ctrl-C (or once, with `--once`).
+pub async fn run(args: DemoArgs) -> Result<(), CliError> {
+    super::serve::init_logging_quiet();
+    let dir = tempfile::Builder::new()
+        .prefix("hive-demo-")
+        .tempdir()
+        .map_err(|e| CliError::Demo(format!("no temporary directory: {e}")))?;
+    let issuer = LicenseIssuer::from_seed(DEMO_VENDOR_SEED);
+    // A fresh secret per run: two demos on one machine stay two systems.
+    let secret = encode_hex(&rand::random::<[u8; 16]>());
+    println!("Starting {} servers on loopback in {} ...", args.servers, dir.path().display());
+    let mut servers: Vec<Server> = Vec::new();
+    for i in 1..=args.servers {
+        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        let settings = ServeSettings {
+            data_dir: dir.path().join(format!("server-{i}")),
+            system_name: SystemName::new("Hive Demo").expect("a valid name"),
+            secret: secret.clone(),
+            server_name: format!("demo-{i}"),
+            listen: peer,
+            http: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            advertise: vec![PeerAddr(peer.to_string())],
+            discovery_group: DISCOVERY_GROUP,
+            discovery_interface: Ipv4Addr::LOCALHOST,
+            peers: Vec::new(),
+            hardware_id: HardwareId(format!("demo-hw-{i}")),
+            failover: true,
+            max_cameras: 16,
+            vendor_key: issuer.verifying_key(),
+            init_owner: Some((DEMO_USER.into(), DEMO_PASSWORD.into())),
+        };
+        servers.push(server::start(settings).await?);
+    }
+    let merged = wait_merged(&servers, Duration::from_secs(20)).await;
+    add_licenses_and_cameras(&servers, &issuer, args.cameras).await?;
+    // Let the additions reach every server before showing one of them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let system = show(&servers[0]).await?;
+    print!("\n{}", system_text(&system));
+    match merged {
+        Some(t) => println!("\nAll {} servers formed one system in {} ms.", servers.len(), t.as_millis()),
+        None => println!("\nWARNING: the servers did not form one system within 20 s (is multicast on loopback blocked?)."),
+    }
+    println!("\nAPI of each server (user {DEMO_USER}, password {DEMO_PASSWORD}):");
+    for s in &servers {
+        println!("  http://{}/api/system", s.http_addr);
+    }
+    println!(
+        "\nTry:  HIVE_URL=http://{} HIVE_PASSWORD={DEMO_PASSWORD} cargo run --release -p hive -- camera list",
+        servers[servers.len() - 1].http_addr
+    );
+    if !args.once {
+        println!("\nPress Ctrl-C to stop.");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    println!("Stopping ...");
+    for s in servers {
+        s.stop().await?;
+    }
+    println!("Stopped; removed {}.", dir.path().display());
+    Ok(())
+}
+
+/// Waits until every server sees all the others online in one system.
+async fn wait_merged(servers: &[Server], limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let mut systems = std::collections::BTreeSet::new();
+        let mut all_online = true;
+        for s in servers {
+            match s.handle.read(|n| (n.identity().system, n.online_servers().len())).await {
+                Ok((system, online)) => {
+                    systems.insert(system);
+                    all_online &= online == servers.len();
+                }
+                Err(_) => return None,
+            }
+        }
+        if systems.len() == 1 && all_online {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+async fn add_licenses_and_cameras(
+    servers: &[Server],
+    issuer: &LicenseIssuer,
+    per_server: usize,
+) -> Result<(), CliError> {
+    let channels = [4, 10, 2];
+    for (i, s) in servers.iter().enumerate() {
+        let (me, hardware) = s
+            .handle
+            .read(|n| {
+                let me = n.identity().server;
+                let hw = n.servers().find(|(id, _)| *id == me).map(|(_, r)| r.hardware_id.clone());
+                (me, hw)
+            })
+            .await
+            .map_err(|e| CliError::Demo(e.to_string()))?;
+        let hardware = hardware.ok_or_else(|| CliError::Demo("server record missing".into()))?;
+        let key =
+            issuer.issue(LicenseId(rand::random()), channels[i % channels.len()], hardware, 0);
+        s.handle
+            .command(Command::Put { key: Key::License(key.id), value: Value::License(key) })
+            .await
+            .map_err(|e| CliError::Demo(e.to_string()))?;
+        for c in 0..per_server {
+            let record = CameraRecord {
+                name: format!("Demo camera {}.{}", i + 1, c + 1),
+                url: format!("rtsp://127.0.0.1:8554/demo-{}-{}", i + 1, c + 1),
+                parent: me,
+                preferred: me,
+                failover_priority: FailoverPriority::Medium,
+                recording: true,
+                created_ms: 0,
+            };
+            s.handle
+                .command(Command::Put {
+                    key: Key::Camera(CameraId(rand::random())),
+                    value: Value::Camera(record),
+                })
+                .await
+                .map_err(|e| CliError::Demo(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+async fn show(server: &Server) -> Result<serde_json::Value, CliError> {
+    let client = super::client::Client::new(
+        &format!("http://{}", server.http_addr),
+        DEMO_USER,
+        DEMO_PASSWORD,
+    );
+    Ok(client.get("/api/system").await?)
+}

@@ -1,0 +1,199 @@
+//! The `hive` command: `serve` and `demo` run servers; the others talk to a running server's
+//! API, human-readable by default and JSON with `--json`.
+
+pub mod client;
+mod commands;
+pub mod demo;
+mod error;
+pub mod serve;
+pub mod table;
+
+pub use error::CliError;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Hive: servers that join into one video management system.
+#[derive(Parser, Debug)]
+#[command(name = "hive", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Where the API is and who is asking.
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// API of any server of the system.
+    #[arg(long, env = "HIVE_URL", default_value = "http://127.0.0.1:7080", global = true)]
+    pub url: String,
+    /// User name.
+    #[arg(long, env = "HIVE_USER", default_value = "admin", global = true)]
+    pub user: String,
+    /// Password (prefer the HIVE_PASSWORD environment variable).
+    #[arg(long, env = "HIVE_PASSWORD", hide_env_values = true, default_value = "", global = true)]
+    pub password: String,
+    /// Print the API's JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run a server.
+    Serve(Box<serve::ServeArgs>),
+    /// Run three servers on loopback as one system with cameras, and show it.
+    Demo(demo::DemoArgs),
+    /// Show the system: servers, licenses, other systems.
+    Status(Conn),
+    /// Merge this system with another one, proving its administrator's password.
+    Join {
+        /// The other system's server: http://HOST:PORT (API) or IP:PORT (peer port).
+        target: String,
+        /// The other system's administrator.
+        #[arg(long)]
+        remote_user: String,
+        /// Their password (or HIVE_REMOTE_PASSWORD).
+        #[arg(long, env = "HIVE_REMOTE_PASSWORD", hide_env_values = true)]
+        remote_password: String,
+        /// Whose name, settings and administrator win.
+        #[arg(long, value_parser = ["local", "remote"], default_value = "local")]
+        keep: String,
+        /// Server and credentials.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Take the server at --url out of its system into a new one.
+    Split {
+        /// Name of the new system.
+        #[arg(long)]
+        name: String,
+        /// Server and credentials.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Rename the whole system (with another system's name and secret: merge all into it).
+    RenameSystem {
+        /// New name.
+        name: String,
+        /// Server and credentials.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// License keys.
+    License {
+        /// What to do with them.
+        #[command(subcommand)]
+        cmd: LicenseCmd,
+        /// Server and credentials.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Cameras.
+    Camera {
+        /// What to do with them.
+        #[command(subcommand)]
+        cmd: CameraCmd,
+        /// Server and credentials.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// User accounts.
+    User {
+        /// What to do with them.
+        #[command(subcommand)]
+        cmd: UserCmd,
+        /// Server and credentials.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Save a consistent backup of the server at --url (holds the system secret: keep it safe).
+    Backup {
+        /// File to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Server and credentials.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Restore a backup into an empty data directory, then start `hive serve` on it.
+    Restore {
+        /// Backup file.
+        file: PathBuf,
+        /// Empty data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+/// `hive license ...`
+#[derive(Subcommand, Debug)]
+pub enum LicenseCmd {
+    /// Add a key (HIVE1-...).
+    Add {
+        /// The key.
+        key: String,
+    },
+    /// List keys and the total.
+    List,
+}
+
+/// `hive camera ...`
+#[derive(Subcommand, Debug)]
+pub enum CameraCmd {
+    /// Add a camera.
+    Add {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Stream URL (rtsp://...).
+        #[arg(long = "stream")]
+        stream: String,
+        /// Server id to record it (default: the server at --url).
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// List cameras.
+    List,
+    /// Remove a camera.
+    Rm {
+        /// Camera id.
+        id: String,
+    },
+}
+
+/// `hive user ...`
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add a user.
+    Add {
+        /// Login name.
+        name: String,
+        /// Role: owner, admin or viewer.
+        #[arg(long, value_parser = ["owner", "admin", "viewer"], default_value = "viewer")]
+        role: String,
+        /// Their password (or HIVE_NEW_PASSWORD).
+        #[arg(long = "new-password", env = "HIVE_NEW_PASSWORD", hide_env_values = true)]
+        new_password: String,
+    },
+    /// List users.
+    List,
+}
+
+/// Runs the command line; returns the process exit code.
+pub async fn main(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Cmd::Serve(args) => serve::run(*args).await,
+        Cmd::Demo(args) => demo::run(args).await,
+        other => commands::run(other).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}

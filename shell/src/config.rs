@@ -1,0 +1,424 @@
+//! `hive serve` settings: a TOML file and command-line flags, flags winning.
+
+use hive_core::ids::{HardwareId, PeerAddr, SystemName};
+use serde::Deserialize;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Default TCP port of peer links.
+pub const PEER_PORT: u16 = 7001;
+/// Default TCP port of the HTTP API.
+pub const HTTP_PORT: u16 = 7080;
+/// Default discovery group.
+pub const DISCOVERY_GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 255, 11, 11), 5007);
+
+/// Public key of the Hive license vendor (hex); a config may name another for tests.
+pub const VENDOR_KEY_HEX: &str = "8920f5b257bb7ccc13404cf866c4d34c873802a2472f1a1f2c28a740664c754d";
+
+/// Why the settings could not be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown or mistyped field.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, naming the field and line.
+        message: String,
+    },
+    /// A field has a value that cannot be used.
+    #[error("{source_name}: field `{field}`: {reason}")]
+    Invalid {
+        /// The file or "command line".
+        source_name: String,
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A required field is missing everywhere.
+    #[error("`{field}` is required: set it in the config file or with {flag}")]
+    Missing {
+        /// The field.
+        field: &'static str,
+        /// The flag that sets it.
+        flag: &'static str,
+    },
+}
+
+/// The config file; every field optional, unknown fields refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// System name at first start.
+    pub system_name: Option<String>,
+    /// System secret at first start.
+    pub secret: Option<String>,
+    /// This server's name.
+    pub server_name: Option<String>,
+    /// TCP address for peer links.
+    pub listen: Option<String>,
+    /// TCP address of the HTTP API.
+    pub http: Option<String>,
+    /// Addresses peers should dial (default: the listen address; an unspecified host means
+    /// "the address my beacons come from").
+    pub advertise: Option<Vec<String>>,
+    /// Multicast group of discovery.
+    pub discovery_group: Option<String>,
+    /// Interface address to run discovery on.
+    pub discovery_interface: Option<String>,
+    /// Servers to dial beyond the LAN.
+    pub peers: Option<Vec<String>>,
+    /// Hardware id override.
+    pub hardware_id: Option<String>,
+    /// Whether this server takes cameras of failed servers.
+    pub failover: Option<bool>,
+    /// Most cameras this server records.
+    pub max_cameras: Option<u32>,
+    /// License vendor public key (hex).
+    pub license_vendor_key: Option<String>,
+    /// First owner as `name:password`, created if no user has that name.
+    pub init_owner: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+    }
+}
+
+/// Resolved settings of one server.
+#[derive(Clone)]
+pub struct ServeSettings {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// System name at first start.
+    pub system_name: SystemName,
+    /// System secret text at first start (never logged).
+    pub secret: String,
+    /// This server's name.
+    pub server_name: String,
+    /// Peer link address.
+    pub listen: SocketAddr,
+    /// HTTP API address.
+    pub http: SocketAddr,
+    /// Addresses peers should dial.
+    pub advertise: Vec<PeerAddr>,
+    /// Discovery group.
+    pub discovery_group: SocketAddrV4,
+    /// Discovery interface.
+    pub discovery_interface: Ipv4Addr,
+    /// Manual peers.
+    pub peers: Vec<PeerAddr>,
+    /// Hardware id.
+    pub hardware_id: HardwareId,
+    /// Failover enabled.
+    pub failover: bool,
+    /// Camera capacity.
+    pub max_cameras: u32,
+    /// License vendor key.
+    pub vendor_key: ed25519_dalek::VerifyingKey,
+    /// First owner `(name, password)`.
+    pub init_owner: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for ServeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret and the owner's password stay out of logs.
+        f.debug_struct("ServeSettings")
+            .field("data_dir", &self.data_dir)
+            .field("system_name", &self.system_name)
+            .field("server_name", &self.server_name)
+            .field("listen", &self.listen)
+            .field("http", &self.http)
+            .field("advertise", &self.advertise)
+            .field("discovery_group", &self.discovery_group)
+            .field("peers", &self.peers)
+            .field("hardware_id", &self.hardware_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a value came from, for error messages.
+struct Origin<'a> {
+    file: Option<&'a Path>,
+}
+
+impl Origin<'_> {
+    fn name(&self, from_flag: bool) -> String {
+        match (from_flag, self.file) {
+            (false, Some(p)) => format!("config file {}", p.display()),
+            _ => "command line".to_owned(),
+        }
+    }
+}
+
+/// Picks the flag if given, else the file's value, remembering which.
+fn pick<T>(flag: Option<T>, file: Option<T>) -> (Option<T>, bool) {
+    match flag {
+        Some(v) => (Some(v), true),
+        None => (file, false),
+    }
+}
+
+/// Flags of `hive serve` that override the file (each `None` when not given).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// See [`FileConfig`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`FileConfig`].
+    pub system_name: Option<String>,
+    /// See [`FileConfig`].
+    pub secret: Option<String>,
+    /// See [`FileConfig`].
+    pub server_name: Option<String>,
+    /// See [`FileConfig`].
+    pub listen: Option<String>,
+    /// See [`FileConfig`].
+    pub http: Option<String>,
+    /// See [`FileConfig`].
+    pub advertise: Option<Vec<String>>,
+    /// See [`FileConfig`].
+    pub discovery_group: Option<String>,
+    /// See [`FileConfig`].
+    pub discovery_interface: Option<String>,
+    /// See [`FileConfig`].
+    pub peers: Option<Vec<String>>,
+    /// See [`FileConfig`].
+    pub hardware_id: Option<String>,
+    /// See [`FileConfig`].
+    pub failover: Option<bool>,
+    /// See [`FileConfig`].
+    pub max_cameras: Option<u32>,
+    /// See [`FileConfig`].
+    pub license_vendor_key: Option<String>,
+    /// See [`FileConfig`].
+    pub init_owner: Option<String>,
+}
+
+impl ServeSettings {
+    /// Resolves flags over the file (if any) over defaults.
+    pub fn resolve(
+        flags: Overrides,
+        file: FileConfig,
+        file_path: Option<&Path>,
+    ) -> Result<ServeSettings, ConfigError> {
+        let origin = Origin { file: file_path };
+        let invalid = |from_flag: bool, field: &'static str, reason: String| ConfigError::Invalid {
+            source_name: origin.name(from_flag),
+            field,
+            reason,
+        };
+
+        let (data_dir, _) = pick(flags.data_dir, file.data_dir);
+        let data_dir =
+            data_dir.ok_or(ConfigError::Missing { field: "data_dir", flag: "--data-dir" })?;
+
+        let (name, f) = pick(flags.system_name, file.system_name);
+        let name =
+            name.ok_or(ConfigError::Missing { field: "system_name", flag: "--system-name" })?;
+        let system_name =
+            SystemName::new(name).map_err(|e| invalid(f, "system_name", e.to_string()))?;
+
+        let (secret, f) = pick(flags.secret, file.secret);
+        let secret = secret
+            .ok_or(ConfigError::Missing { field: "secret", flag: "--secret or HIVE_SECRET" })?;
+        if secret.len() < 8 {
+            return Err(invalid(f, "secret", "must be at least 8 characters".into()));
+        }
+
+        let (listen, f) = pick(flags.listen, file.listen);
+        let listen = match listen {
+            Some(l) => parse_socket(&l).map_err(|r| invalid(f, "listen", r))?,
+            None => SocketAddr::from((Ipv4Addr::UNSPECIFIED, PEER_PORT)),
+        };
+        let (http, f) = pick(flags.http, file.http);
+        let http = match http {
+            Some(h) => parse_socket(&h).map_err(|r| invalid(f, "http", r))?,
+            None => SocketAddr::from((Ipv4Addr::UNSPECIFIED, HTTP_PORT)),
+        };
+        let (advertise, f) = pick(flags.advertise, file.advertise);
+        let advertise = match advertise {
+            Some(list) => list
+                .iter()
+                .map(|a| parse_socket(a).map(|s| PeerAddr(s.to_string())))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|r| invalid(f, "advertise", r))?,
+            None => vec![PeerAddr(listen.to_string())],
+        };
+        let (group, f) = pick(flags.discovery_group, file.discovery_group);
+        let discovery_group = match group {
+            Some(g) => match parse_socket(&g).map_err(|r| invalid(f, "discovery_group", r))? {
+                SocketAddr::V4(v4) if v4.ip().is_multicast() => v4,
+                _ => {
+                    return Err(invalid(
+                        f,
+                        "discovery_group",
+                        format!("{g} is not an IPv4 multicast address"),
+                    ))
+                }
+            },
+            None => DISCOVERY_GROUP,
+        };
+        let (iface, f) = pick(flags.discovery_interface, file.discovery_interface);
+        let discovery_interface = match iface {
+            Some(i) => i.parse().map_err(|_| {
+                invalid(f, "discovery_interface", format!("{i:?} is not an IPv4 address"))
+            })?,
+            None => Ipv4Addr::UNSPECIFIED,
+        };
+        let (peers, f) = pick(flags.peers, file.peers);
+        let peers = peers
+            .unwrap_or_default()
+            .iter()
+            .map(|a| parse_socket(a).map(|s| PeerAddr(s.to_string())))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|r| invalid(f, "peers", r))?;
+        let (hw, _) = pick(flags.hardware_id, file.hardware_id);
+        let hardware_id = HardwareId(hw.unwrap_or_else(crate::hardware::machine_hardware_id));
+        let (server_name, _) = pick(flags.server_name, file.server_name);
+        let server_name = server_name.unwrap_or_else(crate::hardware::host_name);
+        let (vendor, f) = pick(flags.license_vendor_key, file.license_vendor_key);
+        let vendor_key = parse_vendor_key(vendor.as_deref().unwrap_or(VENDOR_KEY_HEX))
+            .map_err(|r| invalid(f, "license_vendor_key", r))?;
+        let (owner, f) = pick(flags.init_owner, file.init_owner);
+        let init_owner = match owner {
+            Some(o) => match o.split_once(':') {
+                Some((n, p)) if !n.is_empty() && !p.is_empty() => {
+                    Some((n.to_owned(), p.to_owned()))
+                }
+                _ => return Err(invalid(f, "init_owner", "expected NAME:PASSWORD".into())),
+            },
+            None => None,
+        };
+        Ok(ServeSettings {
+            data_dir,
+            system_name,
+            secret,
+            server_name,
+            listen,
+            http,
+            advertise,
+            discovery_group,
+            discovery_interface,
+            peers,
+            hardware_id,
+            failover: pick(flags.failover, file.failover).0.unwrap_or(true),
+            max_cameras: pick(flags.max_cameras, file.max_cameras).0.unwrap_or(64),
+            vendor_key,
+            init_owner,
+        })
+    }
+}
+
+fn parse_socket(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| format!("{text:?} is not an address of the form IP:PORT"))
+}
+
+/// Parses a hex ed25519 public key.
+pub fn parse_vendor_key(hex: &str) -> Result<ed25519_dalek::VerifyingKey, String> {
+    let bytes = decode_hex(hex).ok_or_else(|| "expected 64 hex digits".to_owned())?;
+    let array: [u8; 32] = bytes.try_into().map_err(|_| "expected 64 hex digits".to_owned())?;
+    ed25519_dalek::VerifyingKey::from_bytes(&array).map_err(|e| format!("not a public key: {e}"))
+}
+
+/// Decodes lowercase or uppercase hex.
+pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect()
+}
+
+/// Encodes bytes as lowercase hex.
+pub fn encode_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> Overrides {
+        Overrides {
+            data_dir: Some("/tmp/x".into()),
+            system_name: Some("Main".into()),
+            secret: Some("correct horse".into()),
+            ..Overrides::default()
+        }
+    }
+
+    #[test]
+    fn unknown_field_names_the_field_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hive.toml");
+        std::fs::write(&path, "system_name = \"A\"\nlisten_port = 7001\n").unwrap();
+        let err = FileConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("listen_port"), "{err}");
+        assert!(err.contains("hive.toml"), "{err}");
+    }
+
+    #[test]
+    fn mistyped_field_names_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hive.toml");
+        std::fs::write(&path, "max_cameras = \"many\"\n").unwrap();
+        let err = FileConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("max_cameras"), "{err}");
+    }
+
+    #[test]
+    fn invalid_value_names_field_and_source() {
+        let file = FileConfig { listen: Some("nowhere".into()), ..FileConfig::default() };
+        let err = ServeSettings::resolve(minimal(), file, Some(Path::new("/etc/hive.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`listen`") && err.contains("/etc/hive.toml"), "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file = FileConfig {
+            server_name: Some("from-file".into()),
+            max_cameras: Some(3),
+            ..FileConfig::default()
+        };
+        let flags = Overrides { server_name: Some("from-flag".into()), ..minimal() };
+        let s = ServeSettings::resolve(flags, file, None).unwrap();
+        assert_eq!(s.server_name, "from-flag");
+        assert_eq!(s.max_cameras, 3);
+    }
+
+    #[test]
+    fn a_missing_secret_says_how_to_set_it() {
+        let flags = Overrides { secret: None, ..minimal() };
+        let err = ServeSettings::resolve(flags, FileConfig::default(), None).unwrap_err();
+        assert!(err.to_string().contains("--secret"));
+    }
+
+    #[test]
+    fn settings_debug_hides_the_secret() {
+        let flags = Overrides { init_owner: Some("admin:hunter22".into()), ..minimal() };
+        let s = ServeSettings::resolve(flags, FileConfig::default(), None).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("correct horse") && !shown.contains("hunter22"));
+    }
+}

@@ -1,0 +1,211 @@
+//! One running server: the driver over real sockets and disk, and its HTTP API.
+
+pub mod backup;
+pub mod handle;
+
+use crate::api::{self, AppState, AuthState};
+use crate::config::ServeSettings;
+use crate::driver::{self, DriverConfig, DriverError, SystemClock, TokioNet, TrafficStats};
+use crate::storage::{StdFs, StorageError};
+use handle::NodeHandle;
+use hive_core::auth::{KdfParams, Secret};
+use hive_core::ids::UserId;
+use hive_core::node::{Command, Config, Timing};
+use hive_core::resources::{Key, Role, UserRecord, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Why a server could not start or stopped.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    /// The data directory could not be opened.
+    #[error("data directory: {0}")]
+    Storage(#[from] StorageError),
+    /// A port is taken or an address is not local.
+    #[error("cannot listen for the {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The node loop stopped with an error.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    /// The first owner could not be created.
+    #[error("cannot create the first owner: {0}")]
+    InitOwner(String),
+    /// The node loop ended unexpectedly.
+    #[error("the server's node loop ended unexpectedly")]
+    Ended,
+}
+
+/// A started server.
+pub struct Server {
+    /// Where the HTTP API answers.
+    pub http_addr: SocketAddr,
+    /// Commands and reads.
+    pub handle: NodeHandle,
+    /// Link and beacon counters.
+    pub stats: Arc<TrafficStats>,
+    driver: JoinHandle<Result<(), DriverError>>,
+    http: JoinHandle<()>,
+    http_stop: watch::Sender<bool>,
+}
+
+/// Name of the marker a restore leaves in a data directory: start a new write epoch.
+pub const RESTORED_MARKER: &str = "RESTORED";
+
+/// Starts a server; returns once it listens and its replica is loaded.
+pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
+    let fs = StdFs::open(&settings.data_dir).await?;
+    let marker = settings.data_dir.join(RESTORED_MARKER);
+    let restored_from_backup = marker.exists();
+    let http_listener = tokio::net::TcpListener::bind(settings.http)
+        .await
+        .map_err(|source| ServeError::Bind { what: "HTTP API", addr: settings.http, source })?;
+    let http_addr = http_listener.local_addr().map_err(|source| ServeError::Bind {
+        what: "HTTP API",
+        addr: settings.http,
+        source,
+    })?;
+    let config = Config {
+        server_name: settings.server_name.clone(),
+        system_name: settings.system_name.clone(),
+        secret: Secret::from_text(&settings.secret),
+        hardware_id: settings.hardware_id.clone(),
+        listen: settings.advertise.clone(),
+        manual_peers: settings.peers.clone(),
+        vendor_key: settings.vendor_key,
+        kdf: KdfParams::STANDARD,
+        failover_enabled: settings.failover,
+        max_cameras: settings.max_cameras,
+        timing: Timing::default(),
+    };
+    let mut dc = DriverConfig::new(settings.listen);
+    dc.discovery_group = settings.discovery_group;
+    dc.discovery_interface = settings.discovery_interface;
+    dc.new_epoch = restored_from_backup;
+    let stats = Arc::clone(&dc.stats);
+    let (handle, requests) = NodeHandle::new();
+    let seed: u64 = rand::random();
+    let driver = tokio::spawn(async move {
+        driver::run::<TokioNet, _, _, _>(
+            dc,
+            config,
+            fs,
+            SystemClock::new(),
+            seed,
+            requests,
+            &mut (),
+        )
+        .await
+    });
+    // The loop answers reads only once it listens and has persisted what loading produced.
+    let identity = match handle.read(|n| n.identity().clone()).await {
+        Ok(i) => i,
+        Err(_) => {
+            return Err(match driver.await {
+                Ok(Err(e)) => ServeError::Driver(e),
+                _ => ServeError::Ended,
+            })
+        }
+    };
+    if restored_from_backup {
+        std::fs::remove_file(&marker).map_err(|e| ServeError::InitOwner(e.to_string()))?;
+        tracing::warn!(
+            "started from a restored backup: new write epoch, the rest comes from peers"
+        );
+    }
+    tracing::info!(
+        server = %identity.server,
+        system = %identity.system,
+        name = %identity.name,
+        peer = %settings.listen,
+        http = %http_addr,
+        "server started"
+    );
+    if let Some((name, password)) = &settings.init_owner {
+        init_owner(&handle, name, password).await?;
+    }
+    let state = AppState {
+        handle: handle.clone(),
+        stats: Arc::clone(&stats),
+        auth: Arc::new(AuthState::new()),
+        kdf: KdfParams::STANDARD,
+        client: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| ServeError::InitOwner(e.to_string()))?,
+    };
+    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let (http_stop, mut stop_rx) = watch::channel(false);
+    let http = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(http_listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "HTTP API stopped");
+        }
+    });
+    Ok(Server { http_addr, handle, stats, driver, http, http_stop })
+}
+
+/// Creates the owner named in the settings unless a user of that name exists.
+async fn init_owner(handle: &NodeHandle, name: &str, password: &str) -> Result<(), ServeError> {
+    let lookup = name.to_owned();
+    let (exists, system) = handle
+        .read(move |n| (n.user(&lookup).is_some(), n.identity().system))
+        .await
+        .map_err(|e| ServeError::InitOwner(e.to_string()))?;
+    if exists {
+        return Ok(());
+    }
+    let password = password.to_owned();
+    let verifier = tokio::task::spawn_blocking(move || {
+        hive_core::auth::password_verifier(&password, rand::random(), KdfParams::STANDARD)
+    })
+    .await
+    .map_err(|e| ServeError::InitOwner(e.to_string()))?;
+    let record = UserRecord {
+        name: name.to_owned(),
+        role: Role::Owner,
+        password: verifier,
+        home_system: system,
+    };
+    handle
+        .command(Command::Put {
+            key: Key::User(UserId(rand::random())),
+            value: Value::User(record),
+        })
+        .await
+        .map_err(|e| ServeError::InitOwner(e.to_string()))?;
+    tracing::info!(user = %name, "created the first owner");
+    Ok(())
+}
+
+impl Server {
+    /// Stops the API and the node loop; everything acknowledged is already on disk.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        let _ = self.http_stop.send(true);
+        let _ = self.http.await;
+        self.handle.stop();
+        match self.driver.await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(ServeError::Ended),
+        }
+    }
+
+    /// Waits until the node loop ends by itself (a disk failure), returning why.
+    pub async fn stopped(&mut self) -> ServeError {
+        match (&mut self.driver).await {
+            Ok(Err(e)) => ServeError::Driver(e),
+            _ => ServeError::Ended,
+        }
+    }
+}
