@@ -1,1 +1,332 @@
-//! Process-level tests of Hive (real `hive` processes arrive with the server issue).
+//! Process-level tests of Hive: a harness that runs real `hive` processes on loopback (or in
+//! network namespaces) and talks to them over HTTP like any client.
+//!
+//! The binary is `$HIVE_BIN`, else the newest of `target/{release,debug}/hive`;
+//! `scripts/test-all` builds it first.
+
+use hive_core::ids::HardwareId;
+use hive_core::licenses::{LicenseId, LicenseIssuer};
+use serde_json::Value;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// Seed of the tests' license vendor.
+pub const VENDOR_SEED: [u8; 32] = [7; 32];
+/// Password of every test owner.
+pub const OWNER_PASSWORD: &str = "owner-password-1";
+
+/// The `hive` binary under test.
+pub fn hive_bin() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if let Some(p) = std::env::var_os("HIVE_BIN") {
+        // Relative to the workspace root, where the README's commands run.
+        return root.join(p);
+    }
+    let target = root.join("target");
+    let newest = ["release", "debug"]
+        .iter()
+        .map(|p| target.join(p).join("hive"))
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .max();
+    match newest {
+        Some((_, p)) => p,
+        None => panic!("no hive binary: run `cargo build --release -p hive` or set HIVE_BIN"),
+    }
+}
+
+/// The tests' license vendor.
+pub fn issuer() -> LicenseIssuer {
+    LicenseIssuer::from_seed(VENDOR_SEED)
+}
+
+/// A license key (text) of `channels` bound to `hardware`.
+pub fn license_text(channels: u32, hardware: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let id = LicenseId(u128::from(nanos) << 64 | u128::from(NEXT.fetch_add(1, Ordering::Relaxed)));
+    issuer().issue(id, channels, HardwareId(hardware.into()), 0).to_text()
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// A discovery port of its own for each test, so parallel tests never hear each other.
+pub fn discovery_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 1000) as u16 * 20;
+    base + NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// How to start one server.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Server name.
+    pub name: String,
+    /// System name.
+    pub system: String,
+    /// System secret.
+    pub secret: String,
+    /// Discovery group port.
+    pub discovery_port: u16,
+    /// Loopback address to bind (127.0.0.1 unless a test needs another).
+    pub ip: Ipv4Addr,
+    /// Manual peers.
+    pub peers: Vec<String>,
+    /// First owner `name`; password [`OWNER_PASSWORD`].
+    pub owner: Option<String>,
+    /// Extra arguments.
+    pub extra: Vec<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+}
+
+impl Spec {
+    /// A server `name` of `system` with `secret`, discovering on `discovery_port`.
+    pub fn new(name: &str, system: &str, secret: &str, discovery_port: u16) -> Spec {
+        Spec {
+            name: name.into(),
+            system: system.into(),
+            secret: secret.into(),
+            discovery_port,
+            ip: Ipv4Addr::LOCALHOST,
+            peers: Vec::new(),
+            owner: Some("admin".into()),
+            extra: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// A running `hive serve` process.
+pub struct Hive {
+    /// How it was started.
+    pub spec: Spec,
+    /// Its data directory (kept across restarts).
+    pub data_dir: PathBuf,
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// API address.
+    pub http: SocketAddr,
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Hive {
+    /// Starts a server and waits until its API answers.
+    pub fn start(spec: Spec) -> Hive {
+        let dir = tempfile::Builder::new().prefix("hive-test-").tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let peer = SocketAddr::from((spec.ip, free_port()));
+        let http = SocketAddr::from((spec.ip, free_port()));
+        let log = dir.path().join("hive.log");
+        let mut hive = Hive { spec, data_dir, peer, http, child: None, log, _dir: dir };
+        hive.spawn();
+        hive
+    }
+
+    /// The command line that starts this server.
+    pub fn command(&self) -> Command {
+        let s = &self.spec;
+        let mut cmd = Command::new(hive_bin());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--system-name", &s.system])
+            .args(["--server-name", &s.name])
+            .args(["--listen", &self.peer.to_string()])
+            .args(["--http", &self.http.to_string()])
+            .args(["--discovery-group", &format!("239.255.11.11:{}", s.discovery_port)])
+            .args(["--discovery-interface", &s.ip.to_string()])
+            .args(["--hardware-id", &format!("hw-{}", s.name)])
+            .args(["--license-vendor-key", &vendor_key_hex()])
+            .env("HIVE_SECRET", &s.secret)
+            .env("HIVE_LOG", "info,hive=debug");
+        for p in &s.peers {
+            cmd.args(["--peer", p]);
+        }
+        if let Some(o) = &s.owner {
+            cmd.env("HIVE_INIT_OWNER", format!("{o}:{OWNER_PASSWORD}"));
+        }
+        cmd.args(&s.extra);
+        for (k, v) in &s.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// (Re)starts the process on the same data directory and ports.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("hive starts");
+        self.child = Some(child);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("{} exited with {status}:\n{}", self.spec.name, self.log_text());
+            }
+            if ureq::get(&format!("http://{}/api/hello", self.http)).call().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} did not answer within 30 s:\n{}", self.spec.name, self.log_text());
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Everything the process logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The API as the owner.
+    pub fn api(&self) -> Api {
+        Api::new(self.http, "admin", OWNER_PASSWORD)
+    }
+
+    /// `GET /api/system` as the owner.
+    pub fn system(&self) -> Value {
+        self.api().get("/api/system").1
+    }
+}
+
+impl Drop for Hive {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The tests' vendor public key in hex.
+pub fn vendor_key_hex() -> String {
+    issuer().verifying_key().to_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A client of one server's API.
+pub struct Api {
+    base: String,
+    auth: String,
+}
+
+impl Api {
+    /// As `user` with `password`.
+    pub fn new(http: SocketAddr, user: &str, password: &str) -> Api {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Api { base: format!("http://{http}"), auth: format!("Basic {token}") }
+    }
+
+    fn call(&self, req: ureq::Request, body: Option<&str>) -> (u16, Value) {
+        let req = req.set("Authorization", &self.auth).timeout(Duration::from_secs(60));
+        let result = match body {
+            Some(b) => req.set("Content-Type", "application/json").send_string(b),
+            None => req.call(),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("request failed: {e}"),
+        };
+        let status = response.status();
+        let text = response.into_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// `GET path`: status and JSON.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.call(ureq::get(&format!("{}{path}", self.base)), None)
+    }
+
+    /// `POST path` with a JSON value.
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, &body.to_string())
+    }
+
+    /// `POST path` with any body text.
+    pub fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        self.call(ureq::post(&format!("{}{path}", self.base)), Some(body))
+    }
+
+    /// `PATCH path` with a JSON value.
+    pub fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call(ureq::request("PATCH", &format!("{}{path}", self.base)), Some(&body.to_string()))
+    }
+
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(ureq::delete(&format!("{}{path}", self.base)), None)
+    }
+}
+
+/// Polls `check` until it holds or `limit` passes; panics with `what` and the last value.
+pub fn wait_for<T: std::fmt::Debug>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> (bool, T),
+) -> T {
+    let start = Instant::now();
+    loop {
+        let (ok, last) = check();
+        if ok {
+            return last;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}; last: {last:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether every server sees every other online in one system of `n` servers.
+pub fn merged(hives: &[&Hive]) -> (bool, Vec<Value>) {
+    let systems: Vec<Value> = hives.iter().map(|h| h.system()).collect();
+    let ids: std::collections::BTreeSet<String> =
+        systems.iter().map(|s| s["id"].to_string()).collect();
+    let all_online = systems.iter().all(|s| {
+        let servers = s["servers"].as_array().cloned().unwrap_or_default();
+        servers.iter().filter(|x| x["status"] == "online").count() == hives.len()
+    });
+    (ids.len() == 1 && all_online, systems)
+}
+
+/// Names of the cameras a server lists.
+pub fn camera_names(hive: &Hive) -> Vec<String> {
+    let (_, cams) = hive.api().get("/api/cameras");
+    let mut names: Vec<String> = cams
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A generous limit for convergence on a loaded CI machine.
+pub const CONVERGE: Duration = Duration::from_secs(30);
