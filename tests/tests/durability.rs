@@ -1,0 +1,180 @@
+//! What is acknowledged survives `kill -9`; a restart pulls nothing it already had; a backup
+//! taken while the server runs restores into a working server.
+
+use hive_tests::*;
+use serde_json::json;
+
+fn metric(h: &Hive, name: &str) -> u64 {
+    let (_, text) = Api::new(h.http, "", "").get("/metrics");
+    let text = text.as_str().unwrap_or_default().to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+#[test]
+fn kill_9_right_after_acknowledgement_loses_nothing() {
+    let port = discovery_port();
+    let mut a = Hive::start(Spec::new("a", "Vault", "secret-vault", port));
+    let mut names = Vec::new();
+    for i in 0..20 {
+        let name = format!("cam-{i:02}");
+        let (status, _) = a
+            .api()
+            .post("/api/cameras", &json!({ "name": name, "url": format!("rtsp://10.0.0.1/{i}") }));
+        assert_eq!(status, 201);
+        names.push(name);
+    }
+    let (status, _) = a.api().post(
+        "/api/users",
+        &json!({ "name": "guard", "password": "guard-password", "role": "viewer" }),
+    );
+    assert_eq!(status, 201);
+    a.api().post("/api/settings", &json!({ "name": "retention_days", "value": "30" }));
+    let before = a.system();
+    a.kill9();
+    a.spawn();
+    assert_eq!(camera_names(&a), names);
+    assert_eq!(Api::new(a.http, "guard", "guard-password").get("/api/cameras").0, 200);
+    let (_, settings) = a.api().get("/api/settings");
+    assert_eq!(settings["retention_days"], "30");
+    let after = a.system();
+    assert_eq!(after["id"], before["id"]);
+    assert_eq!(after["server_id"], before["server_id"]);
+}
+
+#[test]
+fn a_restarted_server_pulls_nothing_it_already_had() {
+    let port = discovery_port();
+    let a = Hive::start(Spec::new("a", "Depot", "secret-depot", port));
+    let mut b = Hive::start(Spec::new("b", "Depot", "secret-depot", port));
+    wait_for("two servers to merge", CONVERGE, || merged(&[&a, &b]));
+    for i in 0..50 {
+        a.api()
+            .post("/api/cameras", &json!({ "name": format!("c{i}"), "url": "rtsp://10.0.0.1/x" }));
+    }
+    wait_for("b to hold the cameras", CONVERGE, || {
+        let n = camera_names(&b).len();
+        (n == 50, n)
+    });
+    b.kill9();
+    b.spawn();
+    wait_for("the two to meet again", CONVERGE, || merged(&[&a, &b]));
+    assert_eq!(camera_names(&b).len(), 50);
+    // Membership upkeep (server records, the license shortfall) may write a few; a replay of
+    // what b had would be 50 or more.
+    let received = metric(&b, "hive_sync_transactions_received_total");
+    assert!(
+        received < 5,
+        "b received {received} transactions after a restart: it pulled what it had"
+    );
+
+    // A change made while b was down is all it pulls.
+    b.kill9();
+    a.api().post("/api/cameras", &json!({ "name": "late", "url": "rtsp://10.0.0.1/late" }));
+    b.spawn();
+    wait_for("b to catch up", CONVERGE, || {
+        let n = camera_names(&b).len();
+        (n == 51, n)
+    });
+    let received = metric(&b, "hive_sync_transactions_received_total");
+    assert!(received < 10, "b received {received} transactions over two restarts");
+}
+
+#[test]
+fn a_backup_taken_while_running_restores_into_a_server_that_rejoins() {
+    let port = discovery_port();
+    let a = Hive::start(Spec::new("a", "Bank", "secret-bank", port));
+    let mut b = Hive::start(Spec::new("b", "Bank", "secret-bank", port));
+    wait_for("two servers to merge", CONVERGE, || merged(&[&a, &b]));
+    b.api().post("/api/cameras", &json!({ "name": "before", "url": "rtsp://10.0.0.1/x" }));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("b.backup");
+    let out = std::process::Command::new(hive_bin())
+        .args(["backup", "--out"])
+        .arg(&file)
+        .args(["--url", &format!("http://{}", b.http), "--user", "admin"])
+        .env("HIVE_PASSWORD", OWNER_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let server_id = b.system()["server_id"].clone();
+    // Written after the backup: must come back from the peer.
+    b.api().post("/api/cameras", &json!({ "name": "after", "url": "rtsp://10.0.0.1/y" }));
+    wait_for("a to hold both", CONVERGE, || {
+        let n = camera_names(&a);
+        (n.len() == 2, n)
+    });
+    b.stop();
+    std::fs::remove_dir_all(&b.data_dir).unwrap();
+
+    let out = std::process::Command::new(hive_bin())
+        .arg("restore")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&b.data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    b.spawn();
+    assert_eq!(b.system()["server_id"], server_id, "the restored server is the same server");
+    wait_for("the restored server to catch up", CONVERGE, || {
+        let n = camera_names(&b);
+        (n == ["after", "before"], n)
+    });
+    // New writes from the restored server reach the peer (a new write epoch, no reused numbers).
+    b.api().post("/api/cameras", &json!({ "name": "restored", "url": "rtsp://10.0.0.1/z" }));
+    wait_for("a to see the restored server's write", CONVERGE, || {
+        let n = camera_names(&a);
+        (n.len() == 3, n)
+    });
+}
+
+#[test]
+fn restore_refuses_a_file_that_is_not_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("junk");
+    std::fs::write(&file, b"this is not a snapshot").unwrap();
+    let out = std::process::Command::new(hive_bin())
+        .arg("restore")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a Hive backup"), "{err}");
+}
+
+#[test]
+fn kill_9_in_the_middle_of_writes_keeps_every_acknowledged_change() {
+    let mut a = Hive::start(Spec::new("a", "Mint", "secret-mint", discovery_port()));
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..3 {
+        let http = a.http;
+        let writer = std::thread::spawn(move || {
+            let api = Api::new(http, "admin", OWNER_PASSWORD);
+            let mut acked = Vec::new();
+            for i in 0.. {
+                let name = format!("r{round}-{i:04}");
+                let body = json!({ "name": name, "url": "rtsp://10.0.0.1/x" }).to_string();
+                match std::panic::catch_unwind(|| api.post_raw("/api/cameras", &body)) {
+                    Ok((201, _)) => acked.push(name),
+                    _ => break,
+                }
+            }
+            acked
+        });
+        std::thread::sleep(std::time::Duration::from_millis(400 + 150 * round));
+        a.kill9();
+        let acked = writer.join().unwrap();
+        assert!(!acked.is_empty(), "round {round} acknowledged nothing");
+        acknowledged.extend(acked);
+        a.spawn();
+        let present = camera_names(&a);
+        let lost: Vec<_> = acknowledged.iter().filter(|n| !present.contains(n)).collect();
+        assert!(lost.is_empty(), "round {round}: acknowledged but lost after kill -9: {lost:?}");
+    }
+}
