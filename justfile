@@ -1,7 +1,11 @@
 # Hive developer recipes. `scripts/test-all` is the canonical test command (README, CI).
 
-# A narrated hive of simulated servers running the real driver.
+# Three real servers on loopback as one system (the README's run command).
 demo:
+    cargo run --release -p hive -- demo
+
+# A narrated hive of simulated servers running the real driver.
+sim-demo:
     cargo run --release -p hive-sim -- demo
 
 # Everything CI runs.

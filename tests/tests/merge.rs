@@ -70,3 +70,26 @@ fn a_server_with_the_right_name_but_a_wrong_secret_is_another_system_and_sees_no
     assert_eq!(s["servers"].as_array().unwrap().len(), 1, "{s:#}");
     assert!(camera_names(&intruder).is_empty(), "the intruder got data");
 }
+
+#[test]
+fn a_server_behind_nat_joins_by_address_and_keeps_its_outgoing_link() {
+    // Separate discovery groups: no multicast between them, as across subnets.
+    let hub = Hive::start(Spec::new("hub", "Chain", "secret-chain", discovery_port()));
+    let mut spec = Spec::new("branch", "Chain", "secret-chain", discovery_port());
+    spec.peers = vec![hub.peer.to_string()];
+    // Behind NAT: the address it would be dialled at leads nowhere.
+    spec.extra = vec!["--advertise".into(), format!("127.0.0.1:{}", free_port())];
+    let branch = Hive::start(spec);
+    wait_for("the branch to join the hub", CONVERGE, || merged(&[&hub, &branch]));
+    let (status, _) =
+        hub.api().post("/api/cameras", &json!({ "name": "Till", "url": "rtsp://10.0.0.5/till" }));
+    assert_eq!(status, 201);
+    wait_for("the hub's camera at the branch", CONVERGE, || {
+        let n = camera_names(&branch);
+        (n == ["Till"], n)
+    });
+    // Still linked a while later: the link it dialled is the one it keeps.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let (ok, systems) = merged(&[&hub, &branch]);
+    assert!(ok, "{systems:#?}");
+}
