@@ -27,6 +27,8 @@ bench:
     ./target/release/hive-sim bench-des --servers 100 --seconds 3600
     ./target/release/hive-sim bench-des --servers 20 --seconds 3600
     ./target/release/hive-sim bench-turmoil --servers 20 --seconds 300
+    cargo build --release -p hive -p hive-tests
+    HIVE_BIN=target/release/hive ./target/release/hive-bench all
 
 # Fuzz every decoder for SECONDS each.
 fuzz SECONDS="60":

@@ -185,6 +185,11 @@ impl Hive {
         panic!("{} did not answer within 30 s:\n{}", self.spec.name, self.log_text());
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `kill -9`: no chance to flush anything.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -133,7 +133,9 @@ async fn add_licenses_and_cameras(
     issuer: &LicenseIssuer,
     per_server: usize,
 ) -> Result<(), CliError> {
+    use crate::driver::Clock;
     let channels = [4, 10, 2];
+    let now_ms = crate::driver::SystemClock::new().now().wall_ms;
     for (i, s) in servers.iter().enumerate() {
         let (me, hardware) = s
             .handle
@@ -159,7 +161,7 @@ async fn add_licenses_and_cameras(
                 preferred: me,
                 failover_priority: FailoverPriority::Medium,
                 recording: true,
-                created_ms: 0,
+                created_ms: now_ms,
             };
             s.handle
                 .command(Command::Put {

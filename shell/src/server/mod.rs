@@ -40,6 +40,17 @@ pub enum ServeError {
     /// The first owner could not be created.
     #[error("cannot create the first owner: {0}")]
     InitOwner(String),
+    /// The restore marker could not be removed after the new epoch was made durable.
+    #[error("cannot remove the restore marker {path}: {source}")]
+    Marker {
+        /// The marker file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The HTTP client for merges by URL could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
     /// The node loop ended unexpectedly.
     #[error("the server's node loop ended unexpectedly")]
     Ended,
@@ -117,7 +128,8 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
         }
     };
     if restored_from_backup {
-        std::fs::remove_file(&marker).map_err(|e| ServeError::InitOwner(e.to_string()))?;
+        std::fs::remove_file(&marker)
+            .map_err(|source| ServeError::Marker { path: marker.display().to_string(), source })?;
         tracing::warn!(
             "started from a restored backup: new write epoch, the rest comes from peers"
         );
@@ -138,10 +150,7 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
         stats: Arc::clone(&stats),
         auth: Arc::new(AuthState::new()),
         kdf: KdfParams::STANDARD,
-        client: reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| ServeError::InitOwner(e.to_string()))?,
+        client: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?,
     };
     let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (http_stop, mut stop_rx) = watch::channel(false);
