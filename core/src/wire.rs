@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Version of the protocol spoken in beacons and hellos; peers with another version are refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest beacon datagram, in bytes.
 pub const BEACON_LEN_MAX: usize = 1400;
@@ -19,7 +19,8 @@ pub const BEACON_LEN_MAX: usize = 1400;
 /// buffer more than this).
 pub const MESSAGE_LEN_MAX: usize = 8 * 1024 * 1024;
 
-/// Announcement of a server on the LAN, sent every second by multicast and to manual addresses.
+/// Announcement of a server on the LAN, sent by multicast and to manual addresses: every
+/// second while its membership changes, every ten seconds once it has settled.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
 pub struct Beacon {
     /// Protocol version.
@@ -36,6 +37,8 @@ pub struct Beacon {
     pub listen: Vec<PeerAddr>,
     /// Proof that the sender holds its system's secret.
     pub proof: Mac,
+    /// The sender's beacon period now, ms: a receiver forgets it after three and a half.
+    pub interval_ms: u32,
 }
 
 /// Why a link is being opened.
@@ -304,6 +307,7 @@ mod tests {
             boot: 5,
             listen: vec![PeerAddr("10.0.0.1:7001".into())],
             proof: [9; 32],
+            interval_ms: 1_000,
         }
     }
 

@@ -359,3 +359,34 @@ fn a_license_shortfall_is_recorded_and_after_the_grace_period_the_lowest_priorit
     }
     w.check_converged().unwrap();
 }
+
+#[test]
+fn a_hundred_servers_link_sparsely_settle_and_still_see_a_crash_within_seconds() {
+    let mut w = world(11);
+    let hosts: Vec<_> = (0..100).map(|_| w.add_server(ServerSpec::new("big", "s3cret"))).collect();
+    let took = w.run_until_pred(500, 60_000, |w| systems(w).len() == 1 && w.converged());
+    assert!(took.is_some(), "100 servers did not form one system in 60 s");
+    // Past the start-up burst: links pruned to the mesh, beacons slowed down.
+    w.run_for(60_000);
+    w.check().unwrap();
+    let degrees: Vec<usize> =
+        hosts.iter().map(|&h| w.node(h).unwrap().linked_peers().count()).collect();
+    let mean = degrees.iter().sum::<usize>() as f64 / degrees.len() as f64;
+    assert!(mean < 12.0, "mean links per server {mean}: not a sparse mesh ({degrees:?})");
+    for &h in &hosts {
+        assert_eq!(w.node(h).unwrap().online_servers().len(), 100, "host {h} misses servers");
+    }
+    let beacons = w.stats.beacons;
+    w.run_for(60_000);
+    let per_second = (w.stats.beacons - beacons) / 60;
+    assert!(per_second < 100 * 99 / 5, "{per_second} beacons a second: the system never settled");
+
+    let victim = sid(&w, hosts[42]);
+    w.crash(hosts[42]);
+    w.run_for(5_000);
+    for &h in hosts.iter().filter(|&&h| h != hosts[42]) {
+        let online = w.node(h).unwrap().online_servers();
+        assert!(!online.contains(&victim), "host {h} still sees the crashed server after 5 s");
+        assert_eq!(online.len(), 99, "host {h} lost more than the crashed server");
+    }
+}

@@ -439,6 +439,7 @@ impl Node {
         // The new replica is persisted whole, by the snapshot below.
         self.apply_local(copied);
         self.discovery.identity_changed();
+        self.membership_changed();
         self.outputs.push_back(Output::Snapshot(Box::new(self.snapshot())));
         self.event(super::Event::IdentityChanged { system, name: self.identity.name.clone() });
         Ok(Reply::Split { system })

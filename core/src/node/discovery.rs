@@ -28,6 +28,10 @@ struct Seen {
     boot: u64,
     first_ms: u64,
     last_ms: u64,
+    /// Forgotten this long after `last_ms`: three and a half of its beacon periods.
+    ttl_ms: u64,
+    /// Since when it has been heard without a route to it (a member), if so.
+    unrouted_ms: Option<u64>,
     /// `None` for a member; the system and name of another system.
     other: Option<Box<(SystemId, SystemName)>>,
 }
@@ -51,11 +55,34 @@ pub(super) struct Discovery {
     addr_server: BTreeMap<PeerAddr, ServerId>,
     own_addrs: BTreeSet<PeerAddr>,
     beacon: Option<Beacon>,
+    /// No entry of `seen` expires before this.
+    next_expire_ms: u64,
 }
 
 impl Discovery {
-    pub fn expire(&mut self, now: u64, ttl_ms: u64) {
-        self.seen.retain(|_, s| now < s.last_ms + ttl_ms);
+    /// Forgets servers not heard from for their time to live; whether any was forgotten.
+    pub fn expire(&mut self, now: u64) -> bool {
+        if now < self.next_expire_ms {
+            return false;
+        }
+        let before = self.seen.len();
+        let mut next = u64::MAX;
+        self.seen.retain(|_, s| {
+            let until = s.last_ms + s.ttl_ms;
+            next = next.min(until);
+            now < until
+        });
+        self.next_expire_ms = next;
+        self.seen.len() != before
+    }
+
+    fn expires_by(&mut self, ms: u64) {
+        self.next_expire_ms = self.next_expire_ms.min(ms);
+    }
+
+    /// Members of this system heard by beacon.
+    pub fn members_heard(&self) -> usize {
+        self.seen.values().filter(|s| s.other.is_none()).count()
     }
 
     /// When a beacon of `server` in its run `boot` was last heard.
@@ -98,16 +125,19 @@ impl Discovery {
         self.seen.clear();
     }
 
-    pub fn saw_other_system(&mut self, hello: &Hello, now: u64) {
+    pub fn saw_other_system(&mut self, hello: &Hello, now: u64, ttl_ms: u64) {
         let s = self.seen.entry(hello.server).or_insert(Seen {
             tag: 0,
             boot: hello.boot,
             first_ms: now,
             last_ms: now,
+            ttl_ms,
+            unrouted_ms: None,
             other: None,
         });
         s.other = Some(Box::new((hello.system, hello.name.clone())));
         s.last_ms = now;
+        self.expires_by(now + ttl_ms);
     }
 
     pub fn other_systems(&self) -> Vec<OtherSystem> {
@@ -138,8 +168,11 @@ impl Node {
                 boot: self.boot,
                 listen: self.config.listen.clone(),
                 proof: id.secret.beacon_proof(id.server, id.system, &id.name),
+                interval_ms: 0,
             })
             .clone();
+        let mut beacon = beacon;
+        beacon.interval_ms = u32::try_from(self.beacon_interval_ms()).unwrap_or(u32::MAX);
         let unicast = self.manual_addresses().into_iter().collect();
         self.outputs.push_back(Output::Beacon { beacon, unicast });
     }
@@ -152,12 +185,21 @@ impl Node {
         // Fast path: an unchanged beacon needs no new proof check (a simulator delivers
         // thousands a second).
         // Equal proofs mean equal server, system and name: the proof covers them.
+        let ttl_ms = u64::from(b.interval_ms).clamp(100, 60_000) * 7 / 2;
         let known = self.discovery.seen.get_mut(&b.server).filter(|s| s.tag == tag(&b.proof));
         let (member, first_ms) = match known {
             Some(s) => {
                 s.last_ms = now;
+                s.ttl_ms = ttl_ms;
+                self.discovery.next_expire_ms = self.discovery.next_expire_ms.min(now + ttl_ms);
+                let rebooted = s.boot != b.boot;
                 s.boot = b.boot;
-                (s.other.is_none(), s.first_ms)
+                let member = s.other.is_none();
+                let first_ms = s.first_ms;
+                if member && rebooted {
+                    self.membership_changed();
+                }
+                (member, first_ms)
             }
             None => {
                 let id = &self.identity;
@@ -170,19 +212,39 @@ impl Node {
                         boot: b.boot,
                         first_ms: now,
                         last_ms: now,
+                        ttl_ms,
+                        unrouted_ms: None,
                         other: (!member).then(|| Box::new((b.system, b.name.clone()))),
                     },
                 );
+                self.discovery.expires_by(now + ttl_ms);
+                if member {
+                    self.membership_changed();
+                    // Count now: whom to link with depends on it.
+                    self.recount_system();
+                }
                 (member, now)
             }
         };
         if !member || self.peers.contains_key(&b.server) {
             return;
         }
-        // The lower id dials; the higher one too if no link came for a while (the lower one
-        // may be unable to reach it).
+        // Of a mesh pair the lower id dials; the higher one too if no link came for a while
+        // (the lower one may be unable to reach it). Any member left unreachable that long is
+        // dialled as well, mesh pair or not: the mesh must stay connected.
         let waited = now >= first_ms + 3 * self.config.timing.beacon_ms;
-        if self.identity.server < b.server || waited {
+        let dial = if self.wants_link(b.server) {
+            (self.identity.server < b.server || waited) && !self.mesh_undecided()
+        } else {
+            // Unreachable for three beacon periods, not for the moment a route changes.
+            let routed = self.route_to(b.server).is_some();
+            let beacon_ms = self.config.timing.beacon_ms;
+            let s = self.discovery.seen.get_mut(&b.server).expect("just seen");
+            let since = if routed { None } else { Some(s.unrouted_ms.unwrap_or(now)) };
+            s.unrouted_ms = since;
+            since.is_some_and(|t| now >= t + 3 * beacon_ms)
+        };
+        if dial {
             let own = &self.discovery.own_addrs;
             if let Some(addr) = b.listen.iter().find(|a| !own.contains(*a)).cloned() {
                 self.request_dial(addr);

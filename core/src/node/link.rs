@@ -36,6 +36,8 @@ pub(super) struct Link {
     pub opened_ms: u64,
     pub last_rx_ms: u64,
     pub last_tx_ms: u64,
+    /// When the link came up (0 before).
+    pub up_ms: u64,
     /// What the peer told us it covers.
     pub known: Vector,
     /// What we told the peer we cover.
@@ -75,6 +77,7 @@ impl Node {
                 opened_ms: now,
                 last_rx_ms: now,
                 last_tx_ms: now,
+                up_ms: 0,
                 known: Vector::new(),
                 announced: Vector::new(),
                 reach: BTreeMap::new(),
@@ -107,6 +110,7 @@ impl Node {
             if self.peers.get(&server) == Some(&link) {
                 self.peers.remove(&server);
                 self.event(Event::PeerDown(server));
+                self.membership_changed();
                 self.sync_link_down(link);
                 self.routes_changed();
             }
@@ -144,7 +148,7 @@ impl Node {
                     self.on_authenticated(link, *h);
                 } else {
                     self.event(Event::OtherSystem { server: h.server, name: h.name.clone() });
-                    self.discovery.saw_other_system(&h, self.now.mono_ms);
+                    self.discovery.saw_other_system(&h, self.now.mono_ms, self.idle_ttl_ms());
                     self.close(link);
                 }
             }
@@ -187,7 +191,7 @@ impl Node {
         if !same_system && hello.name != self.identity.name {
             // Same secret, different name: another system until an administrator says otherwise.
             self.event(Event::OtherSystem { server: hello.server, name: hello.name.clone() });
-            self.discovery.saw_other_system(&hello, self.now.mono_ms);
+            self.discovery.saw_other_system(&hello, self.now.mono_ms, self.idle_ttl_ms());
             return self.close(link);
         }
         if !same_system && hello.system < self.identity.system {
@@ -209,7 +213,10 @@ impl Node {
                 return;
             }
         }
-        self.links.get_mut(&link).expect("link exists").phase = Phase::Up(hello.server, hello.boot);
+        let l = self.links.get_mut(&link).expect("link exists");
+        l.phase = Phase::Up(hello.server, hello.boot);
+        l.up_ms = self.now.mono_ms;
+        self.membership_changed();
         self.peers.insert(hello.server, link);
         self.discovery.linked(hello.server);
         self.event(Event::PeerUp(hello.server));
@@ -304,6 +311,7 @@ impl Node {
             self.identity.clone(),
         )]));
         self.discovery.identity_changed();
+        self.membership_changed();
         self.event(Event::IdentityChanged { system: change.to, name: change.name.clone() });
     }
 
@@ -316,6 +324,7 @@ impl Node {
     pub(super) fn check_links(&mut self) {
         let t = self.config.timing.clone();
         let now = self.now.mono_ms;
+        let fast_beacons = self.beacon_interval_ms() <= t.beacon_ms;
         let mut dead = Vec::new();
         let mut ping = Vec::new();
         for (&id, l) in &self.links {
@@ -331,7 +340,15 @@ impl Node {
             if now >= heard + t.link_silence_ms || now >= l.last_rx_ms + 3 * t.keepalive_ms {
                 dead.push(id);
             } else {
-                let every = if beacons_fresh { t.keepalive_ms } else { t.beacon_ms };
+                // The peer counts our beacons as signs of life only while they come every
+                // period and reach it (its own reach us: multicast works between us). Otherwise a
+                // ping every one and a half periods (every other tick, in effect) keeps a silent
+                // link alive: silence is three and a half.
+                let every = if beacons_fresh && fast_beacons {
+                    t.keepalive_ms
+                } else {
+                    t.beacon_ms * 3 / 2
+                };
                 // A tick's worth of slack, so a ping is not skipped by a hair.
                 if now + t.beacon_ms / 10 >= l.last_tx_ms + every {
                     ping.push(id);

@@ -5,6 +5,7 @@ mod admin;
 mod discovery;
 mod licensing;
 mod link;
+mod mesh;
 mod routing;
 mod sync;
 mod view;
@@ -39,8 +40,15 @@ pub struct Now {
 /// Intervals and limits of the protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Timing {
-    /// Period of beacons and of housekeeping.
+    /// Period of beacons while membership changes, and of housekeeping.
     pub beacon_ms: u64,
+    /// Period of beacons once nothing changed for `settle_ms`.
+    pub beacon_idle_ms: u64,
+    /// Quiet time after which membership counts as settled.
+    pub settle_ms: u64,
+    /// Links per server the mesh aims at; systems of up to `mesh_degree + 1` servers are a
+    /// full mesh.
+    pub mesh_degree: u32,
     /// A link that carried nothing (and whose peer sent no beacon) for this long is dead.
     pub link_silence_ms: u64,
     /// Ping period of a link whose peer's beacons arrive; such a link dies after three
@@ -64,6 +72,9 @@ impl Default for Timing {
     fn default() -> Self {
         Timing {
             beacon_ms: 1_000,
+            beacon_idle_ms: 20_000,
+            settle_ms: 10_000,
+            mesh_degree: 6,
             link_silence_ms: 3_500,
             keepalive_ms: 10_000,
             handshake_ms: 5_000,
@@ -232,6 +243,16 @@ pub struct Node {
     boot: u64,
     next_tick_ms: u64,
     announce_at_ms: Option<u64>,
+    /// When the next beacon goes out.
+    next_beacon_ms: u64,
+    /// When membership last changed (see `mesh`).
+    changed_ms: u64,
+    /// Servers of the system as last counted.
+    mesh_n: u64,
+    /// Server records or servers heard changed since the last count.
+    mesh_dirty: bool,
+    /// When this node started.
+    started_ms: u64,
     /// Cameras, keys or membership changed since licenses were last checked.
     license_dirty: bool,
 }
@@ -298,6 +319,11 @@ impl Node {
             boot,
             next_tick_ms: now.mono_ms,
             announce_at_ms: None,
+            next_beacon_ms: now.mono_ms,
+            changed_ms: now.mono_ms,
+            mesh_n: 1,
+            mesh_dirty: true,
+            started_ms: now.mono_ms,
             license_dirty: true,
         };
         if !records.is_empty() {
@@ -361,11 +387,15 @@ impl Node {
         let now = self.now.mono_ms;
         if now >= self.next_tick_ms {
             self.next_tick_ms = now + self.config.timing.beacon_ms;
-            self.send_beacon();
+            self.recount_system();
+            if now >= self.next_beacon_ms {
+                self.next_beacon_ms = now + self.beacon_interval_ms();
+                self.send_beacon();
+            }
             self.check_links();
+            self.prune_surplus_links();
             self.dial_due();
-            self.discovery
-                .expire(now, 3 * self.config.timing.beacon_ms + self.config.timing.beacon_ms / 2);
+            self.mesh_dirty |= self.discovery.expire(now);
             self.expire_pulls();
             self.check_licenses();
         }
@@ -443,6 +473,9 @@ impl Node {
     fn touched(&mut self, key: &Key) {
         if matches!(key, Key::Camera(_) | Key::License(_) | Key::Server(_) | Key::Setting { .. }) {
             self.license_dirty = true;
+        }
+        if matches!(key, Key::Server(_)) {
+            self.mesh_dirty = true;
         }
     }
 
