@@ -35,7 +35,7 @@ commands:
 options:
   --runs N            merge-time runs                         [10]
   --servers N         servers of the idle system              [20]
-  --settle S          idle: seconds to wait after merging     [10]
+  --settle S          idle: seconds to wait after merging     [40]
   --seconds S         idle: seconds measured                  [30]
   --threads N         api: client threads of GET /api/system  [8]
   --get-seconds S     api: seconds of GET /api/system         [5]
@@ -155,7 +155,7 @@ impl Default for Options {
             command: Bench::All,
             runs: 10,
             servers: 20,
-            settle: Duration::from_secs(10),
+            settle: Duration::from_secs(40),
             window: Duration::from_secs(30),
             threads: 8,
             get_time: Duration::from_secs(5),
