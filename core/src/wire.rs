@@ -20,7 +20,7 @@ pub const BEACON_LEN_MAX: usize = 1400;
 pub const MESSAGE_LEN_MAX: usize = 8 * 1024 * 1024;
 
 /// Announcement of a server on the LAN, sent by multicast and to manual addresses: every
-/// second while its membership changes, every ten seconds once it has settled.
+/// second while its membership changes, every twenty seconds once it has settled.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
 pub struct Beacon {
     /// Protocol version.
