@@ -74,6 +74,10 @@ impl AuthState {
 
     fn failed(&self, ip: IpAddr) {
         let mut failures = self.failures.lock().expect("not poisoned");
+        if failures.len() >= 10_000 {
+            // Many addresses failing: forget those whose window is over, so memory stays bounded.
+            failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+        }
         let entry = failures.entry(ip).or_insert((0, Instant::now()));
         if entry.1.elapsed() >= FAILURE_WINDOW {
             *entry = (0, Instant::now());
