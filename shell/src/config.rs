@@ -55,8 +55,9 @@ pub enum ConfigError {
     },
 }
 
-/// The config file; every field optional, unknown fields refused.
-#[derive(Debug, Default, Deserialize)]
+/// The config file's fields, every one optional, unknown ones refused. The flags of
+/// `hive serve` fill the same struct ([`Overrides`]), each `None` when not given.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Data directory.
@@ -90,6 +91,16 @@ pub struct FileConfig {
     pub license_vendor_key: Option<String>,
     /// First owner as `name:password`, created if no user has that name.
     pub init_owner: Option<String>,
+}
+
+/// Flags of `hive serve`: the file's fields, set where a flag was given.
+pub type Overrides = FileConfig;
+
+impl std::fmt::Debug for FileConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // It may hold the secret and the owner's password.
+        f.write_str("FileConfig { .. }")
+    }
 }
 
 impl FileConfig {
@@ -174,41 +185,6 @@ fn pick<T>(flag: Option<T>, file: Option<T>) -> (Option<T>, bool) {
         Some(v) => (Some(v), true),
         None => (file, false),
     }
-}
-
-/// Flags of `hive serve` that override the file (each `None` when not given).
-#[derive(Debug, Default, Clone)]
-pub struct Overrides {
-    /// See [`FileConfig`].
-    pub data_dir: Option<PathBuf>,
-    /// See [`FileConfig`].
-    pub system_name: Option<String>,
-    /// See [`FileConfig`].
-    pub secret: Option<String>,
-    /// See [`FileConfig`].
-    pub server_name: Option<String>,
-    /// See [`FileConfig`].
-    pub listen: Option<String>,
-    /// See [`FileConfig`].
-    pub http: Option<String>,
-    /// See [`FileConfig`].
-    pub advertise: Option<Vec<String>>,
-    /// See [`FileConfig`].
-    pub discovery_group: Option<String>,
-    /// See [`FileConfig`].
-    pub discovery_interface: Option<String>,
-    /// See [`FileConfig`].
-    pub peers: Option<Vec<String>>,
-    /// See [`FileConfig`].
-    pub hardware_id: Option<String>,
-    /// See [`FileConfig`].
-    pub failover: Option<bool>,
-    /// See [`FileConfig`].
-    pub max_cameras: Option<u32>,
-    /// See [`FileConfig`].
-    pub license_vendor_key: Option<String>,
-    /// See [`FileConfig`].
-    pub init_owner: Option<String>,
 }
 
 impl ServeSettings {
