@@ -3,7 +3,7 @@
 
 use super::Node;
 use crate::ids::{CameraId, HardwareId};
-use crate::licenses::{self, CameraLicenseView, ShortfallState};
+use crate::licenses::{self, CameraLicenseView, LicenseKey, ShortfallState};
 use crate::resources::{FailoverPriority, Key, Value};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -38,21 +38,41 @@ impl Node {
         self.license_dirty = true;
     }
 
-    /// The license total, use and shortfall as of now.
-    pub fn license_status(&self) -> LicenseStatus {
-        let online: BTreeSet<HardwareId> = self
-            .online_servers()
+    /// Hardware ids of the servers online now, this one included.
+    fn online_hardware(&self) -> BTreeSet<HardwareId> {
+        self.online_servers()
             .into_iter()
             .filter_map(|s| match self.store.get(&Key::Server(s)) {
                 Some(Value::Server(r)) => Some(r.hardware_id.clone()),
                 _ => None,
             })
-            .collect();
-        let keys =
-            self.store.range(Key::License(licenses::LicenseId(0))..).map_while(|(_, v)| match v {
-                Value::License(k) => Some(k),
-                _ => None,
-            });
+            .collect()
+    }
+
+    fn stored_license_keys(&self) -> impl Iterator<Item = &LicenseKey> {
+        self.store.range(Key::License(licenses::LicenseId(0))..).map_while(|(_, v)| match v {
+            Value::License(k) => Some(k),
+            _ => None,
+        })
+    }
+
+    /// The system's license keys, each with whether it counts now: signed by the vendor and
+    /// bound to a server that is online.
+    pub fn license_keys(&self) -> Vec<(&LicenseKey, bool)> {
+        let online = self.online_hardware();
+        self.stored_license_keys()
+            .map(|k| {
+                let counts =
+                    online.contains(&k.hardware_id) && k.verify(&self.config.vendor_key).is_ok();
+                (k, counts)
+            })
+            .collect()
+    }
+
+    /// The license total, use and shortfall as of now.
+    pub fn license_status(&self) -> LicenseStatus {
+        let online = self.online_hardware();
+        let keys = self.stored_license_keys();
         let total = licenses::system_total(keys, &online, &self.config.vendor_key).total_channels;
         let cameras: Vec<CameraLicenseView> = self
             .cameras()

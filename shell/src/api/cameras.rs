@@ -1,6 +1,7 @@
 //! `/api/cameras`: list, add, change and remove cameras.
 
 use super::{parse_id, ApiError, AppState, Body, Caller};
+use crate::driver::{Clock, SystemClock};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -171,9 +172,9 @@ pub async fn create(
     caller.require_admin()?;
     check_name(&new.name)?;
     check_url(&new.url)?;
-    let (server, now_ms) = match &new.server {
-        Some(s) => (known_server(&state, s).await?, wall_ms()),
-        None => (state.handle.read(|n| n.identity().server).await?, wall_ms()),
+    let server = match &new.server {
+        Some(s) => known_server(&state, s).await?,
+        None => state.handle.read(|n| n.identity().server).await?,
     };
     let id = CameraId(rand::random());
     let record = CameraRecord {
@@ -183,7 +184,7 @@ pub async fn create(
         preferred: server,
         failover_priority: new.failover_priority.unwrap_or(Priority::Medium).into(),
         recording: new.recording.unwrap_or(true),
-        created_ms: now_ms,
+        created_ms: SystemClock::new().now().wall_ms,
     };
     let view = CameraView::new(id, &record);
     state
@@ -238,12 +239,4 @@ pub async fn remove(
     let id: CameraId = parse_id(&id, "camera")?;
     state.handle.command(Command::Delete { key: Key::Camera(id) }).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Wall-clock ms for creation stamps (the shell may read clocks; the core may not).
-pub(super) fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -4,7 +4,7 @@ use super::{ApiError, AppState, Body, Caller};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use hive_core::licenses::{LicenseId, LicenseKey, ShortfallState};
+use hive_core::licenses::{LicenseKey, ShortfallState};
 use hive_core::node::Command;
 use hive_core::resources::{Key, Value};
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ pub struct KeyView {
     pub channels: u32,
     /// Hardware it is bound to.
     pub hardware_id: String,
-    /// Whether a server with that hardware is online, so the key counts.
+    /// Whether it counts now: vendor-signed and bound to a server that is online.
     pub counted: bool,
     /// The key as text.
     pub key: String,
@@ -48,27 +48,14 @@ pub async fn list(
     let view = state
         .handle
         .read(|n| {
-            let online: Vec<_> = n
-                .online_servers()
-                .into_iter()
-                .chain([n.identity().server])
-                .filter_map(|s| match n.store().get(&Key::Server(s)) {
-                    Some(Value::Server(r)) => Some(r.hardware_id.clone()),
-                    _ => None,
-                })
-                .collect();
             let keys = n
-                .store()
-                .range(Key::License(LicenseId(0))..)
-                .map_while(|(_, v)| match v {
-                    Value::License(k) => Some(k),
-                    _ => None,
-                })
-                .map(|k| KeyView {
+                .license_keys()
+                .into_iter()
+                .map(|(k, counted)| KeyView {
                     id: format!("{:032x}", k.id.0),
                     channels: k.channels,
                     hardware_id: k.hardware_id.0.clone(),
-                    counted: online.contains(&k.hardware_id),
+                    counted,
                     key: k.to_text(),
                 })
                 .collect();
