@@ -289,6 +289,21 @@ impl Api {
     }
 }
 
+/// The `/metrics` of the server at `http`, name to value; `None` if it does not answer.
+pub fn metrics_at(http: SocketAddr) -> Option<std::collections::HashMap<String, f64>> {
+    let url = format!("http://{http}/metrics");
+    let text = ureq::get(&url).timeout(Duration::from_secs(30)).call().ok()?.into_string().ok()?;
+    let values = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect();
+    Some(values)
+}
+
 /// Polls `check` until it holds or `limit` passes; panics with `what` and the last value.
 pub fn wait_for<T: std::fmt::Debug>(
     what: &str,

@@ -5,12 +5,8 @@ use hive_tests::*;
 use serde_json::json;
 
 fn metric(h: &Hive, name: &str) -> u64 {
-    let (_, text) = Api::new(h.http, "", "").get("/metrics");
-    let text = text.as_str().unwrap_or_default().to_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    let metrics = metrics_at(h.http).expect("the server answers /metrics");
+    *metrics.get(name).unwrap_or_else(|| panic!("no metric {name} in {metrics:?}")) as u64
 }
 
 #[test]

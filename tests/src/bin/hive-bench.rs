@@ -12,7 +12,7 @@
 //! goes; at the end the results are printed (and with `--markdown FILE` written) as a section
 //! for `docs/benchmarks.md`.
 
-use hive_tests::{merged, Hive, Spec, OWNER_PASSWORD};
+use hive_tests::{merged, metrics_at, Hive, Spec, OWNER_PASSWORD};
 use serde_json::json;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -278,22 +278,6 @@ fn start_system(n: usize, log: &str) -> Vec<Hive> {
             .collect();
         starting.into_iter().map(|t| t.join().expect("a server started")).collect()
     })
-}
-
-/// The metrics of the server whose API is at `http`, by name (`/metrics` needs no login);
-/// `None` while it does not answer.
-fn metrics_at(http: SocketAddr) -> Option<HashMap<String, f64>> {
-    let url = format!("http://{http}/metrics");
-    let text = ureq::get(&url).timeout(Duration::from_secs(30)).call().ok()?.into_string().ok()?;
-    let values = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (name, value) = l.split_once(' ')?;
-            Some((name.to_owned(), value.trim().parse().ok()?))
-        })
-        .collect();
-    Some(values)
 }
 
 /// The metrics of a running server.
