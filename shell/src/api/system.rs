@@ -3,6 +3,7 @@
 use super::{ApiError, AppState, Caller};
 use axum::extract::State;
 use axum::Json;
+use hive_core::resources::{Key, Value};
 use serde::Serialize;
 
 /// A server of the system.
@@ -107,11 +108,10 @@ pub async fn hello(State(state): State<AppState>) -> Result<Json<Hello>, ApiErro
             Hello {
                 server_id: me.to_string(),
                 system_name: node.identity().name.as_str().to_owned(),
-                peer_addresses: node
-                    .servers()
-                    .find(|(id, _)| *id == me)
-                    .map(|(_, r)| r.addresses.iter().map(|a| a.0.clone()).collect())
-                    .unwrap_or_default(),
+                peer_addresses: match node.store().get(&Key::Server(me)) {
+                    Some(Value::Server(r)) => r.addresses.iter().map(|a| a.0.clone()).collect(),
+                    _ => Vec::new(),
+                },
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             }
         })

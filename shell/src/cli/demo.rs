@@ -35,6 +35,11 @@ pub struct DemoArgs {
     once: bool,
 }
 
+/// The hardware id the demo gives its server number `i` (from 1), and binds its license to.
+fn demo_hardware_id(i: usize) -> HardwareId {
+    HardwareId(format!("demo-hw-{i}"))
+}
+
 fn free_port() -> Result<u16, CliError> {
     std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
@@ -67,7 +72,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             discovery_group: DISCOVERY_GROUP,
             discovery_interface: Ipv4Addr::LOCALHOST,
             peers: Vec::new(),
-            hardware_id: HardwareId(format!("demo-hw-{i}")),
+            hardware_id: demo_hardware_id(i),
             failover: true,
             max_cameras: 16,
             vendor_key: issuer.verifying_key(),
@@ -137,16 +142,12 @@ async fn add_licenses_and_cameras(
     let channels = [4, 10, 2];
     let now_ms = crate::driver::SystemClock::new().now().wall_ms;
     for (i, s) in servers.iter().enumerate() {
-        let (me, hardware) = s
+        let me = s
             .handle
-            .read(|n| {
-                let me = n.identity().server;
-                let hw = n.servers().find(|(id, _)| *id == me).map(|(_, r)| r.hardware_id.clone());
-                (me, hw)
-            })
+            .read(|n| n.identity().server)
             .await
             .map_err(|e| CliError::Demo(e.to_string()))?;
-        let hardware = hardware.ok_or_else(|| CliError::Demo("server record missing".into()))?;
+        let hardware = demo_hardware_id(i + 1);
         let key =
             issuer.issue(LicenseId(rand::random()), channels[i % channels.len()], hardware, 0);
         s.handle
