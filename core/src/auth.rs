@@ -1,20 +1,21 @@
-//! Proofs of membership and of credentials: the system secret and user passwords are never
-//! sent; peers prove knowledge of them with HMAC-SHA256 over fresh nonces.
+//! The system secret and user passwords.
+//!
+//! The secret is 32 bytes that every member holds. It is never sent: links prove it through
+//! the Noise handshake's pre-shared key ([`Secret::noise_psk`]) and beacons carry an HMAC
+//! under a key derived from it ([`Secret::beacon_proof`]). Each use gets its own derived key,
+//! so no two protocols ever share one.
 
-use crate::ids::{ServerId, SystemId, SystemName};
 use crate::resources::PasswordVerifier;
 use hmac::{Hmac, Mac as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use thiserror::Error;
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// A 32-byte message authentication code.
 pub type Mac = [u8; 32];
-
-/// A fresh random value that makes a proof unrepeatable.
-pub type Nonce = [u8; 16];
 
 /// The shared secret that proves membership of a system.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,44 +27,79 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Prefix of a join token: `hive-` and the secret's 32 bytes in hex.
+pub const TOKEN_PREFIX: &str = "hive-";
+
+/// Fewest characters of a passphrase accepted as a system secret.
+pub const PASSPHRASE_LEN_MIN: usize = 20;
+
+/// Why text cannot be a system secret.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Error)]
+pub enum SecretError {
+    /// It starts like a join token but is not one.
+    #[error("a join token is `hive-` followed by 64 hex digits")]
+    BadToken,
+    /// A passphrase too short to resist offline guessing.
+    #[error("a system secret must be a join token (`hive secret`) or a passphrase of at least {PASSPHRASE_LEN_MIN} characters")]
+    Weak,
+}
+
 impl Secret {
-    /// Derives the secret from the text an administrator set.
+    /// A secret from 32 random bytes (the operating system's, in production).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Secret(bytes)
+    }
+
+    /// Derives a secret from any text, without a strength check: for simulations and tests,
+    /// whose secrets never face an attacker.
     pub fn from_text(text: &str) -> Self {
         Secret(Sha256::new_with_prefix(b"hive-secret-v1\0").chain_update(text).finalize().into())
     }
 
-    /// Proof carried in a beacon that the sender holds the secret of `system` named `name`.
-    pub fn beacon_proof(&self, server: ServerId, system: SystemId, name: &SystemName) -> Mac {
-        mac(
-            &self.0,
-            &[
-                b"hive-beacon-v1",
-                &server.0.to_le_bytes(),
-                &system.0.to_le_bytes(),
-                name.as_str().as_bytes(),
-            ],
-        )
+    /// Reads an administrator's secret: a join token, or a long passphrase stretched with
+    /// argon2id (`params`) so that a beacon's MAC is no cheap guessing oracle.
+    pub fn parse(text: &str, params: KdfParams) -> Result<Self, SecretError> {
+        if let Some(hex) = text.strip_prefix(TOKEN_PREFIX) {
+            let bytes = decode_hex32(hex).ok_or(SecretError::BadToken)?;
+            return Ok(Secret(bytes));
+        }
+        if text.chars().count() < PASSPHRASE_LEN_MIN {
+            return Err(SecretError::Weak);
+        }
+        Ok(Secret(derive_password_key(text, b"hive-system-v1\0\0", params)))
     }
 
-    /// Proof in a link handshake: `server` answers the challenge `peer_nonce`.
-    pub fn link_proof(&self, peer_nonce: &Nonce, server: ServerId) -> Mac {
-        mac(&self.0, &[b"hive-link-v1", peer_nonce, &server.0.to_le_bytes()])
+    /// The secret as a join token an administrator copies to the next server.
+    pub fn token(&self) -> String {
+        let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{TOKEN_PREFIX}{hex}")
     }
 
-    /// Encrypts `other` for members of this secret's system (used to hand over a new secret).
-    pub fn seal(&self, other: &Secret, nonce: &Nonce) -> [u8; 32] {
-        xor(&other.0, &mac(&self.0, &[b"hive-seal-v1", nonce]))
+    /// The pre-shared key of member links' Noise handshakes.
+    pub fn noise_psk(&self) -> [u8; 32] {
+        mac(&self.0, &[b"hive-noise-psk-v1"])
     }
 
-    /// Reverses [`Secret::seal`].
-    pub fn unseal(&self, sealed: &[u8; 32], nonce: &Nonce) -> Secret {
-        Secret(xor(sealed, &mac(&self.0, &[b"hive-seal-v1", nonce])))
+    /// Proof carried in a beacon over all its other fields (`fields`, each length-prefixed).
+    pub fn beacon_proof(&self, fields: &[&[u8]]) -> Mac {
+        mac(&mac(&self.0, &[b"hive-beacon-key-v2"]), fields)
     }
 
-    /// A password-derived key used as a secret for sealing.
-    pub fn from_key(key: [u8; 32]) -> Self {
-        Secret(key)
+    /// Seed of the dummy login setup unknown user names are answered from.
+    pub fn dummy_login_seed(&self) -> [u8; 32] {
+        mac(&self.0, &[b"hive-dummy-login-v1"])
     }
+}
+
+fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Cost of the password key derivation (argon2id).
@@ -111,11 +147,6 @@ pub fn password_verifier(password: &str, salt: [u8; 16], params: KdfParams) -> P
     PasswordVerifier { salt, key: derive_password_key(password, &salt, params), params }
 }
 
-/// Proof that the sender knows the password behind `key`, answering `nonce`.
-pub fn credential_proof(key: &[u8; 32], nonce: &Nonce) -> Mac {
-    mac(key, &[b"hive-merge-v1", nonce])
-}
-
 /// Compares two MACs in constant time.
 pub fn mac_eq(a: &Mac, b: &Mac) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -130,28 +161,26 @@ fn mac(key: &[u8], parts: &[&[u8]]) -> Mac {
     m.finalize().into_bytes().into()
 }
 
-fn xor(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
-    std::array::from_fn(|i| a[i] ^ b[i])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_wrong_secret_gives_a_different_proof() {
-        let nonce = [7; 16];
-        let a = Secret::from_text("right").link_proof(&nonce, ServerId(1));
-        let b = Secret::from_text("wrong").link_proof(&nonce, ServerId(1));
+        let a = Secret::from_text("right").beacon_proof(&[b"x"]);
+        let b = Secret::from_text("wrong").beacon_proof(&[b"x"]);
         assert!(!mac_eq(&a, &b));
+        assert_ne!(Secret::from_text("right").noise_psk(), Secret::from_text("wrong").noise_psk());
     }
 
     #[test]
-    fn a_sealed_secret_opens_only_with_the_sealing_secret() {
-        let (k, new, nonce) = (Secret::from_text("k"), Secret::from_text("new"), [1; 16]);
-        let sealed = k.seal(&new, &nonce);
-        assert_eq!(k.unseal(&sealed, &nonce), new);
-        assert_ne!(Secret::from_text("x").unseal(&sealed, &nonce), new);
+    fn a_join_token_round_trips_and_weak_secrets_are_refused() {
+        let s = Secret::from_bytes([7; 32]);
+        assert_eq!(Secret::parse(&s.token(), KdfParams::CHEAP), Ok(s));
+        assert_eq!(Secret::parse("hive-12", KdfParams::CHEAP), Err(SecretError::BadToken));
+        assert_eq!(Secret::parse("s3cret", KdfParams::CHEAP), Err(SecretError::Weak));
+        let long = "a passphrase long enough to stretch";
+        assert_eq!(Secret::parse(long, KdfParams::CHEAP), Secret::parse(long, KdfParams::CHEAP));
     }
 
     #[test]

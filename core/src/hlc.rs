@@ -47,20 +47,61 @@ impl HlcClock {
         self.last
     }
 
-    /// Absorbs a timestamp seen in a message, so later local events order after it.
+    /// Absorbs a timestamp this server wrote itself or already accepted (its own persisted
+    /// state), so later local events order after it.
     pub fn observe(&mut self, remote: Hlc) {
         if remote > self.last {
             self.last = remote;
         }
     }
 
+    /// Absorbs a peer's timestamp only if it is at most `max_offset_ms` ahead of the local wall
+    /// clock `wall_ms` (CockroachDB's max-offset rule): one stamp from a broken or hostile
+    /// clock must not drag this server's clock to the end of time, where every later write
+    /// would lose to older ones.
+    pub fn observe_bounded(
+        &mut self,
+        remote: Hlc,
+        wall_ms: u64,
+        max_offset_ms: u64,
+    ) -> Result<(), ClockViolation> {
+        let limit_ms = wall_ms.saturating_add(max_offset_ms);
+        if remote.wall_ms > limit_ms {
+            return Err(ClockViolation { stamp: remote, limit_ms });
+        }
+        self.observe(remote);
+        Ok(())
+    }
+
+    /// Brings a clock restored from disk back within `max_offset_ms` of the wall clock: a
+    /// poisoned maximum persisted before the bound existed must not outlive a restart.
+    pub fn clamp(&mut self, wall_ms: u64, max_offset_ms: u64) -> bool {
+        let limit_ms = wall_ms.saturating_add(max_offset_ms);
+        if self.last.wall_ms > limit_ms {
+            self.last = Hlc { wall_ms: limit_ms, logical: 0 };
+            return true;
+        }
+        false
+    }
+
     fn bump(&self, at: Hlc) -> Hlc {
         match at.logical.checked_add(1) {
             Some(logical) => Hlc { wall_ms: at.wall_ms, logical },
-            // Counter exhausted: borrow one ms from the future rather than reuse a stamp.
-            None => Hlc { wall_ms: at.wall_ms + 1, logical: 0 },
+            // Counter exhausted: borrow one ms from the future rather than reuse a stamp; at
+            // the very end of time the clock saturates instead of wrapping.
+            None => Hlc { wall_ms: at.wall_ms.saturating_add(1), logical: 0 },
         }
     }
+}
+
+/// A peer's timestamp further ahead of the local wall clock than the system allows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+#[error("timestamp {stamp:?} is beyond the allowed clock offset (limit {limit_ms} ms)")]
+pub struct ClockViolation {
+    /// The stamp refused.
+    pub stamp: Hlc,
+    /// The latest wall time accepted when it arrived.
+    pub limit_ms: u64,
 }
 
 #[cfg(test)]
@@ -76,6 +117,30 @@ mod tests {
         let seen = fast.tick(10 * hour_ms + hour_ms);
         slow.observe(seen);
         assert!(slow.tick(10 * hour_ms) > seen);
+    }
+
+    #[test]
+    fn a_stamp_beyond_the_offset_is_refused_and_leaves_the_clock_alone() {
+        let mut clock = HlcClock::default();
+        let now_ms = 1_700_000_000_000;
+        clock.tick(now_ms);
+        let before = clock.last();
+        let poison = Hlc { wall_ms: u64::MAX, logical: u32::MAX };
+        assert!(clock.observe_bounded(poison, now_ms, 86_400_000).is_err());
+        assert_eq!(clock.last(), before);
+        let ahead = Hlc { wall_ms: now_ms + 3_600_000, logical: 0 };
+        assert!(clock.observe_bounded(ahead, now_ms, 86_400_000).is_ok());
+        assert!(clock.tick(now_ms) > ahead);
+    }
+
+    #[test]
+    fn a_poisoned_clock_from_disk_is_clamped_and_ticks_stay_ordered_after() {
+        let mut clock = HlcClock::starting_after(Hlc { wall_ms: u64::MAX, logical: u32::MAX });
+        assert!(clock.clamp(1_000, 10));
+        assert_eq!(clock.last().wall_ms, 1_010);
+        // Even unclamped, the clock saturates at the end of time instead of wrapping to 0.
+        let mut end = HlcClock::starting_after(Hlc { wall_ms: u64::MAX, logical: u32::MAX });
+        assert_eq!(end.tick(5).wall_ms, u64::MAX);
     }
 
     proptest! {

@@ -3,6 +3,7 @@
 use crate::auth::Secret;
 use crate::hlc::Hlc;
 use crate::ids::{ServerId, SystemId, SystemName};
+use crate::keys::StaticKeypair;
 use crate::store::ReplicaId;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,10 @@ pub struct Identity {
     pub name_stamp: Hlc,
     /// The system's secret.
     pub secret: Secret,
+    /// This server's link key pair; `None` only in state written by protocol 2, filled from
+    /// the configuration at the next start.
+    #[serde(default)]
+    pub link_key: Option<StaticKeypair>,
 }
 
 impl Identity {

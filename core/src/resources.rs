@@ -1,6 +1,7 @@
 //! The replicated resources of a system and the keys they are stored under.
 
 use crate::ids::{CameraId, HardwareId, PeerAddr, ServerId, SystemId, UserId};
+use crate::keys::PublicKey;
 use crate::licenses::{LicenseId, LicenseKey};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,10 @@ pub enum Key {
     ManualAddress(PeerAddr),
     /// The system's current license shortfall, if any.
     LicenseShortfall,
+    /// A server's pinned link key: written by the server itself at first start (or by an
+    /// owner replacing it), under a key of its own so that no stale write of the server
+    /// record can put an old key back.
+    ServerKey(ServerId),
 }
 
 /// The value stored under a [`Key`].
@@ -59,6 +64,8 @@ pub enum Value {
         /// When the system first had more cameras recording than licensed channels.
         since_ms: u64,
     },
+    /// A server's public link key.
+    ServerKey(PublicKey),
 }
 
 /// A server as the system knows it.
@@ -126,8 +133,12 @@ pub struct UserRecord {
     pub name: String,
     /// Role.
     pub role: Role,
-    /// Password verifier: a salted hash, never the password.
+    /// Password verifier: a salted hash, never the password; checks API logins.
     pub password: PasswordVerifier,
+    /// OPAQUE password file that checks this user's password in a merge from another
+    /// system; `None` for accounts made before protocol 3 until their next login.
+    #[serde(default)]
+    pub login: Option<crate::login::LoginRecord>,
     /// System the account was created in; on a name clash the current system's account wins.
     pub home_system: SystemId,
 }
@@ -164,6 +175,7 @@ impl Value {
                 | (Key::CameraHistory { .. }, Value::CameraHistory(_))
                 | (Key::ManualAddress(_), Value::ManualAddress)
                 | (Key::LicenseShortfall, Value::LicenseShortfall { .. })
+                | (Key::ServerKey(_), Value::ServerKey(_))
         )
     }
 }

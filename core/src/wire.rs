@@ -1,7 +1,7 @@
 //! The wire format between servers: beacons (UDP datagrams) and link messages (TCP), each one
 //! CBOR body in a [`frame`](mod@crate::frame).
 
-use crate::auth::{Mac, Nonce};
+use crate::auth::{KdfParams, Mac, Secret};
 use crate::frame::{self, FrameError};
 use crate::hlc::Hlc;
 use crate::ids::{PeerAddr, ServerId, SystemId, SystemName};
@@ -9,15 +9,20 @@ use crate::store::{ReplicaId, Seq, Transaction};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Version of the protocol spoken in beacons and hellos; peers with another version are refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version of the protocol spoken in beacons and on links; servers of another version are
+/// listed with the reason and never linked. 3: Noise links, OPAQUE merges, beacons MACed over
+/// every field with a sequence number.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest beacon datagram, in bytes.
 pub const BEACON_LEN_MAX: usize = 1400;
 
-/// Largest frame a link accepts (smaller than the storage limit: a peer cannot make us
-/// buffer more than this).
+/// Largest frame a member link accepts (smaller than the storage limit: a peer cannot make us
+/// buffer more than this). Only a peer that proved the system secret gets this far.
 pub const MESSAGE_LEN_MAX: usize = 8 * 1024 * 1024;
+
+/// Largest frame on a merge link, whose peer has proven nothing until the login completes.
+pub const MERGE_MESSAGE_LEN_MAX: usize = 16 * 1024;
 
 /// Announcement of a server on the LAN, sent by multicast and to manual addresses: every
 /// second while its membership changes, every twenty seconds once it has settled.
@@ -33,27 +38,40 @@ pub struct Beacon {
     pub name: SystemName,
     /// Random per start of the sender: its beacons vouch only for links to that run.
     pub boot: u64,
+    /// Counts the sender's beacons within one run: a receiver refuses one it has seen, so a
+    /// replayed beacon keeps nothing alive.
+    #[serde(default)]
+    pub seq: u64,
     /// Where the sender accepts links.
     pub listen: Vec<PeerAddr>,
-    /// Proof that the sender holds its system's secret.
-    pub proof: Mac,
     /// The sender's beacon period now, ms: a receiver forgets it after three and a half.
     pub interval_ms: u32,
+    /// HMAC under the system secret over every field above.
+    pub proof: Mac,
 }
 
-/// Why a link is being opened.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
-pub enum Purpose {
-    /// A link between members of one system.
-    Peer,
-    /// An administrator's request to merge two systems, authenticated by `user`'s password.
-    Merge {
-        /// Remote administrator's login.
-        user: String,
-    },
+impl Beacon {
+    /// The proof this beacon should carry under `secret`.
+    pub fn expected_proof(&self, secret: &Secret) -> Mac {
+        let listen: Vec<&[u8]> = self.listen.iter().map(|a| a.0.as_bytes()).collect();
+        let mut fields: Vec<&[u8]> = Vec::with_capacity(8 + listen.len());
+        let (version, server, system, boot, seq, interval) = (
+            self.version.to_le_bytes(),
+            self.server.0.to_le_bytes(),
+            self.system.0.to_le_bytes(),
+            self.boot.to_le_bytes(),
+            self.seq.to_le_bytes(),
+            self.interval_ms.to_le_bytes(),
+        );
+        fields.extend([&version[..], &server, &system, self.name.as_str().as_bytes(), &boot, &seq]);
+        fields.extend([&interval[..]]);
+        fields.extend(listen);
+        secret.beacon_proof(&fields)
+    }
 }
 
-/// First message on every link, sent by both ends.
+/// First message on a member link, sent by both ends once the channel has proven the system
+/// secret.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
 pub struct Hello {
     /// Protocol version.
@@ -68,52 +86,70 @@ pub struct Hello {
     pub name_stamp: Hlc,
     /// Random per start of the sender: tells a restarted peer from a stale link to it.
     pub boot: u64,
-    /// Challenge the receiver must answer.
-    pub nonce: Nonce,
-    /// Sender's clock, absorbed by the receiver.
+    /// Sender's clock, absorbed by the receiver within the allowed offset.
     pub hlc: Hlc,
-    /// Why the link exists.
-    pub purpose: Purpose,
     /// Where the sender accepts links.
     pub listen: Vec<PeerAddr>,
 }
 
-/// Data of a merge handshake.
+/// The steps of an administrator's merge on a merge link: an OPAQUE login of the remote
+/// administrator, then each side's part sealed under the login's session key.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
 pub enum MergeMsg {
-    /// Remote to initiator: the salt to derive the password key with, and a challenge.
+    /// Initiator to remote: who logs in, and OPAQUE's credential request (KE1).
+    Login {
+        /// Remote administrator's login name.
+        user: String,
+        /// KE1.
+        ke1: Vec<u8>,
+    },
+    /// Remote to initiator: OPAQUE's credential response (KE2) and the key-stretching cost.
     Challenge {
-        /// Salt of the user's password verifier.
-        salt: [u8; 16],
-        /// Cost parameters of the derivation.
-        params: crate::auth::KdfParams,
-        /// Challenge.
-        nonce: Nonce,
-        /// Servers of the remote system, to refuse a merge with a server on both sides.
-        servers: Vec<ServerId>,
+        /// KE2.
+        ke2: Vec<u8>,
+        /// Cost of the stretching the initiator runs.
+        params: KdfParams,
     },
-    /// Initiator to remote: the credential proof and which side's identity wins.
-    Proof {
-        /// `credential_proof(key, nonce)`.
-        proof: Mac,
-        /// Whether the initiator's system (true) or the remote's (false) is kept.
-        keep_initiator: bool,
-        /// Initiator's servers.
-        servers: Vec<ServerId>,
-        /// Initiator's secret sealed with the password key, when the initiator's side is kept.
-        sealed_secret: Option<[u8; 32]>,
+    /// Initiator to remote: OPAQUE's finalization (KE3) and a sealed [`MergeOffer`].
+    Finish {
+        /// KE3.
+        ke3: Vec<u8>,
+        /// The offer, sealed under the session key.
+        offer: Vec<u8>,
     },
-    /// Remote to initiator: merge done; carries the remote's identity when the remote is kept.
+    /// Remote to initiator: merge done; a sealed [`MergeOutcome`].
     Accepted {
-        /// Kept system.
-        system: SystemId,
-        /// Kept name.
-        name: SystemName,
-        /// Remote secret sealed with the password key, when the remote side is kept.
-        sealed_secret: Option<[u8; 32]>,
+        /// The outcome, sealed under the session key.
+        outcome: Vec<u8>,
     },
     /// Remote to initiator: refused.
     Refused(MergeRefusal),
+}
+
+/// What the initiator of a merge tells the remote once the login succeeded.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct MergeOffer {
+    /// Initiator's system.
+    pub system: SystemId,
+    /// Initiator's system name.
+    pub name: SystemName,
+    /// Whether the initiator's system (true) or the remote's (false) is kept.
+    pub keep_initiator: bool,
+    /// Initiator's servers, to refuse a merge with a server on both sides.
+    pub servers: Vec<ServerId>,
+    /// Initiator's secret, when the initiator's side is kept.
+    pub secret: Option<Secret>,
+}
+
+/// What the remote of a merge answers once it merged.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct MergeOutcome {
+    /// Kept system.
+    pub system: SystemId,
+    /// Kept name.
+    pub name: SystemName,
+    /// Remote secret, when the remote side is kept.
+    pub secret: Option<Secret>,
 }
 
 /// Why a merge was refused.
@@ -131,6 +167,18 @@ pub enum MergeRefusal {
     /// The other side asked for a password derivation beyond this server's limit.
     #[error("the other side's challenge asks for an unreasonable password derivation")]
     UnreasonableChallenge,
+    /// Too many failed merge logins for this user name; try again later.
+    #[error("too many failed attempts for this user; try again in {retry_after_ms} ms")]
+    TooManyAttempts {
+        /// How long to wait.
+        retry_after_ms: u64,
+    },
+    /// The other side is answering as many merge logins as it will at once.
+    #[error("the other side is busy with other merges; try again")]
+    Busy,
+    /// The other side answered something that does not verify (a relayed or forged channel).
+    #[error("the other side's answer did not verify")]
+    NotVerified,
 }
 
 /// A change of a system's identity, relayed to every member: a rename, or a move into another
@@ -145,22 +193,16 @@ pub struct IdentityChange {
     pub name: SystemName,
     /// When the change was decided.
     pub stamp: Hlc,
-    /// The new secret sealed with the old one, when it changes.
-    pub sealed_secret: Option<[u8; 32]>,
-    /// Nonce of the seal.
-    pub nonce: Nonce,
+    /// The new secret, when it changes; member links are encrypted and authenticated, so it
+    /// reaches only members.
+    pub new_secret: Option<Secret>,
 }
 
 /// A message on a link.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
 pub enum Message {
-    /// Opening of the handshake.
+    /// Opening of a member link.
     Hello(Hello),
-    /// Answer to the peer's nonce: proves the system secret.
-    Auth {
-        /// `link_proof(peer_nonce, sender)`.
-        proof: Mac,
-    },
     /// Sync: the sender reflects these origins up to these sequence numbers.
     Have {
         /// Covered prefixes.
@@ -260,7 +302,6 @@ impl Message {
     pub fn kind(&self) -> &'static str {
         match self {
             Message::Hello(_) => "Hello",
-            Message::Auth { .. } => "Auth",
             Message::Have { .. } => "Have",
             Message::Pull { .. } => "Pull",
             Message::Writes { .. } => "Writes",
@@ -280,10 +321,15 @@ impl Message {
     /// Reads the message at the start of a stream buffer. `Ok(None)` means more bytes are
     /// needed; otherwise returns the message and the bytes it used.
     pub fn decode(buf: &[u8]) -> Result<Option<(Message, usize)>, WireError> {
+        Self::decode_within(buf, MESSAGE_LEN_MAX)
+    }
+
+    /// [`Message::decode`] with a smaller limit `len_max` (merge links).
+    pub fn decode_within(buf: &[u8], len_max: usize) -> Result<Option<(Message, usize)>, WireError> {
         if buf.len() >= 4 {
             let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-            if len > MESSAGE_LEN_MAX {
-                return Err(WireError::TooLarge { len, max: MESSAGE_LEN_MAX });
+            if len > len_max {
+                return Err(WireError::TooLarge { len, max: len_max });
             }
         }
         match frame::decode(buf) {
@@ -305,9 +351,10 @@ mod tests {
             system: SystemId(2),
             name: SystemName::new("lab").unwrap(),
             boot: 5,
+            seq: 3,
             listen: vec![PeerAddr("10.0.0.1:7001".into())],
-            proof: [9; 32],
             interval_ms: 1_000,
+            proof: [9; 32],
         }
     }
 
@@ -316,6 +363,23 @@ mod tests {
         let bytes = beacon().encode();
         assert!(bytes.len() < BEACON_LEN_MAX);
         assert_eq!(Beacon::decode(&bytes), Ok(beacon()));
+    }
+
+    #[test]
+    fn a_beacon_proof_covers_every_field() {
+        let secret = Secret::from_text("s");
+        let b = beacon();
+        let proof = b.expected_proof(&secret);
+        let changed = [
+            Beacon { boot: 6, ..b.clone() },
+            Beacon { seq: 4, ..b.clone() },
+            Beacon { interval_ms: 20_000, ..b.clone() },
+            Beacon { listen: vec![PeerAddr("10.6.6.6:7001".into())], ..b.clone() },
+            Beacon { version: 2, ..b.clone() },
+        ];
+        for c in changed {
+            assert_ne!(c.expected_proof(&secret), proof, "{c:?}");
+        }
     }
 
     #[test]

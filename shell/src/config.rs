@@ -1,5 +1,6 @@
 //! `hive serve` settings: a TOML file and command-line flags, flags winning.
 
+use hive_core::auth::{KdfParams, Secret};
 use hive_core::ids::{HardwareId, PeerAddr, SystemName};
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -120,8 +121,9 @@ pub struct ServeSettings {
     pub data_dir: PathBuf,
     /// System name at first start.
     pub system_name: SystemName,
-    /// System secret text at first start (never logged).
-    pub secret: String,
+    /// System secret at first start: a join token or a stretched passphrase; `None` makes a
+    /// random one, shown once as a join token.
+    pub secret: Option<Secret>,
     /// This server's name.
     pub server_name: String,
     /// Peer link address.
@@ -213,10 +215,9 @@ impl ServeSettings {
 
         let (secret, f) = pick(flags.secret, file.secret);
         let secret = secret
-            .ok_or(ConfigError::Missing { field: "secret", flag: "--secret or HIVE_SECRET" })?;
-        if secret.len() < 8 {
-            return Err(invalid(f, "secret", "must be at least 8 characters".into()));
-        }
+            .map(|text| Secret::parse(text.trim(), KdfParams::STANDARD))
+            .transpose()
+            .map_err(|e| invalid(f, "secret", e.to_string()))?;
 
         let (listen, f) = pick(flags.listen, file.listen);
         let listen = match listen {
@@ -337,7 +338,7 @@ mod tests {
         Overrides {
             data_dir: Some("/tmp/x".into()),
             system_name: Some("Main".into()),
-            secret: Some("correct horse".into()),
+            secret: Some("correct horse battery staple".into()),
             ..Overrides::default()
         }
     }
@@ -384,10 +385,23 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_secret_says_how_to_set_it() {
+    fn a_weak_secret_is_refused_and_says_what_is_accepted() {
+        for weak in ["s3cret", "hive-0123"] {
+            let flags = Overrides { secret: Some(weak.into()), ..minimal() };
+            let err = ServeSettings::resolve(flags, FileConfig::default(), None).unwrap_err();
+            assert!(err.to_string().contains("join token"), "{err}");
+        }
+        let token = Secret::from_bytes([3; 32]).token();
+        let flags = Overrides { secret: Some(token), ..minimal() };
+        let s = ServeSettings::resolve(flags, FileConfig::default(), None).unwrap();
+        assert_eq!(s.secret, Some(Secret::from_bytes([3; 32])));
+    }
+
+    #[test]
+    fn without_a_secret_the_server_makes_one() {
         let flags = Overrides { secret: None, ..minimal() };
-        let err = ServeSettings::resolve(flags, FileConfig::default(), None).unwrap_err();
-        assert!(err.to_string().contains("--secret"));
+        let s = ServeSettings::resolve(flags, FileConfig::default(), None).unwrap();
+        assert_eq!(s.secret, None);
     }
 
     #[test]
@@ -396,5 +410,6 @@ mod tests {
         let s = ServeSettings::resolve(flags, FileConfig::default(), None).unwrap();
         let shown = format!("{s:?}");
         assert!(!shown.contains("correct horse") && !shown.contains("hunter22"));
+        assert!(!shown.contains("Secret("));
     }
 }

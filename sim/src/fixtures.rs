@@ -34,6 +34,13 @@ pub fn user(id: u128, name: &str, password: &str, role: Role, home: SystemId) ->
         role,
         password: password_verifier(password, [id as u8; 16], KdfParams::CHEAP),
         home_system: home,
+        login: hive_core::login::register(
+            name,
+            password,
+            KdfParams::CHEAP,
+            &mut <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(id as u64),
+        )
+        .ok(),
     };
     Command::Put { key: Key::User(UserId(id)), value: Value::User(record) }
 }

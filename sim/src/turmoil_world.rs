@@ -7,6 +7,7 @@ use crate::check::{self, Violation};
 use crate::des::world::VENDOR_SEED;
 use crate::des::ServerSpec;
 use crate::report::NodeReport;
+use hive::driver::channel::Entropy;
 use hive::driver::{self, DriverConfig, Observer, Request, SkewedClock, TurmoilNet};
 use hive::storage::{DiskFaults, FaultyFs, SimFs};
 use hive_core::auth::{KdfParams, Secret};
@@ -163,6 +164,8 @@ impl<'a> TurmoilWorld<'a> {
                     server_name: name.clone(),
                     system_name: SystemName::new(spec.system_name.clone())?,
                     secret: Secret::from_text(&spec.secret),
+                    link_key: Entropy::Seeded(seed ^ index as u64).generate_keypair(),
+                    entropy: seeded_entropy(seed ^ index as u64),
                     hardware_id: HardwareId(format!("hw-{index}")),
                     listen: vec![advertised],
                     manual_peers: manual,
@@ -184,6 +187,8 @@ impl<'a> TurmoilWorld<'a> {
                     let (tx, rx) = mpsc::unbounded_channel();
                     shared.borrow_mut()[index].commands = Some(tx);
                     let fs = FaultyFs::new(SimFs::open("/data").await?, faults.clone());
+                    // Each run of each host draws its own handshake keys, from the seed.
+                    dc.entropy = Entropy::Seeded(seed ^ ((index as u64) << 32) ^ boots);
                     let clock = SkewedClock::new(EPOCH_MS, spec.clock_offset_ms, spec.drift_ppm);
                     let mut observer =
                         Observed { shared: shared.clone(), index, vendor: issuer.verifying_key() };
@@ -343,4 +348,12 @@ impl<'a> TurmoilWorld<'a> {
     pub fn check_converged(&self) -> Result<(), Violation> {
         check::converged(&self.reports())
     }
+}
+
+/// Entropy for a simulated host's core, from the scenario's seed.
+fn seeded_entropy(seed: u64) -> [u8; 32] {
+    let mut e = [0u8; 32];
+    e[..8].copy_from_slice(&seed.to_le_bytes());
+    e[8] = 0x5e;
+    e
 }

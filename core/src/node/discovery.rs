@@ -2,9 +2,9 @@
 //! with) and other systems (listed, never given data), and dialling with back-off.
 
 use super::{Node, Output, Timing};
-use crate::auth::{mac_eq, Mac};
+use crate::auth::mac_eq;
 use crate::ids::{PeerAddr, ServerId, SystemId, SystemName};
-use crate::wire::{Beacon, Hello, PROTOCOL_VERSION};
+use crate::wire::{Beacon, PROTOCOL_VERSION};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,27 +17,55 @@ pub struct OtherSystem {
     pub name: SystemName,
     /// Its servers heard from.
     pub servers: Vec<ServerId>,
+    /// Why it is not this system, for the administrator.
+    pub reason: String,
+}
+
+/// Most servers of other systems remembered: unauthenticated beacons must not grow memory or
+/// the system view without bound.
+pub const OTHER_SERVERS_MAX: usize = 64;
+
+/// Why a server heard is not a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum NotMember {
+    /// Its beacon's proof fails under our secret: another secret (or a forgery).
+    OtherSecret,
+    /// Same secret, another name and system.
+    OtherName,
+    /// Speaks another protocol version.
+    Protocol(u32),
+}
+
+impl NotMember {
+    fn reason(&self) -> String {
+        match self {
+            NotMember::OtherSecret => "another system secret".into(),
+            NotMember::OtherName => "same secret, another system name".into(),
+            NotMember::Protocol(v) if *v < PROTOCOL_VERSION => {
+                format!("protocol {v}, this server speaks {PROTOCOL_VERSION}: upgrade it")
+            }
+            NotMember::Protocol(v) => {
+                format!("protocol {v}, this server speaks {PROTOCOL_VERSION}: upgrade this server")
+            }
+        }
+    }
 }
 
 /// A server heard from. Kept small: every beacon of every server touches one.
 #[derive(Clone, Debug)]
 struct Seen {
-    /// First bytes of the beacon's proof (0: learned from a hello): an unchanged beacon needs
-    /// no new proof check.
-    tag: u64,
     boot: u64,
+    /// Highest beacon sequence number accepted from run `boot`: an older or repeated one is
+    /// a replay.
+    seq: u64,
     first_ms: u64,
     last_ms: u64,
     /// Forgotten this long after `last_ms`: three and a half of its beacon periods.
     ttl_ms: u64,
     /// Since when it has been heard without a route to it (a member), if so.
     unrouted_ms: Option<u64>,
-    /// `None` for a member; the system and name of another system.
-    other: Option<Box<(SystemId, SystemName)>>,
-}
-
-fn tag(proof: &Mac) -> u64 {
-    u64::from_le_bytes(proof[..8].try_into().expect("8 bytes")).max(1)
+    /// `None` for a member; the system, name and reason of another system.
+    other: Option<Box<(SystemId, SystemName, NotMember)>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -55,6 +83,10 @@ pub(super) struct Discovery {
     addr_server: BTreeMap<PeerAddr, ServerId>,
     own_addrs: BTreeSet<PeerAddr>,
     beacon: Option<Beacon>,
+    /// Sequence number of the last beacon sent.
+    beacon_seq: u64,
+    /// Entries of `seen` that are other systems.
+    others_len: usize,
     /// No entry of `seen` expires before this.
     next_expire_ms: u64,
 }
@@ -67,12 +99,18 @@ impl Discovery {
         }
         let before = self.seen.len();
         let mut next = u64::MAX;
+        let mut others_len = 0;
         self.seen.retain(|_, s| {
             let until = s.last_ms + s.ttl_ms;
-            next = next.min(until);
-            now < until
+            let keep = now < until;
+            if keep {
+                next = next.min(until);
+                others_len += usize::from(s.other.is_some());
+            }
+            keep
         });
         self.next_expire_ms = next;
+        self.others_len = others_len;
         self.seen.len() != before
     }
 
@@ -123,33 +161,69 @@ impl Discovery {
         self.beacon = None;
         // Membership of everyone heard is judged again against the new identity.
         self.seen.clear();
+        self.others_len = 0;
     }
 
-    pub fn saw_other_system(&mut self, hello: &Hello, now: u64, ttl_ms: u64) {
-        let s = self.seen.entry(hello.server).or_insert(Seen {
-            tag: 0,
-            boot: hello.boot,
+    /// Notes a server proven to hold our secret under another name (from a link's Hello).
+    pub fn saw_other_system(
+        &mut self,
+        server: ServerId,
+        system: SystemId,
+        name: &SystemName,
+        boot: u64,
+        now: u64,
+        ttl_ms: u64,
+    ) {
+        let other = Box::new((system, name.clone(), NotMember::OtherName));
+        self.note_other(server, boot, 0, other, now, ttl_ms);
+    }
+
+    /// Remembers a server of another system, within [`OTHER_SERVERS_MAX`].
+    fn note_other(
+        &mut self,
+        server: ServerId,
+        boot: u64,
+        seq: u64,
+        other: Box<(SystemId, SystemName, NotMember)>,
+        now: u64,
+        ttl_ms: u64,
+    ) {
+        if !self.seen.contains_key(&server) && self.others_len >= OTHER_SERVERS_MAX {
+            return;
+        }
+        let s = self.seen.entry(server).or_insert_with(|| Seen {
+            boot,
+            seq,
             first_ms: now,
             last_ms: now,
             ttl_ms,
             unrouted_ms: None,
             other: None,
         });
-        s.other = Some(Box::new((hello.system, hello.name.clone())));
-        s.last_ms = now;
+        if s.other.is_none() {
+            self.others_len += 1;
+        }
+        (s.boot, s.seq, s.last_ms, s.ttl_ms) = (boot, seq, now, ttl_ms);
+        s.other = Some(other);
         self.expires_by(now + ttl_ms);
     }
 
     pub fn other_systems(&self) -> Vec<OtherSystem> {
-        let mut by_system: BTreeMap<(SystemId, &SystemName), Vec<ServerId>> = BTreeMap::new();
+        type Group<'a> = (SystemId, &'a SystemName, String);
+        let mut by_system: BTreeMap<Group<'_>, Vec<ServerId>> = BTreeMap::new();
         for (server, s) in &self.seen {
             if let Some(other) = &s.other {
-                by_system.entry((other.0, &other.1)).or_default().push(*server);
+                by_system.entry((other.0, &other.1, other.2.reason())).or_default().push(*server);
             }
         }
         by_system
             .into_iter()
-            .map(|((system, name), servers)| OtherSystem { system, name: name.clone(), servers })
+            .map(|((system, name, reason), servers)| OtherSystem {
+                system,
+                name: name.clone(),
+                servers,
+                reason,
+            })
             .collect()
     }
 }
@@ -157,7 +231,7 @@ impl Discovery {
 impl Node {
     pub(super) fn send_beacon(&mut self) {
         let id = &self.identity;
-        let beacon = self
+        let mut beacon = self
             .discovery
             .beacon
             .get_or_insert_with(|| Beacon {
@@ -166,67 +240,85 @@ impl Node {
                 system: id.system,
                 name: id.name.clone(),
                 boot: self.boot,
+                seq: 0,
                 listen: self.config.listen.clone(),
-                proof: id.secret.beacon_proof(id.server, id.system, &id.name),
                 interval_ms: 0,
+                proof: [0; 32],
             })
             .clone();
-        let mut beacon = beacon;
+        self.discovery.beacon_seq += 1;
+        beacon.seq = self.discovery.beacon_seq;
         beacon.interval_ms = u32::try_from(self.beacon_interval_ms()).unwrap_or(u32::MAX);
+        beacon.proof = beacon.expected_proof(&self.identity.secret);
         let unicast = self.manual_addresses().into_iter().collect();
         self.outputs.push_back(Output::Beacon { beacon, unicast });
     }
 
     pub(super) fn on_beacon(&mut self, b: &Beacon) {
-        if b.server == self.identity.server || b.version != PROTOCOL_VERSION {
+        if b.server == self.identity.server {
             return;
         }
         let now = self.now.mono_ms;
-        // Fast path: an unchanged beacon needs no new proof check (a simulator delivers
-        // thousands a second).
-        // Equal proofs mean equal server, system and name: the proof covers them.
         let ttl_ms = u64::from(b.interval_ms).clamp(100, 60_000) * 7 / 2;
-        let known = self.discovery.seen.get_mut(&b.server).filter(|s| s.tag == tag(&b.proof));
-        let (member, first_ms) = match known {
-            Some(s) => {
-                s.last_ms = now;
-                s.ttl_ms = ttl_ms;
-                self.discovery.next_expire_ms = self.discovery.next_expire_ms.min(now + ttl_ms);
+        if b.version != PROTOCOL_VERSION {
+            // Unauthenticated (its proof is of another format): listed, within the cap, so an
+            // administrator sees why it does not join.
+            let other = Box::new((b.system, b.name.clone(), NotMember::Protocol(b.version)));
+            return self.discovery.note_other(b.server, b.boot, 0, other, now, ttl_ms);
+        }
+        let id = &self.identity;
+        let valid = mac_eq(&b.proof, &b.expected_proof(&id.secret));
+        if !valid {
+            if b.system == id.system {
+                // Claims our system without our secret: a forgery, not another system.
+                return;
+            }
+            let other = Box::new((b.system, b.name.clone(), NotMember::OtherSecret));
+            return self.discovery.note_other(b.server, b.boot, b.seq, other, now, ttl_ms);
+        }
+        let member = b.system == id.system || b.name == id.name;
+        if !member {
+            let other = Box::new((b.system, b.name.clone(), NotMember::OtherName));
+            return self.discovery.note_other(b.server, b.boot, b.seq, other, now, ttl_ms);
+        }
+        let first_ms = match self.discovery.seen.get_mut(&b.server) {
+            Some(s) if s.other.is_none() => {
+                if s.boot == b.boot && b.seq <= s.seq {
+                    // A replay (or a duplicate): it proves nothing about the sender now.
+                    return;
+                }
                 let rebooted = s.boot != b.boot;
-                s.boot = b.boot;
-                let member = s.other.is_none();
+                (s.boot, s.seq, s.last_ms, s.ttl_ms) = (b.boot, b.seq, now, ttl_ms);
                 let first_ms = s.first_ms;
-                if member && rebooted {
+                self.discovery.expires_by(now + ttl_ms);
+                if rebooted {
                     self.membership_changed();
                 }
-                (member, first_ms)
+                first_ms
             }
-            None => {
-                let id = &self.identity;
-                let valid = mac_eq(&b.proof, &id.secret.beacon_proof(b.server, b.system, &b.name));
-                let member = valid && (b.system == id.system || b.name == id.name);
-                self.discovery.seen.insert(
+            _ => {
+                if let Some(old) = self.discovery.seen.insert(
                     b.server,
                     Seen {
-                        tag: tag(&b.proof),
                         boot: b.boot,
+                        seq: b.seq,
                         first_ms: now,
                         last_ms: now,
                         ttl_ms,
                         unrouted_ms: None,
-                        other: (!member).then(|| Box::new((b.system, b.name.clone()))),
+                        other: None,
                     },
-                );
-                self.discovery.expires_by(now + ttl_ms);
-                if member {
-                    self.membership_changed();
-                    // Count now: whom to link with depends on it.
-                    self.recount_system();
+                ) {
+                    self.discovery.others_len -= usize::from(old.other.is_some());
                 }
-                (member, now)
+                self.discovery.expires_by(now + ttl_ms);
+                self.membership_changed();
+                // Count now: whom to link with depends on it.
+                self.recount_system();
+                now
             }
         };
-        if !member || self.peers.contains_key(&b.server) {
+        if self.peers.contains_key(&b.server) {
             return;
         }
         // Of a mesh pair the lower id dials; the higher one too if no link came for a while
@@ -259,12 +351,12 @@ impl Node {
             return;
         }
         d.in_flight = true;
-        self.outputs.push_back(Output::Dial(addr));
+        self.outputs.push_back(Output::Dial { addr, kind: super::ChannelKind::Member });
     }
 
     pub(super) fn on_dial_failed(&mut self, addr: &PeerAddr) {
         self.discovery.link_lost(addr, self.now.mono_ms, &self.config.timing);
-        self.admin_dial_failed(addr);
+        self.merge_dial_failed(addr);
     }
 
     /// Dials manual addresses that have no live link.

@@ -1,12 +1,18 @@
-//! Links to other servers: the handshake that proves the system secret, liveness, and the
-//! choice between two links to one peer.
+//! Links to other servers: what a member link's secure channel established, the Hello that
+//! follows it, pinned link keys, liveness, and the choice between two links to one peer.
+//!
+//! The driver runs the Noise handshake before the core hears of a link: a member channel
+//! (`Noise_XXpsk3`, the pre-shared key derived from the system secret) reaches
+//! [`Input::LinkOpened`](super::Input::LinkOpened) only once the peer has proven the secret,
+//! and every byte after it is encrypted and authenticated. A merge channel (`Noise_XX`
+//! without the key) proves nothing by itself; an OPAQUE login runs inside it (see `merge`).
 
 use super::{Event, Node};
-use crate::auth::{mac_eq, Nonce};
 use crate::hlc::Hlc;
 use crate::ids::{PeerAddr, ServerId, SystemId, SystemName};
+use crate::keys::PublicKey;
 use crate::store::Vector;
-use crate::wire::{Hello, IdentityChange, Message, Purpose, PROTOCOL_VERSION};
+use crate::wire::{Hello, IdentityChange, Message, PROTOCOL_VERSION};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -14,17 +20,35 @@ use std::collections::BTreeMap;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
 pub struct LinkId(pub u64);
 
+/// Which handshake a link's channel ran.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Debug)]
+pub enum ChannelKind {
+    /// Between members: the handshake proved the system secret on both sides.
+    Member,
+    /// An administrator's merge between two systems: authenticated by an OPAQUE login.
+    Merge,
+}
+
+/// What a link's secure channel established, reported by the driver.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ChannelInfo {
+    /// The handshake run.
+    pub kind: ChannelKind,
+    /// The peer's static (link) public key.
+    pub peer_key: PublicKey,
+    /// The handshake hash, unique to this channel: logins inside it are bound to it.
+    pub handshake_hash: [u8; 32],
+}
+
 /// Where a link is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
-    /// Hello sent, waiting for the peer's.
+    /// Member channel up, Hello sent, waiting for the peer's.
     AwaitHello,
-    /// Hellos exchanged, waiting for the peer's proof.
-    AwaitAuth(Box<Hello>),
     /// A member of this system, in the run that `boot` names.
     Up(ServerId, u64),
-    /// Carrying an administrator's merge.
-    Merge(Box<Hello>),
+    /// Carrying an administrator's merge (state in `AdminState`).
+    Merge,
 }
 
 /// One link.
@@ -32,7 +56,7 @@ pub(super) enum Phase {
 pub(super) struct Link {
     pub dialed: Option<PeerAddr>,
     pub phase: Phase,
-    pub nonce: Nonce,
+    pub channel: ChannelInfo,
     pub opened_ms: u64,
     pub last_rx_ms: u64,
     pub last_tx_ms: u64,
@@ -58,22 +82,26 @@ impl Link {
 }
 
 impl Node {
-    pub(super) fn on_link_opened(&mut self, link: LinkId, dialed: Option<PeerAddr>) {
-        let purpose = match &dialed {
-            Some(addr) => {
-                self.discovery.dial_succeeded(addr);
-                self.admin.claim_merge_link(addr, link)
-            }
-            None => Purpose::Peer,
-        };
-        let nonce = self.nonce();
+    pub(super) fn on_link_opened(
+        &mut self,
+        link: LinkId,
+        dialed: Option<PeerAddr>,
+        channel: ChannelInfo,
+    ) {
+        if let Some(addr) = &dialed {
+            self.discovery.dial_succeeded(addr);
+        }
         let now = self.now.mono_ms;
+        let phase = match channel.kind {
+            ChannelKind::Member => Phase::AwaitHello,
+            ChannelKind::Merge => Phase::Merge,
+        };
         self.links.insert(
             link,
             Link {
-                dialed,
-                phase: Phase::AwaitHello,
-                nonce,
+                dialed: dialed.clone(),
+                phase,
+                channel,
                 opened_ms: now,
                 last_rx_ms: now,
                 last_tx_ms: now,
@@ -84,11 +112,16 @@ impl Node {
                 reach_sent: BTreeMap::new(),
             },
         );
-        let hello = self.hello(nonce, purpose);
-        self.send(link, Message::Hello(hello));
+        match channel.kind {
+            ChannelKind::Member => {
+                let hello = self.hello();
+                self.send(link, Message::Hello(hello));
+            }
+            ChannelKind::Merge => self.on_merge_link_opened(link, dialed),
+        }
     }
 
-    fn hello(&self, nonce: Nonce, purpose: Purpose) -> Hello {
+    fn hello(&self) -> Hello {
         Hello {
             version: PROTOCOL_VERSION,
             server: self.identity.server,
@@ -96,16 +129,14 @@ impl Node {
             name: self.identity.name.clone(),
             name_stamp: self.identity.name_stamp,
             boot: self.boot,
-            nonce,
             hlc: self.clock.last(),
-            purpose,
             listen: self.config.listen.clone(),
         }
     }
 
     pub(super) fn on_link_closed(&mut self, link: LinkId) {
         let Some(l) = self.links.remove(&link) else { return };
-        self.admin.link_closed(link, &mut self.outputs);
+        self.merge_link_closed(link);
         if let Phase::Up(server, _) = l.phase {
             if self.peers.get(&server) == Some(&link) {
                 self.peers.remove(&server);
@@ -133,27 +164,32 @@ impl Node {
         self.close(link);
     }
 
+    /// Absorbs a peer's timestamp within the allowed offset; otherwise closes the link as a
+    /// clock violation (refusing one transaction would stall the sequence vector) and says so.
+    pub(super) fn observe_peer_clock(&mut self, link: LinkId, stamp: Hlc) -> bool {
+        let max = self.config.timing.clock_offset_ms_max;
+        match self.clock.observe_bounded(stamp, self.now.wall_ms, max) {
+            Ok(()) => true,
+            Err(e) => {
+                self.event(Event::ClockViolation { link, what: e.to_string() });
+                self.close(link);
+                false
+            }
+        }
+    }
+
+    /// Closes `link` for carrying `stamp`, beyond the allowed clock offset.
+    pub(super) fn refuse_clock(&mut self, link: LinkId, stamp: Hlc) {
+        let _ = self.observe_peer_clock(link, stamp);
+    }
+
     pub(super) fn on_message(&mut self, link: LinkId, msg: Message) {
         let Some(l) = self.links.get_mut(&link) else { return };
         l.last_rx_ms = self.now.mono_ms;
-        if let Phase::Up(peer, _) = l.phase {
-            return self.on_peer_message(link, peer, msg);
-        }
-        let phase = l.phase.clone();
-        match (phase, msg) {
+        match (l.phase.clone(), msg) {
+            (Phase::Up(peer, _), msg) => self.on_peer_message(link, peer, msg),
             (Phase::AwaitHello, Message::Hello(h)) => self.on_hello(link, h),
-            (Phase::AwaitAuth(h), Message::Auth { proof }) => {
-                let nonce = self.links[&link].nonce;
-                if mac_eq(&proof, &self.identity.secret.link_proof(&nonce, h.server)) {
-                    self.on_authenticated(link, *h);
-                } else {
-                    self.event(Event::OtherSystem { server: h.server, name: h.name.clone() });
-                    self.discovery.saw_other_system(&h, self.now.mono_ms, self.idle_ttl_ms());
-                    self.close(link);
-                }
-            }
-            (Phase::Merge(h), Message::Merge(m)) => self.on_merge_message(link, &h, m),
-            (Phase::Merge(_), Message::Hello(_) | Message::Auth { .. }) => {}
+            (Phase::Merge, Message::Merge(m)) => self.on_merge_message(link, m),
             (_, msg) => self.violation(link, format!("unexpected {}", msg.kind())),
         }
     }
@@ -162,7 +198,6 @@ impl Node {
         if hello.version != PROTOCOL_VERSION {
             return self.violation(link, format!("protocol version {}", hello.version));
         }
-        self.clock.observe(hello.hlc);
         if hello.server == self.identity.server {
             // We dialled ourselves through one of our own addresses.
             if let Some(addr) = self.links[&link].dialed.clone() {
@@ -170,20 +205,20 @@ impl Node {
             }
             return self.close(link);
         }
+        let presented = self.links[&link].channel.peer_key;
+        if self.pinned_key(hello.server).is_some_and(|pinned| pinned != presented) {
+            // A holder of the secret posing as another member, or a server whose key was
+            // replaced without an owner saying so.
+            self.event(Event::KeyMismatch { server: hello.server, presented });
+            return self.close(link);
+        }
+        if !self.observe_peer_clock(link, hello.hlc) {
+            return;
+        }
         if let Some(addr) = &self.links[&link].dialed {
             self.discovery.addr_is(addr.clone(), hello.server);
         }
-        if self.admin.is_outgoing_merge(link) || matches!(hello.purpose, Purpose::Merge { .. }) {
-            self.links.get_mut(&link).expect("link exists").phase =
-                Phase::Merge(Box::new(hello.clone()));
-            if let Purpose::Merge { user } = &hello.purpose {
-                self.on_merge_request(link, &hello, user.clone());
-            }
-            return;
-        }
-        let proof = self.identity.secret.link_proof(&hello.nonce, self.identity.server);
-        self.links.get_mut(&link).expect("link exists").phase = Phase::AwaitAuth(Box::new(hello));
-        self.send(link, Message::Auth { proof });
+        self.on_authenticated(link, hello);
     }
 
     fn on_authenticated(&mut self, link: LinkId, hello: Hello) {
@@ -191,7 +226,14 @@ impl Node {
         if !same_system && hello.name != self.identity.name {
             // Same secret, different name: another system until an administrator says otherwise.
             self.event(Event::OtherSystem { server: hello.server, name: hello.name.clone() });
-            self.discovery.saw_other_system(&hello, self.now.mono_ms, self.idle_ttl_ms());
+            self.discovery.saw_other_system(
+                hello.server,
+                hello.system,
+                &hello.name,
+                hello.boot,
+                self.now.mono_ms,
+                self.idle_ttl_ms(),
+            );
             return self.close(link);
         }
         if !same_system && hello.system < self.identity.system {
@@ -235,15 +277,7 @@ impl Node {
         stamp: Hlc,
         new_secret: Option<crate::auth::Secret>,
     ) {
-        let nonce = self.nonce();
-        let change = IdentityChange {
-            from: self.identity.system,
-            to,
-            name,
-            stamp,
-            sealed_secret: new_secret.as_ref().map(|s| self.identity.secret.seal(s, &nonce)),
-            nonce,
-        };
+        let change = IdentityChange { from: self.identity.system, to, name, stamp, new_secret };
         self.apply_identity_change(&change, None);
     }
 
@@ -255,7 +289,7 @@ impl Node {
         if change.from == mine || change.to == mine {
             return self.apply_identity_change(change, Some(link));
         }
-        if change.name != self.identity.name || change.sealed_secret.is_some() {
+        if change.name != self.identity.name || change.new_secret.is_some() {
             // Renamed away, or moved under another secret: another system now.
             return self.close(link);
         }
@@ -275,8 +309,7 @@ impl Node {
             to: self.identity.system,
             name: self.identity.name.clone(),
             stamp: self.identity.name_stamp,
-            sealed_secret: None,
-            nonce: [0; 16],
+            new_secret: None,
         }
     }
 
@@ -292,13 +325,19 @@ impl Node {
         if !(moves || renames) {
             return;
         }
-        self.clock.observe(change.stamp);
-        if let Some(sealed) = &change.sealed_secret {
+        if let Some(link) = from_link {
+            if !self.observe_peer_clock(link, change.stamp) {
+                return;
+            }
+        } else {
+            self.clock.observe(change.stamp);
+        }
+        if let Some(secret) = &change.new_secret {
             if change.from == self.identity.system {
-                self.identity.secret = self.identity.secret.unseal(sealed, &change.nonce);
+                self.identity.secret = secret.clone();
             }
         }
-        // Relay sealed with the secret we had, which is the one our links share.
+        // Relay to every member still linked: they hold the secret we had.
         for link in self.up_links() {
             if Some(link) != from_link {
                 self.send(link, Message::Identity(change.clone()));

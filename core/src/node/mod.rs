@@ -5,6 +5,7 @@ mod admin;
 mod discovery;
 mod licensing;
 mod link;
+mod merge;
 mod mesh;
 mod routing;
 mod sync;
@@ -13,19 +14,20 @@ mod view;
 pub use admin::{Command, CommandError, CommandId, Keep, Reply};
 pub use discovery::OtherSystem;
 pub use licensing::LicenseStatus;
-pub use link::LinkId;
+pub use link::{ChannelInfo, ChannelKind, LinkId};
 
 use crate::auth::{KdfParams, Secret};
 use crate::hlc::HlcClock;
 use crate::identity::Identity;
 use crate::ids::{HardwareId, PeerAddr, ServerId, SystemId, SystemName};
+use crate::keys::{PublicKey, StaticKeypair};
 use crate::persist::{Record, Restored, Snapshot};
 use crate::resources::{Key, ServerRecord, Value};
 use crate::store::{Store, Transaction};
 use crate::wire::{Beacon, Message};
 use link::Link;
 use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// A reading of the server's clocks, passed in with every input.
@@ -66,6 +68,10 @@ pub struct Timing {
     pub pull_timeout_ms: u64,
     /// Most transactions in one sync message.
     pub sync_batch: u32,
+    /// How far ahead of this server's wall clock a peer's timestamp may be; a link carrying
+    /// one further ahead is closed as a clock violation. Wide enough for the skews the hive
+    /// survives (clocks an hour apart), narrow enough that one bad stamp cannot end time.
+    pub clock_offset_ms_max: u64,
 }
 
 impl Default for Timing {
@@ -83,6 +89,7 @@ impl Default for Timing {
             dial_backoff_ms_max: 5_000,
             pull_timeout_ms: 5_000,
             sync_batch: 512,
+            clock_offset_ms_max: 24 * 3_600_000,
         }
     }
 }
@@ -96,6 +103,11 @@ pub struct Config {
     pub system_name: SystemName,
     /// System secret used at first start.
     pub secret: Secret,
+    /// Link key pair used at first start (and by state written before link keys existed).
+    pub link_key: StaticKeypair,
+    /// Seed of the generator for the core's cryptography (OPAQUE logins): 32 bytes from the
+    /// operating system in production, from the scenario's seed in simulation.
+    pub entropy: [u8; 32],
     /// This machine's hardware id.
     pub hardware_id: HardwareId,
     /// Addresses this server accepts links on, as peers should dial them.
@@ -121,12 +133,15 @@ pub enum Input {
     Tick,
     /// A beacon arrived.
     Beacon(Beacon),
-    /// A link opened: `dialed` is the address we dialled, or `None` for an accepted link.
+    /// A link's secure channel is established: `dialed` is the address we dialled, or `None`
+    /// for an accepted link. A member channel has proven the system secret.
     LinkOpened {
         /// Driver's handle for the link.
         link: LinkId,
         /// Address dialled, for outbound links.
         dialed: Option<PeerAddr>,
+        /// What the channel's handshake established.
+        channel: ChannelInfo,
     },
     /// A dial to `addr` failed.
     DialFailed {
@@ -176,8 +191,14 @@ pub enum Output {
         /// Manual addresses to send it to as well.
         unicast: Vec<PeerAddr>,
     },
-    /// Open a link to an address; answer with `LinkOpened` or `DialFailed`.
-    Dial(PeerAddr),
+    /// Open a link to an address with a channel of `kind`; answer with `LinkOpened` or
+    /// `DialFailed`.
+    Dial {
+        /// Where.
+        addr: PeerAddr,
+        /// Member channel (proves the system secret) or merge channel.
+        kind: ChannelKind,
+    },
     /// Close a link.
     Close(LinkId),
     /// Answer to a command.
@@ -221,6 +242,31 @@ pub enum Event {
     },
     /// The log was damaged: this server starts a new write epoch and recovers from peers.
     RecoveringFromPeers,
+    /// A server presented a link key other than the one the system pinned for it; the link
+    /// was refused.
+    KeyMismatch {
+        /// The server id it claimed.
+        server: ServerId,
+        /// The key it presented.
+        presented: PublicKey,
+    },
+    /// A peer's timestamp was beyond the allowed clock offset; the link was closed.
+    ClockViolation {
+        /// The link.
+        link: LinkId,
+        /// What was wrong.
+        what: String,
+    },
+    /// A merge login for `user` failed (wrong password, unknown user, or a relayed channel).
+    MergeLoginFailed {
+        /// The login name tried.
+        user: String,
+        /// Failures in a row for that name.
+        failures: u32,
+    },
+    /// The persisted clock was ahead of the wall clock by more than the allowed offset and
+    /// was brought back.
+    ClockClamped,
 }
 
 /// One server's state machine.
@@ -230,6 +276,8 @@ pub struct Node {
     store: Store,
     clock: HlcClock,
     rng: ChaCha8Rng,
+    /// Randomness for the core's cryptography, seeded from [`Config::entropy`].
+    crypto_rng: ChaCha20Rng,
     now: Now,
     outputs: VecDeque<Output>,
     links: BTreeMap<LinkId, Link>,
@@ -238,7 +286,7 @@ pub struct Node {
     discovery: discovery::Discovery,
     sync: sync::SyncState,
     routing: routing::Routing,
-    admin: admin::AdminState,
+    merges: merge::MergeState,
     /// Random per start, carried in beacons and hellos.
     boot: u64,
     next_tick_ms: u64,
@@ -277,6 +325,9 @@ impl Node {
         }
         let mut clock = HlcClock::starting_after(store.hlc_max());
         let mut events = Vec::new();
+        if clock.clamp(now.wall_ms, config.timing.clock_offset_ms_max) {
+            events.push(Event::ClockClamped);
+        }
         let identity = match identity {
             Some(mut identity) => {
                 if restored.damaged {
@@ -285,7 +336,15 @@ impl Node {
                     records.push(Record::Identity(identity.clone()));
                     events.push(Event::RecoveringFromPeers);
                 }
-                clock.observe(identity.name_stamp);
+                if identity.link_key.is_none() {
+                    identity.link_key = Some(config.link_key.clone());
+                    records.push(Record::Identity(identity.clone()));
+                }
+                if identity.name_stamp.wall_ms
+                    <= now.wall_ms.saturating_add(config.timing.clock_offset_ms_max)
+                {
+                    clock.observe(identity.name_stamp);
+                }
                 identity
             }
             None => {
@@ -296,17 +355,20 @@ impl Node {
                     name: config.system_name.clone(),
                     name_stamp: clock.tick(now.wall_ms),
                     secret: config.secret.clone(),
+                    link_key: Some(config.link_key.clone()),
                 };
                 records.push(Record::Identity(identity.clone()));
                 identity
             }
         };
         let boot = rng.gen();
+        let crypto_rng = ChaCha20Rng::from_seed(config.entropy);
         let mut node = Node {
+            crypto_rng,
             discovery: discovery::Discovery::default(),
             sync: sync::SyncState::default(),
             routing: routing::Routing::default(),
-            admin: admin::AdminState::default(),
+            merges: merge::MergeState::default(),
             config,
             identity,
             store,
@@ -342,7 +404,9 @@ impl Node {
         match input {
             Input::Tick => {}
             Input::Beacon(b) => self.on_beacon(&b),
-            Input::LinkOpened { link, dialed } => self.on_link_opened(link, dialed),
+            Input::LinkOpened { link, dialed, channel } => {
+                self.on_link_opened(link, dialed, channel)
+            }
             Input::DialFailed { addr } => self.on_dial_failed(&addr),
             Input::LinkClosed { link } => self.on_link_closed(link),
             Input::Message { link, msg } => self.on_message(link, msg),
@@ -467,6 +531,32 @@ impl Node {
         if self.store.get(&key) != Some(&Value::Server(record.clone())) {
             self.write(vec![(key, Some(Value::Server(record)))]);
         }
+        self.publish_own_link_key();
+    }
+
+    /// Pins this server's public link key in the store, unless it is pinned already.
+    fn publish_own_link_key(&mut self) {
+        let Some(pair) = &self.identity.link_key else { return };
+        let value = Value::ServerKey(pair.public);
+        let key = Key::ServerKey(self.identity.server);
+        if self.store.get(&key) != Some(&value) {
+            self.write(vec![(key, Some(value))]);
+        }
+    }
+
+    /// The public link key the system pinned for `server`, if any.
+    pub fn pinned_key(&self, server: ServerId) -> Option<PublicKey> {
+        match self.store.get(&Key::ServerKey(server)) {
+            Some(Value::ServerKey(k)) => Some(*k),
+            _ => None,
+        }
+    }
+
+    /// What the driver needs for a new link's handshake: this server's link key pair and the
+    /// pre-shared key of member channels (derived from the current system secret).
+    pub fn channel_keys(&self) -> (StaticKeypair, [u8; 32]) {
+        let pair = self.identity.link_key.clone().unwrap_or_else(|| self.config.link_key.clone());
+        (pair, self.identity.secret.noise_psk())
     }
 
     /// Notes a change under `key` for the checks that depend on it.
@@ -477,10 +567,6 @@ impl Node {
         if matches!(key, Key::Server(_)) {
             self.mesh_dirty = true;
         }
-    }
-
-    fn nonce(&mut self) -> [u8; 16] {
-        self.rng.gen()
     }
 
     fn up_links(&self) -> Vec<LinkId> {

@@ -118,6 +118,12 @@ impl Node {
             let what = format!("value does not fit key {:?}", bad.key);
             return self.violation(link, what);
         }
+        let limit_ms = self.now.wall_ms.saturating_add(self.config.timing.clock_offset_ms_max);
+        if let Some(t) = txns.iter().find(|t| t.hlc.wall_ms > limit_ms) {
+            // Refusing just this one would stall its origin's sequence vector for good.
+            let stamp = t.hlc;
+            return self.refuse_clock(link, stamp);
+        }
         let mut records = Vec::new();
         let mut grown = BTreeSet::new();
         self.sync.stats.txns_received += txns.len() as u64;
@@ -125,7 +131,7 @@ impl Node {
             let before = self.store.covered(t.origin);
             if self.store.apply(&t).is_new() {
                 self.sync.stats.txns_new += 1;
-                self.clock.observe(t.hlc);
+                self.clock.observe(t.hlc); // within the bound: checked above
                 self.touched(&t.key);
                 if self.store.covered(t.origin) > before {
                     grown.insert(t.origin);

@@ -139,6 +139,20 @@ pub async fn get_one(
     Ok(Json(UserView { id: id.to_string(), name: u.name, role: u.role.into() }))
 }
 
+/// The OPAQUE record that lets `name` log in to a merge from another system.
+pub async fn login_record(
+    name: &str,
+    password: &str,
+    kdf: hive_core::auth::KdfParams,
+) -> Result<Option<hive_core::login::LoginRecord>, ApiError> {
+    let (name, password) = (name.to_owned(), password.to_owned());
+    tokio::task::spawn_blocking(move || {
+        hive_core::login::register(&name, &password, kdf, &mut rand::rngs::OsRng).ok()
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "registration failed"))
+}
+
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -156,11 +170,13 @@ pub async fn create(
     if exists {
         return Err(ApiError::new(StatusCode::CONFLICT, "exists", format!("user {name} exists")));
     }
+    let login = login_record(&name, &new.password, state.kdf).await?;
     let record = UserRecord {
         name: name.clone(),
         role: new.role.into(),
         password: hash_password(new.password, state.kdf).await?,
         home_system: system,
+        login,
     };
     let id = UserId(rand::random());
     state.handle.command(Command::Put { key: Key::User(id), value: Value::User(record) }).await?;
@@ -183,6 +199,7 @@ pub async fn update(
     }
     if let Some(p) = change.password {
         check_password(&p)?;
+        record.login = login_record(&record.name, &p, state.kdf).await?;
         record.password = hash_password(p, state.kdf).await?;
     }
     record.role = to;

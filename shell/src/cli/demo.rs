@@ -4,7 +4,7 @@
 
 use super::commands::system_text;
 use super::error::CliError;
-use crate::config::{encode_hex, ServeSettings, DISCOVERY_GROUP};
+use crate::config::{ServeSettings, DISCOVERY_GROUP};
 use crate::server::{self, Server};
 use clap::Args;
 use hive_core::ids::{CameraId, HardwareId, PeerAddr, SystemName};
@@ -56,7 +56,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Demo(format!("no temporary directory: {e}")))?;
     let issuer = LicenseIssuer::from_seed(DEMO_VENDOR_SEED);
     // A fresh secret per run: two demos on one machine stay two systems.
-    let secret = encode_hex(&rand::random::<[u8; 16]>());
+    let secret = Some(hive_core::auth::Secret::from_bytes(rand::random()));
     println!("Starting {} servers on loopback in {} ...", args.servers, dir.path().display());
     let mut servers: Vec<Server> = Vec::new();
     for i in 1..=args.servers {

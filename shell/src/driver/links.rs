@@ -1,28 +1,37 @@
-//! Link tasks: one reader and one writer per TCP connection, talking to the driver loop over
-//! channels so a slow peer never blocks the loop.
+//! Link tasks: per TCP connection, a handshake task that sets up the secure channel, then one
+//! reader and one writer talking to the driver loop over channels, so a slow peer never blocks
+//! the loop. The core hears of a link only once its channel is established.
 
+use super::channel::{self, ChannelError, Entropy, Keys, Role, Transport};
 use super::{Net, TrafficStats};
 use hive_core::ids::PeerAddr;
-use hive_core::node::LinkId;
-use hive_core::wire::Message;
+use hive_core::node::{ChannelInfo, ChannelKind, LinkId};
+use hive_core::wire::{Message, MERGE_MESSAGE_LEN_MAX, MESSAGE_LEN_MAX};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// Accepted connections still in their handshake at once; more are closed at once, so a
+/// flood of half-open connections costs a bounded amount of memory.
+pub const HALF_OPEN_MAX: usize = 64;
+
 /// What happened on the links.
 pub enum LinkEvent {
-    /// A dialled link is open.
+    /// A link's channel is established (dialled or accepted).
     Opened {
         /// The new link.
         link: LinkId,
-        /// The address dialled.
+        /// The address dialled, for outbound links.
         dialed: Option<PeerAddr>,
+        /// What the handshake established.
+        channel: ChannelInfo,
     },
-    /// A dial failed.
+    /// A dial failed: no connection, or the handshake failed.
     DialFailed(PeerAddr),
     /// A message arrived.
     Message(LinkId, Message),
@@ -30,55 +39,89 @@ pub enum LinkEvent {
     Closed(LinkId, String),
 }
 
-enum Raw<S> {
-    Dialed(PeerAddr, std::io::Result<S>),
+enum Raw {
+    Established { link: LinkId, dialed: Option<PeerAddr>, channel: ChannelInfo },
+    HandshakeFailed { link: LinkId, dialed: Option<PeerAddr>, error: ChannelError },
     Event(LinkEvent),
 }
 
 struct LinkTasks {
     tx: mpsc::UnboundedSender<Vec<u8>>,
-    reader: JoinHandle<()>,
+    task: JoinHandle<()>,
+    /// Whether the core knows of this link.
+    open: bool,
 }
 
 /// The open links and their tasks.
 pub struct Links<N: Net> {
     next: u64,
     open: BTreeMap<LinkId, LinkTasks>,
-    events_tx: mpsc::UnboundedSender<Raw<N::Stream>>,
-    events_rx: mpsc::UnboundedReceiver<Raw<N::Stream>>,
+    events_tx: mpsc::UnboundedSender<Raw>,
+    events_rx: mpsc::UnboundedReceiver<Raw>,
     stats: Arc<TrafficStats>,
+    entropy: Entropy,
+    half_open: Arc<AtomicUsize>,
+    _net: std::marker::PhantomData<N>,
 }
 
 impl<N: Net> Links<N> {
-    pub fn new(stats: Arc<TrafficStats>) -> Self {
+    pub fn new(stats: Arc<TrafficStats>, entropy: Entropy) -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        Links { next: 0, open: BTreeMap::new(), events_tx, events_rx, stats }
+        Links {
+            next: 0,
+            open: BTreeMap::new(),
+            events_tx,
+            events_rx,
+            stats,
+            entropy,
+            half_open: Arc::default(),
+            _net: std::marker::PhantomData,
+        }
     }
 
-    /// Starts the tasks of a new connection.
-    pub fn add(&mut self, stream: N::Stream) -> LinkId {
+    /// Takes an accepted connection, unless too many are still in their handshake.
+    pub fn accept(&mut self, stream: N::Stream, from: SocketAddr, keys: Keys) {
+        if self.half_open.load(Ordering::Relaxed) >= HALF_OPEN_MAX {
+            tracing::warn!(%from, "too many connections in their handshake; closed a new one");
+            self.stats.half_open_refused();
+            return;
+        }
+        self.half_open.fetch_add(1, Ordering::Relaxed);
+        self.start(stream, Role::Responder, None, keys);
+    }
+
+    /// Starts the tasks of a new connection: handshake, then reader and writer.
+    fn start(&mut self, stream: N::Stream, role: Role, dialed: Option<PeerAddr>, keys: Keys) {
         self.next += 1;
         let link = LinkId(self.next);
-        let (mut rd, mut wr) = tokio::io::split(stream);
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        let stats = Arc::clone(&self.stats);
-        tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
-                if wr.write_all(&frame).await.is_err() {
-                    return;
-                }
-                stats.link_sent(frame.len());
-            }
-            let _ = wr.shutdown().await;
-        });
+        let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let events = self.events_tx.clone();
         let stats = Arc::clone(&self.stats);
-        let reader = tokio::spawn(async move {
-            let why = read_frames(&mut rd, link, &events, &stats).await;
-            let _ = events.send(Raw::Event(LinkEvent::Closed(link, why)));
+        let entropy = self.entropy.clone();
+        let half_open = matches!(role, Role::Responder).then(|| Arc::clone(&self.half_open));
+        let task = tokio::spawn(async move {
+            let mut stream = stream;
+            let timeout = Duration::from_millis(channel::HANDSHAKE_TIMEOUT_MS);
+            let done = tokio::time::timeout(
+                timeout,
+                channel::handshake(&mut stream, role, &keys, &entropy, link.0),
+            )
+            .await
+            .unwrap_or(Err(ChannelError::Timeout));
+            if let Some(h) = half_open {
+                h.fetch_sub(1, Ordering::Relaxed);
+            }
+            let (transport, channel) = match done {
+                Ok(ok) => ok,
+                Err(error) => {
+                    let _ = events.send(Raw::HandshakeFailed { link, dialed, error });
+                    return;
+                }
+            };
+            let _ = events.send(Raw::Established { link, dialed, channel });
+            run_link(stream, transport, channel, link, rx, events, stats).await;
         });
-        self.open.insert(link, LinkTasks { tx, reader });
-        link
+        self.open.insert(link, LinkTasks { tx, task, open: false });
     }
 
     /// Queues a frame on a link.
@@ -91,41 +134,87 @@ impl<N: Net> Links<N> {
     /// Closes a link: queued frames are still written, then the connection shuts down.
     pub fn close(&mut self, link: LinkId) {
         if let Some(l) = self.open.remove(&link) {
-            l.reader.abort();
+            if !l.open {
+                // Still in its handshake: nothing queued is owed to it.
+                l.task.abort();
+            }
+            // Otherwise dropping the sender lets the writer drain and shut down, which ends
+            // the reader too.
         }
     }
 
-    /// Dials `to` in the background.
-    pub fn dial(&mut self, addr: PeerAddr, to: SocketAddr, timeout_ms: u64) {
+    /// Dials `to` in the background for a channel of `kind`.
+    pub fn dial(&mut self, addr: PeerAddr, to: SocketAddr, kind: ChannelKind, timeout_ms: u64, keys: Keys) {
         let events = self.events_tx.clone();
-        tokio::spawn(async move {
-            let result =
-                match tokio::time::timeout(Duration::from_millis(timeout_ms), N::connect(to)).await
-                {
+        let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        self.next += 1;
+        let link = LinkId(self.next);
+        let stats = Arc::clone(&self.stats);
+        let entropy = self.entropy.clone();
+        let task = tokio::spawn(async move {
+            let connected =
+                match tokio::time::timeout(Duration::from_millis(timeout_ms), N::connect(to)).await {
                     Ok(r) => r,
                     Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
                 };
-            let _ = events.send(Raw::Dialed(addr, result));
+            let mut stream = match connected {
+                Ok(s) => s,
+                Err(e) => {
+                    let error = ChannelError::Io(e);
+                    let _ = events.send(Raw::HandshakeFailed { link, dialed: Some(addr), error });
+                    return;
+                }
+            };
+            let timeout = Duration::from_millis(channel::HANDSHAKE_TIMEOUT_MS);
+            let role = Role::Initiator(kind);
+            let done = tokio::time::timeout(
+                timeout,
+                channel::handshake(&mut stream, role, &keys, &entropy, link.0),
+            )
+            .await
+            .unwrap_or(Err(ChannelError::Timeout));
+            let (transport, channel) = match done {
+                Ok(ok) => ok,
+                Err(error) => {
+                    let _ = events.send(Raw::HandshakeFailed { link, dialed: Some(addr), error });
+                    return;
+                }
+            };
+            let _ = events.send(Raw::Established { link, dialed: Some(addr), channel });
+            run_link(stream, transport, channel, link, rx, events, stats).await;
         });
+        self.open.insert(link, LinkTasks { tx, task, open: false });
     }
 
-    /// The next event; dialled connections are registered here.
+    /// The next event.
     pub async fn next_event(&mut self) -> LinkEvent {
         loop {
             match self.events_rx.recv().await.expect("the sender lives in self") {
-                Raw::Dialed(addr, Ok(stream)) => {
-                    let link = self.add(stream);
-                    return LinkEvent::Opened { link, dialed: Some(addr) };
+                Raw::Established { link, dialed, channel } => {
+                    let Some(l) = self.open.get_mut(&link) else { continue };
+                    l.open = true;
+                    return LinkEvent::Opened { link, dialed, channel };
                 }
-                Raw::Dialed(addr, Err(e)) => {
-                    tracing::debug!(%addr, error = %e, "dial failed");
-                    return LinkEvent::DialFailed(addr);
+                Raw::HandshakeFailed { link, dialed, error } => {
+                    self.open.remove(&link);
+                    match dialed {
+                        Some(addr) => {
+                            tracing::debug!(%addr, %error, "dial failed");
+                            return LinkEvent::DialFailed(addr);
+                        }
+                        None => {
+                            self.stats.handshake_failed();
+                            tracing::debug!(?link, %error, "an accepted connection failed its handshake");
+                        }
+                    }
                 }
                 // Events of links closed meanwhile are stale.
                 Raw::Event(LinkEvent::Message(link, _) | LinkEvent::Closed(link, _))
-                    if !self.open.contains_key(&link) => {}
+                    if !self.open.get(&link).is_some_and(|l| l.open) => {}
                 Raw::Event(LinkEvent::Closed(link, why)) => {
-                    self.open.remove(&link);
+                    if let Some(l) = self.open.remove(&link) {
+                        l.task.abort();
+                    }
                     return LinkEvent::Closed(link, why);
                 }
                 Raw::Event(e) => return e,
@@ -134,19 +223,61 @@ impl<N: Net> Links<N> {
     }
 }
 
-async fn read_frames<R: tokio::io::AsyncRead + Unpin, S>(
-    rd: &mut R,
+/// Runs an established link: a writer that seals queued frames and a reader that opens
+/// messages, until either ends.
+async fn run_link<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    transport: Transport,
+    channel: ChannelInfo,
     link: LinkId,
-    events: &mpsc::UnboundedSender<Raw<S>>,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    events: mpsc::UnboundedSender<Raw>,
+    stats: Arc<TrafficStats>,
+) {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let transport = Arc::new(transport);
+    let writer_transport = Arc::clone(&transport);
+    let writer_stats = Arc::clone(&stats);
+    let writer = tokio::spawn(async move {
+        let mut nonce = writer_transport.send_nonce;
+        while let Some(frame) = rx.recv().await {
+            let Ok(sealed) = writer_transport.seal_frame(&mut nonce, &frame) else { break };
+            if wr.write_all(&sealed).await.is_err() {
+                return;
+            }
+            writer_stats.link_sent(sealed.len());
+        }
+        let _ = wr.shutdown().await;
+    });
+    let limit = match channel.kind {
+        ChannelKind::Member => MESSAGE_LEN_MAX,
+        ChannelKind::Merge => MERGE_MESSAGE_LEN_MAX,
+    };
+    let reading = read_frames(&mut rd, &transport, limit, link, &events, &stats);
+    let why = tokio::select! {
+        why = reading => why,
+        // Closed by us (frames drained), or a write failed.
+        _ = writer => "closed".to_owned(),
+    };
+    let _ = events.send(Raw::Event(LinkEvent::Closed(link, why)));
+}
+
+async fn read_frames<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    transport: &Transport,
+    limit: usize,
+    link: LinkId,
+    events: &mpsc::UnboundedSender<Raw>,
     stats: &TrafficStats,
 ) -> String {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut plain: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut sealed = Vec::with_capacity(channel::CHUNK_PLAIN_MAX + 16);
+    let mut nonce = transport.recv_nonce;
     loop {
         loop {
-            match Message::decode(&buf) {
+            match Message::decode_within(&plain, limit) {
                 Ok(Some((msg, used))) => {
-                    buf.drain(..used);
+                    plain.drain(..used);
                     if events.send(Raw::Event(LinkEvent::Message(link, msg))).is_err() {
                         return "driver gone".into();
                     }
@@ -155,11 +286,16 @@ async fn read_frames<R: tokio::io::AsyncRead + Unpin, S>(
                 Err(e) => return format!("malformed frame: {e}"),
             }
         }
-        match rd.read(&mut chunk).await {
-            Ok(0) => return "closed by peer".into(),
-            Ok(n) => {
-                stats.link_received(n);
-                buf.extend_from_slice(&chunk[..n]);
+        match channel::read_message(rd, usize::from(u16::MAX), &mut sealed).await {
+            Ok(()) => {
+                stats.link_received(sealed.len() + 2);
+                if let Err(e) = transport.open_into(nonce, &sealed, &mut plain) {
+                    return format!("{e}");
+                }
+                nonce += 1;
+            }
+            Err(ChannelError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return "closed by peer".into()
             }
             Err(e) => return format!("read failed: {e}"),
         }

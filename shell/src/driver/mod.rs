@@ -7,6 +7,7 @@
 //! `Persist` output is appended and synced before any later output (a send, a reply) is acted
 //! on; if it cannot be, the driver stops (fail-stop) and its caller restarts it from disk.
 
+pub mod channel;
 pub mod clock;
 mod links;
 pub mod net;
@@ -46,6 +47,8 @@ pub struct DriverConfig {
     /// Start a new write epoch, as after damage: the data was restored from a backup, so
     /// sequence numbers written after the backup may already be at peers.
     pub new_epoch: bool,
+    /// Randomness of the links' handshakes: the OS's, or seeded per simulated host.
+    pub entropy: channel::Entropy,
 }
 
 impl DriverConfig {
@@ -59,6 +62,7 @@ impl DriverConfig {
             connect_timeout_ms: 3_000,
             stats: Arc::default(),
             new_epoch: false,
+            entropy: channel::Entropy::Os,
         }
     }
 }
@@ -171,7 +175,7 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
         addr: udp_addr.to_string(),
         source,
     })?;
-    let mut links: Links<N> = Links::new(Arc::clone(&dc.stats));
+    let mut links: Links<N> = Links::new(Arc::clone(&dc.stats), dc.entropy.clone());
     let mut replies: BTreeMap<CommandId, oneshot::Sender<Result<Reply, CommandError>>> =
         BTreeMap::new();
     let mut next_command = 0u64;
@@ -205,8 +209,11 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
                         }
                     }
                 }
-                Output::Dial(addr) => match resolve(&addr) {
-                    Ok(to) => links.dial(addr, to, dc.connect_timeout_ms),
+                Output::Dial { addr, kind } => match resolve(&addr) {
+                    Ok(to) => {
+                        let keys = channel_keys(&node);
+                        links.dial(addr, to, kind, dc.connect_timeout_ms, keys);
+                    }
                     Err(()) => node.handle(clock.now(), Input::DialFailed { addr }),
                 },
                 Output::Close(link) => links.close(link),
@@ -215,14 +222,16 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
                         let _ = tx.send(result);
                     }
                 }
-                Output::Event(e) => tracing::info!(event = ?e, "node"),
+                Output::Event(e) => log_event(&e),
             }
         }
         observer.observe(&node);
         let deadline = clock.instant_at(node.poll_timeout());
         let input = tokio::select! {
             ev = links.next_event() => match ev {
-                LinkEvent::Opened { link, dialed } => Some(Input::LinkOpened { link, dialed }),
+                LinkEvent::Opened { link, dialed, channel } => {
+                    Some(Input::LinkOpened { link, dialed, channel })
+                }
                 LinkEvent::DialFailed(addr) => Some(Input::DialFailed { addr }),
                 LinkEvent::Message(link, msg) => Some(Input::Message { link, msg }),
                 LinkEvent::Closed(link, why) => {
@@ -232,8 +241,9 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
             },
             accepted = N::accept(&listener) => match accepted {
                 Ok((stream, from)) => {
-                    tracing::debug!(%from, "accepted a link");
-                    Some(Input::LinkOpened { link: links.add(stream), dialed: None })
+                    tracing::debug!(%from, "accepted a connection");
+                    links.accept(stream, from, channel_keys(&node));
+                    None
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -274,6 +284,25 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
         if let Some(input) = input {
             node.handle(clock.now(), input);
         }
+    }
+}
+
+/// The keys a new link's handshake needs, as the node holds them now.
+fn channel_keys(node: &Node) -> channel::Keys {
+    let (pair, psk) = node.channel_keys();
+    channel::Keys { pair, psk }
+}
+
+/// Logs what the node reports, louder for what an administrator must look at.
+fn log_event(e: &hive_core::node::Event) {
+    use hive_core::node::Event;
+    match e {
+        Event::KeyMismatch { .. }
+        | Event::ClockViolation { .. }
+        | Event::MergeLoginFailed { .. }
+        | Event::ProtocolViolation { .. }
+        | Event::ClockClamped => tracing::warn!(event = ?e, "node"),
+        _ => tracing::info!(event = ?e, "node"),
     }
 }
 

@@ -9,6 +9,8 @@ pub struct TrafficStats {
     link_bytes_received: AtomicU64,
     beacons_sent: AtomicU64,
     beacon_bytes_sent: AtomicU64,
+    handshakes_failed: AtomicU64,
+    half_open_refused: AtomicU64,
 }
 
 /// A reading of [`TrafficStats`].
@@ -22,6 +24,10 @@ pub struct Traffic {
     pub beacons_sent: u64,
     /// Bytes of those datagrams.
     pub beacon_bytes_sent: u64,
+    /// Accepted connections whose handshake failed (wrong secret, tampering, timeout).
+    pub handshakes_failed: u64,
+    /// Accepted connections closed at once because too many were in their handshake.
+    pub half_open_refused: u64,
 }
 
 impl TrafficStats {
@@ -38,6 +44,14 @@ impl TrafficStats {
         self.beacon_bytes_sent.fetch_add((bytes * copies) as u64, Relaxed);
     }
 
+    pub(super) fn handshake_failed(&self) {
+        self.handshakes_failed.fetch_add(1, Relaxed);
+    }
+
+    pub(super) fn half_open_refused(&self) {
+        self.half_open_refused.fetch_add(1, Relaxed);
+    }
+
     /// The counters now.
     pub fn read(&self) -> Traffic {
         Traffic {
@@ -45,6 +59,8 @@ impl TrafficStats {
             link_bytes_received: self.link_bytes_received.load(Relaxed),
             beacons_sent: self.beacons_sent.load(Relaxed),
             beacon_bytes_sent: self.beacon_bytes_sent.load(Relaxed),
+            handshakes_failed: self.handshakes_failed.load(Relaxed),
+            half_open_refused: self.half_open_refused.load(Relaxed),
         }
     }
 }

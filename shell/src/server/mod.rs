@@ -74,6 +74,8 @@ pub const RESTORED_MARKER: &str = "RESTORED";
 
 /// Starts a server; returns once it listens and its replica is loaded.
 pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
+    let first_start = std::fs::read_dir(&settings.data_dir)
+        .map_or(true, |mut entries| entries.next().is_none());
     let fs = StdFs::open(&settings.data_dir).await?;
     let marker = settings.data_dir.join(RESTORED_MARKER);
     let restored_from_backup = marker.exists();
@@ -88,7 +90,9 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
     let config = Config {
         server_name: settings.server_name.clone(),
         system_name: settings.system_name.clone(),
-        secret: Secret::from_text(&settings.secret),
+        secret: settings.secret.clone().unwrap_or_else(|| Secret::from_bytes(rand::random())),
+        link_key: driver::channel::Entropy::Os.generate_keypair(),
+        entropy: rand::random(),
         hardware_id: settings.hardware_id.clone(),
         listen: settings.advertise.clone(),
         manual_peers: settings.peers.clone(),
@@ -142,6 +146,14 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
         http = %http_addr,
         "server started"
     );
+    if first_start && settings.secret.is_none() {
+        // Shown once: the only copy outside this server's data directory and backups.
+        println!(
+            "This server made a new system secret. To join another server to this system, \
+             start it with this join token (HIVE_SECRET or --secret); it is not shown again:\n\n    {}\n",
+            identity.secret.token()
+        );
+    }
     if let Some((name, password)) = &settings.init_owner {
         init_owner(&handle, name, password).await?;
     }
@@ -175,9 +187,17 @@ async fn init_owner(handle: &NodeHandle, name: &str, password: &str) -> Result<(
     if exists {
         return Ok(());
     }
-    let password = password.to_owned();
-    let verifier = tokio::task::spawn_blocking(move || {
-        hive_core::auth::password_verifier(&password, rand::random(), KdfParams::STANDARD)
+    let (owner, password) = (name.to_owned(), password.to_owned());
+    let (verifier, login) = tokio::task::spawn_blocking(move || {
+        let verifier =
+            hive_core::auth::password_verifier(&password, rand::random(), KdfParams::STANDARD);
+        let login = hive_core::login::register(
+            &owner,
+            &password,
+            KdfParams::STANDARD,
+            &mut rand::rngs::OsRng,
+        );
+        (verifier, login.ok())
     })
     .await
     .map_err(|e| ServeError::InitOwner(e.to_string()))?;
@@ -186,6 +206,7 @@ async fn init_owner(handle: &NodeHandle, name: &str, password: &str) -> Result<(
         role: Role::Owner,
         password: verifier,
         home_system: system,
+        login,
     };
     handle
         .command(Command::Put {

@@ -5,9 +5,11 @@ use crate::check::{self, Violation};
 use crate::report::NodeReport;
 use hive_core::auth::{KdfParams, Secret};
 use hive_core::ids::{HardwareId, PeerAddr, SystemName};
+use hive_core::keys::{PublicKey, StaticKeypair};
 use hive_core::licenses::LicenseIssuer;
 use hive_core::node::{
-    Command, CommandError, CommandId, Config, Input, LinkId, Node, Now, Output, Reply, Timing,
+    ChannelInfo, ChannelKind, Command, CommandError, CommandId, Config, Input, LinkId, Node, Now,
+    Output, Reply, Timing,
 };
 use hive_core::persist::Record;
 use hive_core::store::{ReplicaId, Seq};
@@ -97,7 +99,7 @@ enum Ev {
     Multicast { from: HostId, beacon: Rc<Beacon>, segment: u32 },
     Unicast { from: HostId, to: HostId, beacon: Rc<Beacon> },
     Deliver { link: LinkId, to: HostId, msg: Box<Message> },
-    Opened { link: LinkId, host: HostId, inc: u32, dialed: Option<PeerAddr> },
+    Opened { link: LinkId, host: HostId, inc: u32, dialed: Option<PeerAddr>, channel: ChannelInfo },
     DialFailed { host: HostId, inc: u32, addr: PeerAddr },
     Closed { link: LinkId, host: HostId },
 }
@@ -252,6 +254,8 @@ impl World {
             system_name: SystemName::new(h.spec.system_name.clone())
                 .expect("valid system name in spec"),
             secret: Secret::from_text(&h.spec.secret),
+            link_key: des_keypair(host),
+            entropy: [host as u8; 32],
             hardware_id: HardwareId(format!("hw-{host}")),
             listen: vec![h.addr.clone()],
             manual_peers: h.spec.manual_peers.iter().map(|p| self.hosts[*p].addr.clone()).collect(),
@@ -479,7 +483,7 @@ impl World {
                     }
                 }
             }
-            Output::Dial(addr) => self.dial(host, addr),
+            Output::Dial { addr, kind } => self.dial(host, addr, kind),
             Output::Close(link) => {
                 if let Some(l) = self.links.get_mut(&link) {
                     let other = if l.ends[0].0 == host { 1 } else { 0 };
@@ -532,14 +536,24 @@ impl World {
         self.schedule(at, Ev::Deliver { link, to, msg: Box::new(msg) });
     }
 
-    fn dial(&mut self, host: HostId, addr: PeerAddr) {
+    /// The channel keys of a running host.
+    fn keys_of(&self, host: HostId) -> Option<(PublicKey, [u8; 32])> {
+        let (pair, psk) = self.hosts[host].node.as_ref()?.channel_keys();
+        Some((pair.public, psk))
+    }
+
+    fn dial(&mut self, host: HostId, addr: PeerAddr, kind: ChannelKind) {
         let inc = self.hosts[host].inc;
         let target = self.by_addr.get(&addr).copied();
+        // The discrete-event level runs no cryptography: a member handshake succeeds exactly
+        // when both ends hold the same pre-shared key, as Noise's would.
         let ok = target.filter(|&t| {
             self.hosts[t].node.is_some()
                 && !self.hosts[t].spec.nat
                 && self.reachable(host, t)
                 && self.reachable(t, host)
+                && (kind == ChannelKind::Merge
+                    || self.keys_of(t).map(|k| k.1) == self.keys_of(host).map(|k| k.1))
         });
         match ok {
             Some(t) => {
@@ -551,13 +565,18 @@ impl World {
                     SimLink { ends: [(host, inc), (t, t_inc)], broken: false, last_at: [0; 2] },
                 );
                 let lat = self.cfg.latency_ms;
+                let hash = link_hash(link);
+                let key = |h| self.keys_of(h).map(|k| k.0).expect("running host");
+                let to_target = ChannelInfo { kind, peer_key: key(host), handshake_hash: hash };
+                let to_dialer = ChannelInfo { kind, peer_key: key(t), handshake_hash: hash };
+                // Connect, three handshake messages and the responder's confirmation.
                 self.schedule(
-                    self.now + lat,
-                    Ev::Opened { link, host: t, inc: t_inc, dialed: None },
+                    self.now + 3 * lat,
+                    Ev::Opened { link, host: t, inc: t_inc, dialed: None, channel: to_target },
                 );
                 self.schedule(
-                    self.now + 2 * lat,
-                    Ev::Opened { link, host, inc, dialed: Some(addr) },
+                    self.now + 4 * lat,
+                    Ev::Opened { link, host, inc, dialed: Some(addr), channel: to_dialer },
                 );
             }
             None => {
@@ -626,10 +645,10 @@ impl World {
                     self.deliver(to, Input::Message { link, msg: *msg });
                 }
             }
-            Ev::Opened { link, host, inc, dialed } => {
+            Ev::Opened { link, host, inc, dialed, channel } => {
                 if self.hosts[host].inc == inc {
                     self.mix(link.0);
-                    self.deliver(host, Input::LinkOpened { link, dialed });
+                    self.deliver(host, Input::LinkOpened { link, dialed, channel });
                 }
             }
             Ev::DialFailed { host, inc, addr } => {
@@ -765,4 +784,20 @@ impl World {
     pub fn check_converged(&self) -> Result<(), Violation> {
         check::converged(&self.reports())
     }
+}
+
+/// A host's link key pair at this level: stable per host, never used for cryptography.
+fn des_keypair(host: HostId) -> StaticKeypair {
+    let mut private = [0u8; 32];
+    private[..8].copy_from_slice(&(host as u64).to_le_bytes());
+    let mut public = private;
+    public[31] = 1;
+    StaticKeypair { private, public: PublicKey(public) }
+}
+
+/// Both ends' handshake hash of a simulated link.
+fn link_hash(link: LinkId) -> [u8; 32] {
+    let mut h = [0u8; 32];
+    h[..8].copy_from_slice(&link.0.to_le_bytes());
+    h
 }
