@@ -84,7 +84,9 @@ impl fmt::Debug for SessionKey {
 
 impl SessionKey {
     fn from_output(output: &[u8]) -> Self {
-        SessionKey(Sha256::new_with_prefix(b"hive-merge-seal-v1\0").chain_update(output).finalize().into())
+        SessionKey(
+            Sha256::new_with_prefix(b"hive-merge-seal-v1\0").chain_update(output).finalize().into(),
+        )
     }
 }
 
@@ -158,8 +160,8 @@ pub fn client_start<R: RngCore + CryptoRng>(
     password: &str,
     rng: &mut R,
 ) -> Result<(ClientState, Vec<u8>), LoginError> {
-    let start = ClientLogin::<Suite>::start(rng, password.as_bytes())
-        .map_err(|_| LoginError::Rejected)?;
+    let start =
+        ClientLogin::<Suite>::start(rng, password.as_bytes()).map_err(|_| LoginError::Rejected)?;
     Ok((ClientState(start.state), start.message.serialize().to_vec()))
 }
 
@@ -173,7 +175,8 @@ pub fn client_finish(
     context: &[u8],
 ) -> Result<(Vec<u8>, SessionKey), LoginError> {
     let ksf = ksf(params)?;
-    let response = CredentialResponse::<Suite>::deserialize(ke2).map_err(|_| LoginError::Malformed)?;
+    let response =
+        CredentialResponse::<Suite>::deserialize(ke2).map_err(|_| LoginError::Malformed)?;
     let finish = state
         .0
         .finish(
@@ -203,7 +206,8 @@ pub fn server_start<R: RngCore + CryptoRng>(
     context: &[u8],
     rng: &mut R,
 ) -> Result<(ServerState, Vec<u8>), LoginError> {
-    let request = CredentialRequest::<Suite>::deserialize(ke1).map_err(|_| LoginError::Malformed)?;
+    let request =
+        CredentialRequest::<Suite>::deserialize(ke1).map_err(|_| LoginError::Malformed)?;
     let parsed = record.and_then(|r| {
         let setup = ServerSetup::<Suite>::deserialize(&r.setup).ok()?;
         let file = ServerRegistration::<Suite>::deserialize(&r.file).ok()?;
@@ -211,9 +215,12 @@ pub fn server_start<R: RngCore + CryptoRng>(
     });
     let (setup, file) = match parsed {
         Some((setup, file)) => (setup, Some(file)),
-        None => (ServerSetup::<Suite>::deserialize(dummy).map_err(|_| LoginError::Malformed)?, None),
+        None => {
+            (ServerSetup::<Suite>::deserialize(dummy).map_err(|_| LoginError::Malformed)?, None)
+        }
     };
-    let params = ServerLoginStartParameters { context: Some(context), identifiers: Identifiers::default() };
+    let params =
+        ServerLoginStartParameters { context: Some(context), identifiers: Identifiers::default() };
     let start = ServerLogin::start(rng, &setup, file, request, user.as_bytes(), params)
         .map_err(|_| LoginError::Rejected)?;
     Ok((ServerState(start.state), start.message.serialize().to_vec()))
@@ -257,7 +264,11 @@ mod tests {
 
     const CHEAP: KdfParams = KdfParams::CHEAP;
 
-    fn login(record: Option<&LoginRecord>, password: &str, ctx: (&[u8], &[u8])) -> Result<(SessionKey, SessionKey), LoginError> {
+    fn login(
+        record: Option<&LoginRecord>,
+        password: &str,
+        ctx: (&[u8], &[u8]),
+    ) -> Result<(SessionKey, SessionKey), LoginError> {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
         let dummy = dummy_setup([9; 32]);
         let (client, ke1) = client_start(password, &mut rng)?;
@@ -286,7 +297,10 @@ mod tests {
         assert_eq!(login(Some(&r), "wrong", (b"h", b"h")).unwrap_err(), LoginError::Rejected);
         assert_eq!(login(None, "correct horse", (b"h", b"h")).unwrap_err(), LoginError::Rejected);
         // A man in the middle holds two channels with two handshake hashes.
-        assert_eq!(login(Some(&r), "correct horse", (b"h1", b"h2")).unwrap_err(), LoginError::Rejected);
+        assert_eq!(
+            login(Some(&r), "correct horse", (b"h1", b"h2")).unwrap_err(),
+            LoginError::Rejected
+        );
     }
 
     #[test]

@@ -325,7 +325,10 @@ impl Message {
     }
 
     /// [`Message::decode`] with a smaller limit `len_max` (merge links).
-    pub fn decode_within(buf: &[u8], len_max: usize) -> Result<Option<(Message, usize)>, WireError> {
+    pub fn decode_within(
+        buf: &[u8],
+        len_max: usize,
+    ) -> Result<Option<(Message, usize)>, WireError> {
         if buf.len() >= 4 {
             let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
             if len > len_max {

@@ -21,7 +21,7 @@ fn serve_fails(args: &[&str], env: &[(&str, &str)]) -> String {
 fn an_unknown_config_field_names_the_field_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("hive.toml");
-    std::fs::write(&file, "system_name = \"Shop\"\nsecret = \"secret-shop\"\nlisten_port = 7001\n")
+    std::fs::write(&file, "system_name = \"Shop\"\nsecret = \"the secret of the shop next door\"\nlisten_port = 7001\n")
         .unwrap();
     let err = serve_fails(&["--config", file.to_str().unwrap()], &[]);
     assert!(err.contains("listen_port") && err.contains("hive.toml"), "{err}");
@@ -33,7 +33,7 @@ fn an_invalid_config_value_names_the_field_and_the_file() {
     let file = dir.path().join("site.toml");
     std::fs::write(
         &file,
-        "system_name = \"Shop\"\nsecret = \"secret-shop\"\nlisten = \"everywhere\"\n",
+        "system_name = \"Shop\"\nsecret = \"the secret of the shop next door\"\nlisten = \"everywhere\"\n",
     )
     .unwrap();
     let err = serve_fails(&["--config", file.to_str().unwrap()], &[]);
@@ -57,14 +57,23 @@ fn a_taken_port_says_which() {
     let free = format!("127.0.0.1:{}", free_port());
     let mut http_taken = common.to_vec();
     http_taken.extend(["--http", &addr, "--listen", &free]);
-    let err = serve_fails(&http_taken, &[("HIVE_SECRET", "secret-shop")]);
+    let token = join_token("secret-shop");
+    let err = serve_fails(&http_taken, &[("HIVE_SECRET", &token)]);
     assert!(err.contains(&addr) && err.contains("HTTP"), "{err}");
 
     let free = format!("127.0.0.1:{}", free_port());
     let mut peer_taken = common.to_vec();
     peer_taken.extend(["--http", &free, "--listen", &addr]);
-    let err = serve_fails(&peer_taken, &[("HIVE_SECRET", "secret-shop")]);
+    let err = serve_fails(&peer_taken, &[("HIVE_SECRET", &token)]);
     assert!(err.contains(&addr), "{err}");
+}
+
+#[test]
+fn a_weak_system_secret_is_refused_and_says_what_is_accepted() {
+    // A short secret makes every beacon an offline guessing oracle.
+    let args = ["--system-name", "Shop"];
+    let err = serve_fails(&args, &[("HIVE_SECRET", "secret-shop")]);
+    assert!(err.contains("secret") && err.contains("join token"), "{err}");
 }
 
 #[test]

@@ -19,7 +19,7 @@
 //! Needs root. It fails when it cannot build the namespaces, unless `HIVE_SKIP_NETNS=1` is set,
 //! in which case it warns and passes (for developers without root).
 
-use hive_tests::{hive_bin, vendor_key_hex, wait_for, CONVERGE, OWNER_PASSWORD};
+use hive_tests::{hive_bin, join_token, vendor_key_hex, wait_for, CONVERGE, OWNER_PASSWORD};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -175,7 +175,7 @@ impl Lab {
             .args(["--discovery-interface", &address])
             .args(["--hardware-id", &format!("hw-{name}")])
             .args(["--license-vendor-key", &vendor_key_hex()])
-            .env("HIVE_SECRET", secret)
+            .env("HIVE_SECRET", join_token(secret))
             .env("HIVE_INIT_OWNER", format!("admin:{OWNER_PASSWORD}"))
             .env("HIVE_LOG", "info,hive=debug")
             .stdout(Stdio::null())

@@ -42,7 +42,7 @@ pub(super) struct OutgoingMerge {
 
 enum Outgoing {
     /// Dialling, or waiting for the remote's challenge.
-    Started(Option<ClientState>),
+    Started(Option<Box<ClientState>>),
     /// Offer sent under this key; waiting for the outcome.
     Finished(SessionKey),
 }
@@ -50,7 +50,7 @@ enum Outgoing {
 /// A merge another system's administrator started here.
 enum Incoming {
     AwaitLogin,
-    AwaitFinish { user: String, state: ServerState },
+    AwaitFinish { user: String, state: Box<ServerState> },
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -111,7 +111,7 @@ impl Node {
         match login::client_start(&password, &mut self.crypto_rng) {
             Ok((state, ke1)) => {
                 if let Some(m) = self.merges.outgoing.get_mut(&addr) {
-                    m.stage = Outgoing::Started(Some(state));
+                    m.stage = Outgoing::Started(Some(Box::new(state)));
                 }
                 self.send(link, Message::Merge(MergeMsg::Login { user, ke1 }));
             }
@@ -183,7 +183,9 @@ impl Node {
         let rng = &mut self.crypto_rng;
         match login::server_start(record.as_ref(), &dummy, &user, ke1, &context, rng) {
             Ok((state, ke2)) => {
-                self.merges.incoming.insert(link, Incoming::AwaitFinish { user, state });
+                self.merges
+                    .incoming
+                    .insert(link, Incoming::AwaitFinish { user, state: Box::new(state) });
                 self.send(link, Message::Merge(MergeMsg::Challenge { ke2, params }));
             }
             Err(_) => self.violation(link, "malformed merge login"),
@@ -219,13 +221,14 @@ impl Node {
         let Some(m) = self.merges.outgoing.values_mut().find(|m| m.link == Some(link)) else {
             return self.violation(link, "merge challenge on a link that asked for none");
         };
-        let Outgoing::Started(Some(state)) = std::mem::replace(&mut m.stage, Outgoing::Started(None))
+        let Outgoing::Started(Some(state)) =
+            std::mem::replace(&mut m.stage, Outgoing::Started(None))
         else {
             return self.violation(link, "merge challenge out of order");
         };
         let keep_initiator = m.keep == Keep::Local;
         let password = m.password.clone();
-        let Ok((ke3, key)) = login::client_finish(state, &password, ke2, params, &context) else {
+        let Ok((ke3, key)) = login::client_finish(*state, &password, ke2, params, &context) else {
             // Wrong password, unknown user, or a channel relayed by a man in the middle.
             return self.fail_outgoing(link, MergeRefusal::BadCredentials);
         };
@@ -248,7 +251,7 @@ impl Node {
         let Some(Incoming::AwaitFinish { user, state }) = self.merges.incoming.remove(&link) else {
             return self.violation(link, "merge finish out of order");
         };
-        let Ok(key) = login::server_finish(state, ke3) else {
+        let Ok(key) = login::server_finish(*state, ke3) else {
             self.merge_login_failed(user);
             return self.refuse(link, MergeRefusal::BadCredentials);
         };
@@ -297,8 +300,10 @@ impl Node {
         let kept = match (m.keep, outcome) {
             (Keep::Remote, Some(o @ MergeOutcome { secret: Some(_), .. })) => Some(o),
             (Keep::Local, Some(o)) => {
-                self.outputs
-                    .push_back(Output::Reply { id: m.id, result: Ok(Reply::Merged { system: o.system }) });
+                self.outputs.push_back(Output::Reply {
+                    id: m.id,
+                    result: Ok(Reply::Merged { system: o.system }),
+                });
                 None
             }
             _ => {
@@ -312,8 +317,10 @@ impl Node {
         if let Some(o) = kept {
             let stamp = self.clock.tick(self.now.wall_ms);
             self.adopt(o.system, o.name, stamp, o.secret);
-            self.outputs
-                .push_back(Output::Reply { id: m.id, result: Ok(Reply::Merged { system: o.system }) });
+            self.outputs.push_back(Output::Reply {
+                id: m.id,
+                result: Ok(Reply::Merged { system: o.system }),
+            });
         }
         // Remember the address so every server of the merged system can reach the other side.
         self.write(vec![(Key::ManualAddress(addr), Some(Value::ManualAddress))]);
@@ -328,8 +335,10 @@ impl Node {
     /// Initiator: the merge on `link` ends with `why`.
     fn fail_outgoing(&mut self, link: LinkId, why: MergeRefusal) {
         if let Some((_, m)) = self.take_outgoing(link) {
-            self.outputs
-                .push_back(Output::Reply { id: m.id, result: Err(CommandError::MergeRefused(why)) });
+            self.outputs.push_back(Output::Reply {
+                id: m.id,
+                result: Err(CommandError::MergeRefused(why)),
+            });
         }
         self.close(link);
     }

@@ -150,7 +150,9 @@ pub async fn login_record(
         hive_core::login::register(&name, &password, kdf, &mut rand::rngs::OsRng).ok()
     })
     .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "registration failed"))
+    .map_err(|_| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "registration failed")
+    })
 }
 
 pub async fn create(

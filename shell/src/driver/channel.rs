@@ -176,7 +176,12 @@ pub struct Transport {
 impl Transport {
     /// Encrypts one chunk (at most [`CHUNK_PLAIN_MAX`] bytes) as message number `nonce`,
     /// appending `u16 length | ciphertext` to `out`.
-    pub fn seal_into(&self, nonce: u64, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelError> {
+    pub fn seal_into(
+        &self,
+        nonce: u64,
+        chunk: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ChannelError> {
         debug_assert!(chunk.len() <= CHUNK_PLAIN_MAX);
         let at = out.len();
         out.resize(at + 2 + chunk.len() + TAG_LEN, 0);
@@ -190,7 +195,12 @@ impl Transport {
     }
 
     /// Decrypts message number `nonce`, appending its plaintext to `plain`.
-    pub fn open_into(&self, nonce: u64, message: &[u8], plain: &mut Vec<u8>) -> Result<(), ChannelError> {
+    pub fn open_into(
+        &self,
+        nonce: u64,
+        message: &[u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<(), ChannelError> {
         let at = plain.len();
         plain.resize(at + message.len(), 0);
         let n = self
@@ -356,8 +366,12 @@ mod tests {
         kind: ChannelKind,
         psk_a: u8,
         psk_b: u8,
-    ) -> (Result<(Transport, ChannelInfo), ChannelError>, Result<(Transport, ChannelInfo), ChannelError>, Keys, Keys)
-    {
+    ) -> (
+        Result<(Transport, ChannelInfo), ChannelError>,
+        Result<(Transport, ChannelInfo), ChannelError>,
+        Keys,
+        Keys,
+    ) {
         let (mut a, mut b) = tokio::io::duplex(4096);
         let (ka, kb) = (keys(&Entropy::Seeded(1), psk_a), keys(&Entropy::Seeded(2), psk_b));
         let (ka2, kb2) = (ka.clone(), kb.clone());

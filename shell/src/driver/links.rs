@@ -144,7 +144,14 @@ impl<N: Net> Links<N> {
     }
 
     /// Dials `to` in the background for a channel of `kind`.
-    pub fn dial(&mut self, addr: PeerAddr, to: SocketAddr, kind: ChannelKind, timeout_ms: u64, keys: Keys) {
+    pub fn dial(
+        &mut self,
+        addr: PeerAddr,
+        to: SocketAddr,
+        kind: ChannelKind,
+        timeout_ms: u64,
+        keys: Keys,
+    ) {
         let events = self.events_tx.clone();
         let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
         self.next += 1;
@@ -153,7 +160,8 @@ impl<N: Net> Links<N> {
         let entropy = self.entropy.clone();
         let task = tokio::spawn(async move {
             let connected =
-                match tokio::time::timeout(Duration::from_millis(timeout_ms), N::connect(to)).await {
+                match tokio::time::timeout(Duration::from_millis(timeout_ms), N::connect(to)).await
+                {
                     Ok(r) => r,
                     Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
                 };

@@ -74,8 +74,8 @@ pub const RESTORED_MARKER: &str = "RESTORED";
 
 /// Starts a server; returns once it listens and its replica is loaded.
 pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
-    let first_start = std::fs::read_dir(&settings.data_dir)
-        .map_or(true, |mut entries| entries.next().is_none());
+    let first_start =
+        std::fs::read_dir(&settings.data_dir).map_or(true, |mut entries| entries.next().is_none());
     let fs = StdFs::open(&settings.data_dir).await?;
     let marker = settings.data_dir.join(RESTORED_MARKER);
     let restored_from_backup = marker.exists();
