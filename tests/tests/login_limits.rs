@@ -26,22 +26,28 @@ fn loopback(n: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, u8::try_from(n).expect("a loopback host number"))
 }
 
-/// Runs `n` logins at once, the `i`-th as `user(i)` from `from(i)`; their answers.
+/// A different wrong password for each guess (identical requests in flight share one check).
+fn guess(i: usize) -> String {
+    format!("wrong-password-{i}")
+}
+
+/// Runs `n` logins at once, the `i`-th as `user(i)` with `password(i)` from `from(i)`; their
+/// answers.
 fn parallel_logins(
     h: &Hive,
     n: usize,
     from: impl Fn(usize) -> Ipv4Addr,
     user: impl Fn(usize) -> String,
-    password: &str,
+    password: impl Fn(usize) -> String,
 ) -> Vec<RawResponse> {
     let barrier = std::sync::Barrier::new(n);
     std::thread::scope(|s| {
         let threads: Vec<_> = (0..n)
             .map(|i| {
-                let (barrier, from, user) = (&barrier, from(i), user(i));
+                let (barrier, from, user, password) = (&barrier, from(i), user(i), password(i));
                 s.spawn(move || {
                     barrier.wait();
-                    get_as_from(h.http, from, "/api/system", &user, password)
+                    get_as_from(h.http, from, "/api/system", &user, &password)
                 })
             })
             .collect();
@@ -59,8 +65,7 @@ fn two_hundred_fifty_parallel_wrong_logins_stay_under_200_mb() {
     let pid = h.pid().expect("running");
     let before = derivations(&h);
     // Distinct addresses and names: no limit stops any of them, so every one derives a key.
-    let answers =
-        parallel_logins(&h, 250, |i| loopback(2 + i), |i| format!("guess-{i}"), "wrong-password");
+    let answers = parallel_logins(&h, 250, |i| loopback(2 + i), |i| format!("guess-{i}"), guess);
     assert_eq!(count(&answers, 401), 250, "{:?}", answers.iter().find(|a| a.status != 401));
     assert_eq!(derivations(&h) - before, 250, "each login derived one key");
     let peak_kib = proc_status_kib(pid, "VmHWM");
@@ -73,8 +78,7 @@ fn two_hundred_fifty_parallel_wrong_logins_stay_under_200_mb() {
 fn fifty_parallel_wrong_guesses_from_one_address_check_at_most_failures_max() {
     let h = Hive::start(Spec::new("a", "Shop", "secret-shop", discovery_port()));
     let before = derivations(&h);
-    let answers =
-        parallel_logins(&h, 50, |_| loopback(7), |_| "admin".to_owned(), "wrong-password");
+    let answers = parallel_logins(&h, 50, |_| loopback(7), |_| "admin".to_owned(), guess);
     let checked = derivations(&h) - before;
     assert!(checked <= FAILURES_MAX as u64, "{checked} passwords checked");
     assert_eq!(count(&answers, 401) as u64, checked, "every check failed, nothing else did");
@@ -90,8 +94,7 @@ fn fifty_parallel_wrong_guesses_from_one_address_check_at_most_failures_max() {
 fn guesses_rotating_over_fifty_addresses_are_capped_by_the_users_back_off() {
     let h = Hive::start(Spec::new("a", "Shop", "secret-shop", discovery_port()));
     let before = derivations(&h);
-    let answers =
-        parallel_logins(&h, 50, |i| loopback(10 + i), |_| "admin".to_owned(), "wrong-password");
+    let answers = parallel_logins(&h, 50, |i| loopback(10 + i), |_| "admin".to_owned(), guess);
     let checked = derivations(&h) - before;
     // FAILURES_MAX at once, then one per back-off (1, 2, 4, 8, 16 s): at most five more even
     // on a machine slow enough to need half a minute for this burst.
@@ -122,13 +125,27 @@ fn a_known_and_an_unknown_user_each_cost_exactly_one_derivation() {
 }
 
 #[test]
+fn a_clients_parallel_first_requests_share_one_check_and_all_get_in() {
+    let h = Hive::start(Spec::new("a", "Shop", "secret-shop", discovery_port()));
+    let before = derivations(&h);
+    let answers = parallel_logins(
+        &h,
+        20,
+        |_| loopback(1),
+        |_| "admin".to_owned(),
+        |_| OWNER_PASSWORD.to_owned(),
+    );
+    assert_eq!(count(&answers, 200), 20, "{:?}", answers.iter().find(|a| a.status != 200));
+    assert_eq!(derivations(&h) - before, 1);
+}
+
+#[test]
 fn after_a_guessing_storm_the_owner_gets_in_within_the_back_off_cap() {
     let h = Hive::start(Spec::new("a", "Shop", "secret-shop", discovery_port()));
     // The owner's usual client logs in before the storm.
     let usual = loopback(1);
     assert_eq!(get_as_from(h.http, usual, "/api/system", "admin", OWNER_PASSWORD).status, 200);
-    let storm =
-        parallel_logins(&h, 60, |i| loopback(100 + i), |_| "admin".to_owned(), "wrong-password");
+    let storm = parallel_logins(&h, 60, |i| loopback(100 + i), |_| "admin".to_owned(), guess);
     assert!(count(&storm, 429) > 0, "the storm met the back-off");
     // The usual client is not kept out at all.
     assert_eq!(get_as_from(h.http, usual, "/api/system", "admin", OWNER_PASSWORD).status, 200);

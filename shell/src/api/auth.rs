@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// How long a checked password is trusted without deriving its key again.
 const CACHE_TTL: Duration = Duration::from_secs(300);
@@ -54,8 +55,44 @@ pub struct AuthState {
     limiter: LoginLimiter,
     /// `digest(name, password, salt)` → verified key and when it was checked.
     checked: Mutex<HashMap<Digest32, ([u8; 32], Instant)>>,
+    /// Checks in flight by credentials digest: identical requests in parallel (a client's
+    /// first burst) wait for one check instead of each counting an attempt.
+    in_flight: Mutex<HashMap<Digest32, watch::Receiver<Option<Checked>>>>,
     /// Keys the digests so they are useless outside this process.
     pepper: [u8; 32],
+}
+
+/// What one check of some credentials found, shared with the requests that waited for it.
+#[derive(Clone, Debug)]
+enum Checked {
+    Right,
+    Wrong,
+    Refused(ApiError),
+}
+
+/// Whether this request checks its credentials or waits for an identical one that does.
+enum Turn<'a> {
+    Lead(Lead<'a>),
+    Follow(watch::Receiver<Option<Checked>>),
+}
+
+/// The request that checks; leaving (even if its client goes away) frees the digest.
+struct Lead<'a> {
+    auth: &'a AuthState,
+    digest: Digest32,
+    outcome: watch::Sender<Option<Checked>>,
+}
+
+impl Lead<'_> {
+    fn finish(self, checked: Checked) {
+        let _ = self.outcome.send(Some(checked));
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        self.auth.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.digest);
+    }
 }
 
 impl AuthState {
@@ -64,14 +101,29 @@ impl AuthState {
         AuthState { pepper: rand::random(), ..AuthState::default() }
     }
 
-    fn digest(&self, name: &str, password: &str, verifier: &PasswordVerifier) -> Digest32 {
+    /// A digest of credentials, with the salt of the user's verifier (`None`: unknown user).
+    fn digest(&self, name: &str, password: &str, verifier: Option<&PasswordVerifier>) -> Digest32 {
         Sha256::new_with_prefix(self.pepper)
             .chain_update((name.len() as u64).to_le_bytes())
             .chain_update(name)
-            .chain_update(verifier.salt)
+            .chain_update(verifier.map_or([0; 17], |v| {
+                let mut known = [1; 17];
+                known[1..].copy_from_slice(&v.salt);
+                known
+            }))
             .chain_update(password)
             .finalize()
             .into()
+    }
+
+    fn turn(&self, digest: Digest32) -> Turn<'_> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(outcome) = in_flight.get(&digest) {
+            return Turn::Follow(outcome.clone());
+        }
+        let (outcome, waiting) = watch::channel(None);
+        in_flight.insert(digest, waiting);
+        Turn::Lead(Lead { auth: self, digest, outcome })
     }
 
     /// Whether these credentials were checked recently (no derivation needed).
@@ -141,8 +193,9 @@ impl FromRequestParts<AppState> for Caller {
             .read(move |node| node.user(&lookup).map(|(_, u)| (u.role, u.password.clone())))
             .await?;
         let auth = &state.auth;
+        let verifier = user.as_ref().map(|(_, v)| v);
+        let digest = auth.digest(&name, &password, verifier);
         if let Some((role, verifier)) = &user {
-            let digest = auth.digest(&name, &password, verifier);
             if auth.recently_checked(&digest, verifier) {
                 // Checked before: the limits still apply (a blocked caller stays blocked
                 // whatever it sends), but nothing is counted and no key is derived.
@@ -150,21 +203,59 @@ impl FromRequestParts<AppState> for Caller {
                 return Ok(Caller { name, role: *role });
             }
         }
-        let attempt = auth.limiter.reserve(&name, ip, Instant::now()).map_err(|r| {
-            tracing::debug!(user = ?name, %ip, "login refused: too many failures");
-            too_many(r, ip)
-        })?;
-        // Known or not, exactly one derivation: an unknown name is checked against a dummy.
-        let verifier = user.as_ref().map(|(_, v)| v);
-        if state.passwords.verify(&password, verifier).await? {
-            if let Some((role, verifier)) = user {
-                auth.limiter.succeeded(attempt, Instant::now());
-                auth.remember(auth.digest(&name, &password, &verifier), &verifier);
-                return Ok(Caller { name, role });
+        let checked = match auth.turn(digest) {
+            Turn::Follow(mut outcome) => {
+                let shared = outcome.wait_for(Option::is_some).await.ok().and_then(|c| c.clone());
+                let checked = shared.ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "check_abandoned",
+                        "the check of these credentials was abandoned; try again",
+                    )
+                })?;
+                if let Checked::Right = checked {
+                    auth.limiter.admit(&name, ip, Instant::now()).map_err(|r| too_many(r, ip))?;
+                }
+                checked
             }
+            // An identical check may have finished since the cache was looked at.
+            Turn::Lead(lead) if verifier.is_some_and(|v| auth.recently_checked(&digest, v)) => {
+                let admitted = auth.limiter.admit(&name, ip, Instant::now());
+                let checked = admitted
+                    .map_or_else(|r| Checked::Refused(too_many(r, ip)), |()| Checked::Right);
+                lead.finish(checked.clone());
+                checked
+            }
+            Turn::Lead(lead) => {
+                let checked = match auth.limiter.reserve(&name, ip, Instant::now()) {
+                    Err(refusal) => {
+                        tracing::debug!(user = ?name, %ip, "login refused: too many failures");
+                        Checked::Refused(too_many(refusal, ip))
+                    }
+                    // Known or not, exactly one derivation: an unknown name meets a dummy.
+                    Ok(attempt) => match state.passwords.verify(&password, verifier).await? {
+                        true => {
+                            auth.limiter.succeeded(attempt, Instant::now());
+                            if let Some(v) = verifier {
+                                auth.remember(digest, v);
+                            }
+                            Checked::Right
+                        }
+                        false => {
+                            // Debug-formatted: a newline in a name cannot forge a log line.
+                            tracing::info!(user = ?name, %ip, "failed login");
+                            Checked::Wrong
+                        }
+                    },
+                };
+                lead.finish(checked.clone());
+                checked
+            }
+        };
+        match (checked, user) {
+            (Checked::Right, Some((role, _))) => Ok(Caller { name, role }),
+            (Checked::Refused(e), _) => Err(e),
+            _ => Err(unauthorized("wrong user name or password")),
         }
-        // Debug-formatted: a newline in a name cannot forge a log line.
-        tracing::info!(user = ?name, %ip, "failed login");
-        Err(unauthorized("wrong user name or password"))
     }
 }
