@@ -126,15 +126,62 @@ impl KdfParams {
     }
 }
 
+/// Working memory of one key derivation, reusable across derivations.
+///
+/// argon2id fills `memory_kib` KiB per derivation; a server that checks many passwords keeps
+/// one of these per worker instead of allocating (and fragmenting the heap with) a fresh
+/// 19 MiB block for every attempt.
+#[derive(Default)]
+pub struct KdfMemory(Vec<argon2::Block>);
+
+impl KdfMemory {
+    /// Empty; grows to what the first derivation needs.
+    pub fn new() -> Self {
+        KdfMemory(Vec::new())
+    }
+
+    /// KiB held now.
+    pub fn held_kib(&self) -> usize {
+        self.0.len() * argon2::Block::SIZE / 1024
+    }
+
+    /// Gives back what exceeds `memory_kib` (after an unusually expensive verifier).
+    pub fn shrink_to(&mut self, memory_kib: u32) {
+        let blocks = memory_kib as usize * 1024 / argon2::Block::SIZE;
+        if self.0.len() > blocks {
+            self.0.truncate(blocks);
+            self.0.shrink_to_fit();
+        }
+    }
+}
+
 /// Derives the verifier key of `password` with `salt`; parameters are clamped to
 /// [`KdfParams::LIMIT`] (callers refuse larger ones from peers before they get here).
 pub fn derive_password_key(password: &str, salt: &[u8; 16], params: KdfParams) -> [u8; 32] {
+    derive_password_key_in(&mut KdfMemory::new(), password, salt, params)
+}
+
+/// [`derive_password_key`] in the caller's working memory, which it grows if needed.
+pub fn derive_password_key_in(
+    memory: &mut KdfMemory,
+    password: &str,
+    salt: &[u8; 16],
+    params: KdfParams,
+) -> [u8; 32] {
     let mut key = [0u8; 32];
     let memory_kib = params.memory_kib.clamp(8, KdfParams::LIMIT.memory_kib);
     let passes = params.passes.clamp(1, KdfParams::LIMIT.passes);
-    let argon = argon2::Params::new(memory_kib, passes, 1, Some(32))
-        .map(|p| argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p));
-    match argon.map(|a| a.hash_password_into(password.as_bytes(), salt, &mut key)) {
+    let argon = argon2::Params::new(memory_kib, passes, 1, Some(32)).map(|p| {
+        let blocks = p.block_count();
+        (argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p), blocks)
+    });
+    let hashed = argon.map(|(a, blocks)| {
+        if memory.0.len() < blocks {
+            memory.0.resize(blocks, argon2::Block::new());
+        }
+        a.hash_password_into_with_memory(password.as_bytes(), salt, &mut key, &mut memory.0[..])
+    });
+    match hashed {
         Ok(Ok(())) => key,
         // Parameters are clamped into argon2's valid range above, so this cannot happen; fall
         // back to a salted SHA-256 rather than panic on input.
@@ -193,5 +240,18 @@ mod tests {
         let v = password_verifier("pw", [3; 16], KdfParams::CHEAP);
         assert_eq!(derive_password_key("pw", &v.salt, v.params), v.key);
         assert_ne!(derive_password_key("pW", &v.salt, v.params), v.key);
+    }
+
+    #[test]
+    fn reused_working_memory_derives_the_same_keys() {
+        let mut memory = KdfMemory::new();
+        let params = KdfParams { memory_kib: 64, passes: 1 };
+        for (password, salt) in [("first", [1; 16]), ("second", [2; 16]), ("first", [1; 16])] {
+            let reused = derive_password_key_in(&mut memory, password, &salt, params);
+            assert_eq!(reused, derive_password_key(password, &salt, params));
+        }
+        assert_eq!(memory.held_kib(), 64);
+        memory.shrink_to(8);
+        assert_eq!(memory.held_kib(), 8);
     }
 }

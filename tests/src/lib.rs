@@ -358,3 +358,80 @@ pub fn join_token(text: &str) -> String {
     let bytes: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
     hive_core::auth::Secret::from_bytes(bytes).token()
 }
+
+/// An HTTP answer read off a raw connection.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lowercase.
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON, or as a JSON string if it is not JSON.
+    pub body: Value,
+}
+
+impl RawResponse {
+    /// The first header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `request` (a whole plain-HTTP/1.1 request; it should say `Connection: close`) to
+/// `http` from the local address `from`, which may be any 127.0.0.N, and reads the answer.
+/// For tests that need a source address of their own or bytes a client library refuses to send.
+pub fn http_raw(http: SocketAddr, from: Ipv4Addr, request: &[u8]) -> RawResponse {
+    use std::io::{Read, Write};
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    socket.connect(&http.into()).unwrap();
+    let mut stream = std::net::TcpStream::from(socket);
+    stream.set_read_timeout(Some(Duration::from_secs(180))).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut bytes = Vec::new();
+    std::thread::scope(|s| {
+        // Written beside the reading: the server may answer (and close) before it has read
+        // all of a body it refuses.
+        s.spawn(move || writer.write_all(request));
+        let _ = stream.read_to_end(&mut bytes);
+    });
+    let text = String::from_utf8_lossy(&bytes);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no answer: {text}"));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok());
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_owned()))
+        .collect();
+    RawResponse {
+        status: status.unwrap_or_else(|| panic!("no status line: {head}")),
+        headers,
+        body: serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned())),
+    }
+}
+
+/// `GET path` as `user` with `password` from the local address `from`.
+pub fn get_as_from(
+    http: SocketAddr,
+    from: Ipv4Addr,
+    path: &str,
+    user: &str,
+    password: &str,
+) -> RawResponse {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {http}\r\nAuthorization: Basic {token}\r\nConnection: close\r\n\r\n"
+    );
+    http_raw(http, from, request.as_bytes())
+}
+
+/// A line `Name: value kB` of `/proc/PID/status`, in KiB (`VmRSS`, `VmHWM`: peak RSS).
+pub fn proc_status_kib(pid: u32, name: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+}

@@ -91,7 +91,7 @@ pub async fn merge(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require_owner()?;
     let addr = peer_address(&state, &req.url).await?;
-    tracing::info!(%addr, user = %req.user, keep = ?req.keep, "merge requested");
+    tracing::info!(%addr, user = ?req.user, keep = ?req.keep, "merge requested");
     let keep = match req.keep {
         KeepSide::Local => Keep::Local,
         KeepSide::Remote => Keep::Remote,
@@ -132,12 +132,13 @@ pub async fn rename(
 }
 
 /// A consistent snapshot of this server's replica and identity, taken between two events.
-/// It holds the system secret: keep it as safe as the server.
+/// It holds the system secret and every password verifier, enough to make oneself owner:
+/// only the owner may take one.
 pub async fn backup(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require_admin()?;
+    caller.require_owner()?;
     let bytes = state.handle.read(|n| n.snapshot().encode()).await?;
     Ok((
         [

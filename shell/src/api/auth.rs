@@ -1,24 +1,24 @@
 //! Who is calling: HTTP Basic credentials checked against the replicated users, a cache of
-//! recent successes (argon2 is slow on purpose), and a limit on failures per client address.
+//! recent successes (argon2 is slow on purpose), and limits on failures that are applied
+//! before any password is checked ([`LoginLimiter`]).
 
+use super::login_limit::{LoginLimiter, Refusal};
 use super::{ApiError, AppState};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use hive_core::auth::derive_password_key;
 use hive_core::resources::{PasswordVerifier, Role};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
-/// Failed logins from one address before it must wait.
-pub const FAILURES_MAX: u32 = 5;
-/// Window in which failures are counted, and the wait once over the limit.
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// How long a checked password is trusted without deriving its key again.
 const CACHE_TTL: Duration = Duration::from_secs(300);
+/// Checked credentials remembered at most.
+const CACHE_LEN_MAX: usize = 10_000;
 
 type Digest32 = [u8; 32];
 
@@ -49,14 +49,50 @@ impl Caller {
     }
 }
 
-/// Failure counts and the cache of checked credentials.
+/// Failure limits and the cache of checked credentials.
 #[derive(Default)]
 pub struct AuthState {
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    limiter: LoginLimiter,
     /// `digest(name, password, salt)` → verified key and when it was checked.
     checked: Mutex<HashMap<Digest32, ([u8; 32], Instant)>>,
+    /// Checks in flight by credentials digest: identical requests in parallel (a client's
+    /// first burst) wait for one check instead of each counting an attempt.
+    in_flight: Mutex<HashMap<Digest32, watch::Receiver<Option<Checked>>>>,
     /// Keys the digests so they are useless outside this process.
     pepper: [u8; 32],
+}
+
+/// What one check of some credentials found, shared with the requests that waited for it.
+#[derive(Clone, Debug)]
+enum Checked {
+    Right,
+    Wrong,
+    Refused(ApiError),
+}
+
+/// Whether this request checks its credentials or waits for an identical one that does.
+enum Turn<'a> {
+    Lead(Lead<'a>),
+    Follow(watch::Receiver<Option<Checked>>),
+}
+
+/// The request that checks; leaving (even if its client goes away) frees the digest.
+struct Lead<'a> {
+    auth: &'a AuthState,
+    digest: Digest32,
+    outcome: watch::Sender<Option<Checked>>,
+}
+
+impl Lead<'_> {
+    fn finish(self, checked: Checked) {
+        let _ = self.outcome.send(Some(checked));
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        self.auth.in_flight.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.digest);
+    }
 }
 
 impl AuthState {
@@ -65,60 +101,62 @@ impl AuthState {
         AuthState { pepper: rand::random(), ..AuthState::default() }
     }
 
-    fn blocked_for(&self, ip: IpAddr) -> Option<Duration> {
-        let failures = self.failures.lock().expect("not poisoned");
-        let (count, since) = failures.get(&ip)?;
-        let elapsed = since.elapsed();
-        (*count >= FAILURES_MAX && elapsed < FAILURE_WINDOW).then(|| FAILURE_WINDOW - elapsed)
-    }
-
-    fn failed(&self, ip: IpAddr) {
-        let mut failures = self.failures.lock().expect("not poisoned");
-        if failures.len() >= 10_000 {
-            // Many addresses failing: forget those whose window is over, so memory stays bounded.
-            failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-        }
-        let entry = failures.entry(ip).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= FAILURE_WINDOW {
-            *entry = (0, Instant::now());
-        }
-        entry.0 += 1;
-    }
-
-    fn digest(&self, name: &str, password: &str, verifier: &PasswordVerifier) -> [u8; 32] {
+    /// A digest of credentials, with the salt of the user's verifier (`None`: unknown user).
+    fn digest(&self, name: &str, password: &str, verifier: Option<&PasswordVerifier>) -> Digest32 {
         Sha256::new_with_prefix(self.pepper)
             .chain_update((name.len() as u64).to_le_bytes())
             .chain_update(name)
-            .chain_update(verifier.salt)
+            .chain_update(verifier.map_or([0; 17], |v| {
+                let mut known = [1; 17];
+                known[1..].copy_from_slice(&v.salt);
+                known
+            }))
             .chain_update(password)
             .finalize()
             .into()
     }
 
-    /// Whether `password` derives `verifier`'s key; slow only the first time.
-    async fn check(&self, name: &str, password: &str, verifier: PasswordVerifier) -> bool {
-        let digest = self.digest(name, password, &verifier);
-        if let Some((key, at)) = self.checked.lock().expect("not poisoned").get(&digest) {
-            if *key == verifier.key && at.elapsed() < CACHE_TTL {
-                return true;
-            }
+    fn turn(&self, digest: Digest32) -> Turn<'_> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(outcome) = in_flight.get(&digest) {
+            return Turn::Follow(outcome.clone());
         }
-        let password = password.to_owned();
-        let v = verifier.clone();
-        let derived = tokio::task::spawn_blocking(move || {
-            v.params.within_limit() && derive_password_key(&password, &v.salt, v.params) == v.key
-        })
-        .await
-        .unwrap_or(false);
-        if derived {
-            let mut checked = self.checked.lock().expect("not poisoned");
-            if checked.len() > 10_000 {
-                checked.clear();
-            }
-            checked.insert(digest, (verifier.key, Instant::now()));
-        }
-        derived
+        let (outcome, waiting) = watch::channel(None);
+        in_flight.insert(digest, waiting);
+        Turn::Lead(Lead { auth: self, digest, outcome })
     }
+
+    /// Whether these credentials were checked recently (no derivation needed).
+    fn recently_checked(&self, digest: &Digest32, verifier: &PasswordVerifier) -> bool {
+        let checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+        checked
+            .get(digest)
+            .is_some_and(|(key, at)| *key == verifier.key && at.elapsed() < CACHE_TTL)
+    }
+
+    fn remember(&self, digest: Digest32, verifier: &PasswordVerifier) {
+        let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+        if checked.len() >= CACHE_LEN_MAX {
+            checked.clear();
+        }
+        checked.insert(digest, (verifier.key, Instant::now()));
+    }
+}
+
+/// 429 with how long to wait.
+fn too_many(refusal: Refusal, ip: IpAddr) -> ApiError {
+    let wait_s = refusal.wait().as_secs() + 1;
+    let whose = match refusal {
+        Refusal::Address { .. } => format!("from {ip}"),
+        Refusal::User { .. } => "for this user".to_owned(),
+    };
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_failures",
+        format!("too many failed logins {whose}; try again in {wait_s} s"),
+    );
+    e.retry_after_s = Some(wait_s);
+    e
 }
 
 fn unauthorized(message: &str) -> ApiError {
@@ -146,15 +184,6 @@ impl FromRequestParts<AppState> for Caller {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        if let Some(wait) = state.auth.blocked_for(ip) {
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_failures",
-                format!("too many failed logins from {ip}; try again in {} s", wait.as_secs() + 1),
-            );
-            e.retry_after_s = Some(wait.as_secs() + 1);
-            return Err(e);
-        }
         let Some((name, password)) = basic_credentials(parts) else {
             return Err(unauthorized("credentials required (HTTP Basic)"));
         };
@@ -163,19 +192,70 @@ impl FromRequestParts<AppState> for Caller {
             .handle
             .read(move |node| node.user(&lookup).map(|(_, u)| (u.role, u.password.clone())))
             .await?;
-        let ok = match user {
-            Some((role, verifier)) => {
-                state.auth.check(&name, &password, verifier).await.then_some(role)
+        let auth = &state.auth;
+        let verifier = user.as_ref().map(|(_, v)| v);
+        let digest = auth.digest(&name, &password, verifier);
+        if let Some((role, verifier)) = &user {
+            if auth.recently_checked(&digest, verifier) {
+                // Checked before: the limits still apply (a blocked caller stays blocked
+                // whatever it sends), but nothing is counted and no key is derived.
+                auth.limiter.admit(&name, ip, Instant::now()).map_err(|r| too_many(r, ip))?;
+                return Ok(Caller { name, role: *role });
             }
-            None => None,
+        }
+        let checked = match auth.turn(digest) {
+            Turn::Follow(mut outcome) => {
+                let shared = outcome.wait_for(Option::is_some).await.ok().and_then(|c| c.clone());
+                let checked = shared.ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "check_abandoned",
+                        "the check of these credentials was abandoned; try again",
+                    )
+                })?;
+                if let Checked::Right = checked {
+                    auth.limiter.admit(&name, ip, Instant::now()).map_err(|r| too_many(r, ip))?;
+                }
+                checked
+            }
+            // An identical check may have finished since the cache was looked at.
+            Turn::Lead(lead) if verifier.is_some_and(|v| auth.recently_checked(&digest, v)) => {
+                let admitted = auth.limiter.admit(&name, ip, Instant::now());
+                let checked = admitted
+                    .map_or_else(|r| Checked::Refused(too_many(r, ip)), |()| Checked::Right);
+                lead.finish(checked.clone());
+                checked
+            }
+            Turn::Lead(lead) => {
+                let checked = match auth.limiter.reserve(&name, ip, Instant::now()) {
+                    Err(refusal) => {
+                        tracing::debug!(user = ?name, %ip, "login refused: too many failures");
+                        Checked::Refused(too_many(refusal, ip))
+                    }
+                    // Known or not, exactly one derivation: an unknown name meets a dummy.
+                    Ok(attempt) => match state.passwords.verify(&password, verifier).await? {
+                        true => {
+                            auth.limiter.succeeded(attempt, Instant::now());
+                            if let Some(v) = verifier {
+                                auth.remember(digest, v);
+                            }
+                            Checked::Right
+                        }
+                        false => {
+                            // Debug-formatted: a newline in a name cannot forge a log line.
+                            tracing::info!(user = ?name, %ip, "failed login");
+                            Checked::Wrong
+                        }
+                    },
+                };
+                lead.finish(checked.clone());
+                checked
+            }
         };
-        match ok {
-            Some(role) => Ok(Caller { name, role }),
-            None => {
-                state.auth.failed(ip);
-                tracing::info!(user = %name, %ip, "failed login");
-                Err(unauthorized("wrong user name or password"))
-            }
+        match (checked, user) {
+            (Checked::Right, Some((role, _))) => Ok(Caller { name, role }),
+            (Checked::Refused(e), _) => Err(e),
+            _ => Err(unauthorized("wrong user name or password")),
         }
     }
 }

@@ -1,17 +1,15 @@
 //! `/api/cameras`: list, add, change and remove cameras.
 
-use super::{parse_id, ApiError, AppState, Body, Caller};
+use super::{camera_url, parse_id, rules, ApiError, AppState, Body, Caller};
 use crate::driver::{Clock, SystemClock};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use hive_core::ids::{CameraId, ServerId};
 use hive_core::node::Command;
-use hive_core::resources::{CameraRecord, FailoverPriority, Key, Value};
+use hive_core::resources::{CameraRecord, FailoverPriority, Key, Role, Value};
 use serde::{Deserialize, Serialize};
 
-/// Longest camera name.
-const NAME_LEN_MAX: usize = 200;
 /// Longest stream URL.
 const URL_LEN_MAX: usize = 2048;
 
@@ -71,11 +69,16 @@ pub struct CameraView {
 }
 
 impl CameraView {
-    fn new(id: CameraId, c: &CameraRecord) -> Self {
+    /// The camera as `caller` may see it: viewers never see its credentials.
+    fn new(id: CameraId, c: &CameraRecord, caller: &Caller) -> Self {
+        let url = match caller.role {
+            Role::Owner | Role::Admin => c.url.clone(),
+            Role::Viewer => camera_url::redacted(&c.url),
+        };
         CameraView {
             id: id.to_string(),
             name: c.name.clone(),
-            url: c.url.clone(),
+            url,
             server: c.parent.to_string(),
             preferred_server: c.preferred.to_string(),
             failover_priority: c.failover_priority.into(),
@@ -107,17 +110,11 @@ pub struct CameraChange {
     recording: Option<bool>,
 }
 
-fn check_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() || name.len() > NAME_LEN_MAX {
-        return Err(ApiError::bad_request(format!("name must be 1 to {NAME_LEN_MAX} characters")));
-    }
-    Ok(())
-}
-
 fn check_url(url: &str) -> Result<(), ApiError> {
     let scheme_ok =
         ["rtsp://", "rtsps://", "http://", "https://"].iter().any(|s| url.starts_with(s));
-    if !scheme_ok || url.len() > URL_LEN_MAX || url.chars().any(char::is_whitespace) {
+    let spaced = url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !scheme_ok || url.len() > URL_LEN_MAX || spaced {
         return Err(ApiError::bad_request(format!(
             "url {url:?} must be an rtsp:// or http(s):// URL without spaces, at most {URL_LEN_MAX} bytes"
         )));
@@ -137,10 +134,12 @@ async fn known_server(state: &AppState, text: &str) -> Result<ServerId, ApiError
 
 pub async fn list(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<Vec<CameraView>>, ApiError> {
-    let cams =
-        state.handle.read(|n| n.cameras().map(|(id, c)| CameraView::new(id, c)).collect()).await?;
+    let cams = state
+        .handle
+        .read(move |n| n.cameras().map(|(id, c)| CameraView::new(id, c, &caller)).collect())
+        .await?;
     Ok(Json(cams))
 }
 
@@ -157,11 +156,11 @@ async fn camera(state: &AppState, id: CameraId) -> Result<CameraRecord, ApiError
 
 pub async fn get_one(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<CameraView>, ApiError> {
     let id: CameraId = parse_id(&id, "camera")?;
-    Ok(Json(CameraView::new(id, &camera(&state, id).await?)))
+    Ok(Json(CameraView::new(id, &camera(&state, id).await?, &caller)))
 }
 
 pub async fn create(
@@ -170,7 +169,7 @@ pub async fn create(
     Body(new): Body<NewCamera>,
 ) -> Result<(StatusCode, Json<CameraView>), ApiError> {
     caller.require_admin()?;
-    check_name(&new.name)?;
+    rules::check_camera_name(&new.name)?;
     check_url(&new.url)?;
     let server = match &new.server {
         Some(s) => known_server(&state, s).await?,
@@ -186,7 +185,7 @@ pub async fn create(
         recording: new.recording.unwrap_or(true),
         created_ms: SystemClock::new().now().wall_ms,
     };
-    let view = CameraView::new(id, &record);
+    let view = CameraView::new(id, &record, &caller);
     state
         .handle
         .command(Command::Put { key: Key::Camera(id), value: Value::Camera(record) })
@@ -204,7 +203,7 @@ pub async fn update(
     let id: CameraId = parse_id(&id, "camera")?;
     let mut record = camera(&state, id).await?;
     if let Some(name) = change.name {
-        check_name(&name)?;
+        rules::check_camera_name(&name)?;
         record.name = name;
     }
     if let Some(url) = change.url {
@@ -222,7 +221,7 @@ pub async fn update(
     if let Some(r) = change.recording {
         record.recording = r;
     }
-    let view = CameraView::new(id, &record);
+    let view = CameraView::new(id, &record, &caller);
     state
         .handle
         .command(Command::Put { key: Key::Camera(id), value: Value::Camera(record) })

@@ -1,5 +1,6 @@
 //! API errors: a status and `{ "error": code, "message": text }`.
 
+use super::passwords::PoolStopped;
 use crate::server::handle::{CommandFailed, Stopped};
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -59,14 +60,42 @@ impl IntoResponse for ApiError {
 }
 
 impl From<JsonRejection> for ApiError {
+    /// Keeps the rejection's status (413 for an oversized body, 415 for a wrong content type),
+    /// except that JSON of the wrong shape is a plain 400 like malformed JSON.
     fn from(r: JsonRejection) -> Self {
-        ApiError::bad_request(r.body_text())
+        let status = match r.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            other => other,
+        };
+        ApiError::new(status, code_of(status), r.body_text())
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
-        ApiError::bad_request(r.body_text())
+        ApiError::new(r.status(), code_of(r.status()), r.body_text())
+    }
+}
+
+/// The error code of a status, for errors that did not choose one.
+pub fn code_of(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        s if s.is_client_error() => "bad_request",
+        _ => "internal",
+    }
+}
+
+impl From<PoolStopped> for ApiError {
+    fn from(_: PoolStopped) -> Self {
+        Stopped.into()
     }
 }
 

@@ -75,5 +75,11 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         "Bytes of discovery beacons sent.",
         traffic.beacon_bytes_sent,
     );
+    metric(
+        "hive_password_derivations_total",
+        "counter",
+        "Password key derivations (argon2id) run: one per checked login or new password.",
+        state.passwords.derivations(),
+    );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }

@@ -5,23 +5,29 @@
 mod admin;
 mod auth;
 mod body;
+mod camera_url;
 mod cameras;
 mod error;
+mod json_errors;
 mod licenses;
+mod login_limit;
 mod metrics;
+pub mod passwords;
+pub mod rules;
 mod settings;
 mod system;
 mod users;
 
-pub use auth::{AuthState, Caller, FAILURES_MAX};
+pub use auth::{AuthState, Caller};
 pub use body::Body;
 pub use error::ApiError;
+pub use login_limit::{BACKOFF_MAX, FAILURES_MAX};
+pub use passwords::PasswordPool;
 
 use crate::driver::TrafficStats;
 use crate::server::handle::NodeHandle;
 use axum::routing::{get, post};
 use axum::Router;
-use hive_core::auth::KdfParams;
 use std::sync::Arc;
 
 /// What every handler can reach.
@@ -33,8 +39,8 @@ pub struct AppState {
     pub stats: Arc<TrafficStats>,
     /// Login failures and checked credentials.
     pub auth: Arc<AuthState>,
-    /// Cost of hashing new passwords.
-    pub kdf: KdfParams,
+    /// Where every password is checked and hashed.
+    pub passwords: Arc<PasswordPool>,
     /// For asking another server's API (merge by URL).
     pub client: reqwest::Client,
 }
@@ -60,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/licenses", get(licenses::list).post(licenses::add))
         .route("/metrics", get(metrics::metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::map_response(json_errors::json_errors))
         .with_state(state)
 }
 

@@ -1,17 +1,13 @@
 //! `/api/users`: accounts with roles; passwords are stored as argon2id verifiers.
 
-use super::{parse_id, ApiError, AppState, Body, Caller};
+use super::{parse_id, rules, ApiError, AppState, Body, Caller};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use hive_core::auth::password_verifier;
 use hive_core::ids::UserId;
 use hive_core::node::Command;
 use hive_core::resources::{Key, Role, UserRecord, Value};
 use serde::{Deserialize, Serialize};
-
-/// Shortest password accepted.
-pub const PASSWORD_LEN_MIN: usize = 8;
 
 /// A role as the API spells it.
 #[derive(Clone, Copy, Serialize, Deserialize, Debug, PartialEq, Eq)]
@@ -73,15 +69,6 @@ pub struct UserChange {
     role: Option<RoleName>,
 }
 
-fn check_password(p: &str) -> Result<(), ApiError> {
-    if p.chars().count() < PASSWORD_LEN_MIN {
-        return Err(ApiError::bad_request(format!(
-            "password must be at least {PASSWORD_LEN_MIN} characters"
-        )));
-    }
-    Ok(())
-}
-
 /// Only the owner may create, promote to or touch owners.
 fn check_role_change(caller: &Caller, from: Option<Role>, to: Role) -> Result<(), ApiError> {
     caller.require_admin()?;
@@ -89,16 +76,6 @@ fn check_role_change(caller: &Caller, from: Option<Role>, to: Role) -> Result<()
         return Err(ApiError::forbidden("only the owner manages owners"));
     }
     Ok(())
-}
-
-/// Hashes a password off the async threads.
-pub async fn hash_password(
-    password: String,
-    kdf: hive_core::auth::KdfParams,
-) -> Result<hive_core::resources::PasswordVerifier, ApiError> {
-    tokio::task::spawn_blocking(move || password_verifier(&password, rand::random(), kdf))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "hashing failed"))
 }
 
 async fn user(state: &AppState, id: UserId) -> Result<UserRecord, ApiError> {
@@ -139,44 +116,25 @@ pub async fn get_one(
     Ok(Json(UserView { id: id.to_string(), name: u.name, role: u.role.into() }))
 }
 
-/// The OPAQUE record that lets `name` log in to a merge from another system.
-pub async fn login_record(
-    name: &str,
-    password: &str,
-    kdf: hive_core::auth::KdfParams,
-) -> Result<Option<hive_core::login::LoginRecord>, ApiError> {
-    let (name, password) = (name.to_owned(), password.to_owned());
-    tokio::task::spawn_blocking(move || {
-        hive_core::login::register(&name, &password, kdf, &mut rand::rngs::OsRng).ok()
-    })
-    .await
-    .map_err(|_| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "registration failed")
-    })
-}
-
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Body(new): Body<NewUser>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     check_role_change(&caller, None, new.role.into())?;
-    let name = new.name.trim().to_owned();
-    if name.is_empty() || name.len() > 64 || name.contains(':') {
-        return Err(ApiError::bad_request("name must be 1 to 64 characters, without ':'"));
-    }
-    check_password(&new.password)?;
+    let name = rules::user_name(&new.name)?;
+    rules::check_password(&new.password)?;
     let lookup = name.clone();
     let (exists, system) =
         state.handle.read(move |n| (n.user(&lookup).is_some(), n.identity().system)).await?;
     if exists {
         return Err(ApiError::new(StatusCode::CONFLICT, "exists", format!("user {name} exists")));
     }
-    let login = login_record(&name, &new.password, state.kdf).await?;
+    let login = state.passwords.login_record(&name, &new.password).await?;
     let record = UserRecord {
         name: name.clone(),
         role: new.role.into(),
-        password: hash_password(new.password, state.kdf).await?,
+        password: state.passwords.new_verifier(&new.password).await?,
         home_system: system,
         login,
     };
@@ -200,9 +158,9 @@ pub async fn update(
         check_role_change(&caller, Some(record.role), to)?;
     }
     if let Some(p) = change.password {
-        check_password(&p)?;
-        record.login = login_record(&record.name, &p, state.kdf).await?;
-        record.password = hash_password(p, state.kdf).await?;
+        rules::check_password(&p)?;
+        record.login = state.passwords.login_record(&record.name, &p).await?;
+        record.password = state.passwords.new_verifier(&p).await?;
     }
     record.role = to;
     let view = UserView { id: id.to_string(), name: record.name.clone(), role: to.into() };

@@ -212,7 +212,7 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
         },
         Cmd::Backup { out, conn } => {
             let bytes = client(&conn).get_bytes("/api/backup").await?;
-            std::fs::write(&out, &bytes)
+            crate::server::backup::write_owner_only(&out, &bytes)
                 .map_err(|source| CliError::Write { path: out.display().to_string(), source })?;
             if conn.json {
                 print_json(&json!({ "file": out, "bytes": bytes.len() }));

@@ -1,6 +1,6 @@
 //! Restoring a server's data directory from a backup taken with `GET /api/backup`.
 
-use crate::storage::{Persistence, StdFs, StorageError};
+use crate::storage::{Persistence, StdFs, StorageError, FILE_MODE};
 use hive_core::persist::{DecodeError, Snapshot};
 use std::path::Path;
 use thiserror::Error;
@@ -47,9 +47,25 @@ pub async fn restore(file: &Path, data_dir: &Path) -> Result<(), RestoreError> {
     }
     let fs = StdFs::open(data_dir).await?;
     // The marker first: a replica restored without it would reuse sequence numbers.
-    std::fs::write(data_dir.join(super::RESTORED_MARKER), b"restored from a backup\n")
+    write_owner_only(&data_dir.join(super::RESTORED_MARKER), b"restored from a backup\n")
         .map_err(|source| RestoreError::Read { path: data_dir.display().to_string(), source })?;
     let (mut persistence, _) = Persistence::load(fs).await?;
     persistence.write_snapshot(&bytes).await?;
     Ok(())
+}
+
+/// Writes `bytes` to `path`, readable by its owner only ([`FILE_MODE`]), also if it existed: a backup
+/// holds the system secret and every password verifier.
+pub fn write_owner_only(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }

@@ -3,7 +3,7 @@
 pub mod backup;
 pub mod handle;
 
-use crate::api::{self, AppState, AuthState};
+use crate::api::{self, rules, AppState, AuthState, PasswordPool};
 use crate::config::ServeSettings;
 use crate::driver::{self, DriverConfig, DriverError, SystemClock, TokioNet, TrafficStats};
 use crate::storage::{StdFs, StorageError};
@@ -40,6 +40,12 @@ pub enum ServeError {
     /// The first owner could not be created.
     #[error("cannot create the first owner: {0}")]
     InitOwner(String),
+    /// The first owner's name or password breaks the API's rules.
+    #[error("--init-owner: {0}")]
+    InitOwnerInvalid(#[from] rules::Invalid),
+    /// The password workers could not be started.
+    #[error("cannot start the password workers: {0}")]
+    PasswordWorkers(std::io::Error),
     /// The restore marker could not be removed after the new epoch was made durable.
     #[error("cannot remove the restore marker {path}: {source}")]
     Marker {
@@ -76,6 +82,13 @@ pub const RESTORED_MARKER: &str = "RESTORED";
 pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
     let first_start =
         std::fs::read_dir(&settings.data_dir).map_or(true, |mut entries| entries.next().is_none());
+    let init_owner = match &settings.init_owner {
+        Some((name, password)) => {
+            rules::check_password(password)?;
+            Some((rules::user_name(name)?, password.clone()))
+        }
+        None => None,
+    };
     let fs = StdFs::open(&settings.data_dir).await?;
     let marker = settings.data_dir.join(RESTORED_MARKER);
     let restored_from_backup = marker.exists();
@@ -154,14 +167,16 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
             identity.secret.token()
         );
     }
-    if let Some((name, password)) = &settings.init_owner {
-        init_owner(&handle, name, password).await?;
+    let passwords =
+        Arc::new(PasswordPool::start(KdfParams::STANDARD).map_err(ServeError::PasswordWorkers)?);
+    if let Some((name, password)) = &init_owner {
+        create_init_owner(&handle, &passwords, name, password).await?;
     }
     let state = AppState {
         handle: handle.clone(),
         stats: Arc::clone(&stats),
         auth: Arc::new(AuthState::new()),
-        kdf: KdfParams::STANDARD,
+        passwords,
         client: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?,
     };
     let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -178,7 +193,12 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
 }
 
 /// Creates the owner named in the settings unless a user of that name exists.
-async fn init_owner(handle: &NodeHandle, name: &str, password: &str) -> Result<(), ServeError> {
+async fn create_init_owner(
+    handle: &NodeHandle,
+    passwords: &PasswordPool,
+    name: &str,
+    password: &str,
+) -> Result<(), ServeError> {
     let lookup = name.to_owned();
     let (exists, system) = handle
         .read(move |n| (n.user(&lookup).is_some(), n.identity().system))
@@ -187,20 +207,12 @@ async fn init_owner(handle: &NodeHandle, name: &str, password: &str) -> Result<(
     if exists {
         return Ok(());
     }
-    let (owner, password) = (name.to_owned(), password.to_owned());
-    let (verifier, login) = tokio::task::spawn_blocking(move || {
-        let verifier =
-            hive_core::auth::password_verifier(&password, rand::random(), KdfParams::STANDARD);
-        let login = hive_core::login::register(
-            &owner,
-            &password,
-            KdfParams::STANDARD,
-            &mut rand::rngs::OsRng,
-        );
-        (verifier, login.ok())
-    })
-    .await
-    .map_err(|e| ServeError::InitOwner(e.to_string()))?;
+    let verifier =
+        passwords.new_verifier(password).await.map_err(|e| ServeError::InitOwner(e.to_string()))?;
+    let login = passwords
+        .login_record(name, password)
+        .await
+        .map_err(|e| ServeError::InitOwner(e.to_string()))?;
     let record = UserRecord {
         name: name.to_owned(),
         role: Role::Owner,
@@ -215,7 +227,7 @@ async fn init_owner(handle: &NodeHandle, name: &str, password: &str) -> Result<(
         })
         .await
         .map_err(|e| ServeError::InitOwner(e.to_string()))?;
-    tracing::info!(user = %name, "created the first owner");
+    tracing::info!(user = ?name, "created the first owner");
     Ok(())
 }
 

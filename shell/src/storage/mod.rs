@@ -23,4 +23,4 @@ pub use persistence::{Loaded, Persistence, RecoveryReport};
 pub use recover::{scan, Corruption, RecordError, Recovered, TornTail};
 pub use sim_fs::{SimFile, SimFs};
 pub use snapshot::SnapshotError;
-pub use std_fs::{StdFile, StdFs};
+pub use std_fs::{StdFile, StdFs, DIR_MODE, FILE_MODE};

@@ -1,13 +1,23 @@
 //! [`Fs`] on the real disk: `std::fs` calls on tokio's blocking pool.
 //!
 //! Directory entries are made durable by fsyncing the directory, which works on Unix.
+//!
+//! The log and snapshots hold the system secret and every password verifier: the data
+//! directory is kept `0700` and every file written here `0600`, also when an older version
+//! left them more open.
 
 use crate::storage::fs::{AppendFile, Fs};
 use crate::storage::{IoOp, StorageError};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Mode of the data directory: its owner only.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of every file in it: its owner only.
+pub const FILE_MODE: u32 = 0o600;
 
 /// The production filesystem, rooted at a data directory.
 #[derive(Debug, Clone)]
@@ -22,6 +32,8 @@ impl StdFs {
         let dir = Arc::clone(&root);
         blocking(IoOp::CreateDir, &root, move || {
             std::fs::create_dir_all(&dir)
+                .map_err(|e| StorageError::io(IoOp::CreateDir, &*dir, e))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(DIR_MODE))
                 .map_err(|e| StorageError::io(IoOp::CreateDir, &*dir, e))?;
             sync_dir(&dir)?;
             match dir.parent() {
@@ -48,7 +60,9 @@ impl Fs for StdFs {
             let file = OpenOptions::new()
                 .append(true)
                 .create(true)
+                .mode(FILE_MODE)
                 .open(&file_path)
+                .and_then(owner_only)
                 .map_err(|e| StorageError::io(IoOp::Open, &file_path, e))?;
             // The file may be new: its directory entry must outlive a crash too.
             sync_dir(&root)?;
@@ -74,7 +88,14 @@ impl Fs for StdFs {
         let tmp = self.path(&format!("{name}.tmp"));
         let (root, final_path, bytes) = (Arc::clone(&self.root), path.clone(), bytes.to_vec());
         blocking(IoOp::Write, &path, move || {
-            let mut file = File::create(&tmp).map_err(|e| StorageError::io(IoOp::Open, &tmp, e))?;
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(FILE_MODE)
+                .open(&tmp)
+                .and_then(owner_only)
+                .map_err(|e| StorageError::io(IoOp::Open, &tmp, e))?;
             file.write_all(&bytes).map_err(|e| StorageError::io(IoOp::Write, &tmp, e))?;
             file.sync_all().map_err(|e| StorageError::io(IoOp::Sync, &tmp, e))?;
             std::fs::rename(&tmp, &final_path)
@@ -130,6 +151,12 @@ impl AppendFile for StdFile {
     }
 }
 
+/// Sets `file` to [`FILE_MODE`]: `mode` applies only when a file is created.
+fn owner_only(file: File) -> io::Result<File> {
+    file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+    Ok(file)
+}
+
 /// Makes the entries of directory `dir` durable.
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StorageError::io(IoOp::SyncDir, dir, e))
@@ -144,6 +171,42 @@ async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
         Err(join) => Err(StorageError::io(op, path, io::Error::other(join))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::temp_fs;
+    use super::*;
+    use crate::storage::fs::Fs;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).expect("exists").permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn the_data_directory_and_its_files_are_owner_only() {
+        let (_guard, fs) = temp_fs().await;
+        fs.open_append("log.0").await.expect("opens");
+        fs.write_atomic("snapshot", b"secret").await.expect("writes");
+        assert_eq!(mode(&fs.root), DIR_MODE);
+        assert_eq!(mode(&fs.path("log.0")), FILE_MODE);
+        assert_eq!(mode(&fs.path("snapshot")), FILE_MODE);
+    }
+
+    #[tokio::test]
+    async fn an_open_data_directory_from_before_is_closed_at_start() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let root = dir.path().join("data");
+        std::fs::create_dir(&root).expect("creates");
+        std::fs::write(root.join("log.0"), b"").expect("writes");
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(root.join("log.0"), std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let fs = StdFs::open(&root).await.expect("opens");
+        fs.open_append("log.0").await.expect("opens");
+        assert_eq!(mode(&root), DIR_MODE);
+        assert_eq!(mode(&root.join("log.0")), FILE_MODE);
     }
 }
 
