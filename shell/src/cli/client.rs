@@ -49,6 +49,14 @@ pub enum ClientError {
         /// What was wrong.
         reason: String,
     },
+    /// A plain HTTP request was cut off after connecting: most likely an HTTPS server.
+    #[error(
+        "{url}: the server closed the connection; if it serves HTTPS (the default), use https://"
+    )]
+    PlainToHttps {
+        /// The URL asked.
+        url: String,
+    },
     /// The server presented another certificate than the one pinned for it.
     #[error(
         "the certificate of {server} has changed: pinned SHA-256 {pinned}, presented SHA-256 \
@@ -177,8 +185,13 @@ impl Client {
     ) -> Result<reqwest::Response, ClientError> {
         let sent = req.basic_auth(&self.user, Some(&self.password)).send().await;
         self.check_pin(sent.is_ok())?;
-        let response =
-            sent.map_err(|source| ClientError::Unreachable { url: url.to_owned(), source })?;
+        let response = sent.map_err(|source| {
+            if url.starts_with("http://") && !source.is_connect() && !source.is_timeout() {
+                ClientError::PlainToHttps { url: url.to_owned() }
+            } else {
+                ClientError::Unreachable { url: url.to_owned(), source }
+            }
+        })?;
         if response.status().is_success() {
             return Ok(response);
         }
