@@ -65,8 +65,6 @@ pub enum ServeError {
 pub struct Server {
     /// Where the HTTP API answers.
     pub http_addr: SocketAddr,
-    /// `https` or `http`.
-    pub api_scheme: &'static str,
     /// Commands and reads.
     pub handle: NodeHandle,
     /// Link and beacon counters.
@@ -166,11 +164,10 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
             .build()?,
     };
     let router = api::router(state);
-    let api_scheme = if api_tls.is_some() { "https" } else { "http" };
     let (http_stop, stop_rx) = watch::channel(false);
     let acceptor = api_tls.map(tokio_rustls::TlsAcceptor::from);
     let http = tokio::spawn(http::serve(http_listener, acceptor, router, stop_rx));
-    Ok(Server { http_addr, api_scheme, handle, stats, driver, http, http_stop })
+    Ok(Server { http_addr, handle, stats, driver, http, http_stop })
 }
 
 /// The API's TLS configuration, `None` for plain HTTP (logged as a warning).
