@@ -92,6 +92,12 @@ pub struct FileConfig {
     pub license_vendor_key: Option<String>,
     /// First owner as `name:password`, created if no user has that name.
     pub init_owner: Option<String>,
+    /// The API's certificate chain (PEM) instead of the self-signed one.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Serve the API as plain HTTP instead of HTTPS.
+    pub http_plain: Option<bool>,
 }
 
 /// Flags of `hive serve`: the file's fields, set where a flag was given.
@@ -112,6 +118,22 @@ impl FileConfig {
         toml::from_str(&text)
             .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
     }
+}
+
+/// How the API is served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiTls {
+    /// HTTPS with a self-signed certificate kept in the data directory, made at first start.
+    SelfSigned,
+    /// HTTPS with the administrator's certificate chain and private key (PEM files).
+    Supplied {
+        /// Certificate chain, the server's own certificate first.
+        cert: PathBuf,
+        /// Its private key.
+        key: PathBuf,
+    },
+    /// Plain HTTP: only on explicit request (`http_plain`), or loopback in `hive demo`.
+    Plain,
 }
 
 /// Resolved settings of one server.
@@ -148,6 +170,8 @@ pub struct ServeSettings {
     pub vendor_key: ed25519_dalek::VerifyingKey,
     /// First owner `(name, password)`.
     pub init_owner: Option<(String, String)>,
+    /// HTTPS or plain HTTP for the API.
+    pub api_tls: ApiTls,
 }
 
 impl std::fmt::Debug for ServeSettings {
@@ -163,6 +187,7 @@ impl std::fmt::Debug for ServeSettings {
             .field("discovery_group", &self.discovery_group)
             .field("peers", &self.peers)
             .field("hardware_id", &self.hardware_id)
+            .field("api_tls", &self.api_tls)
             .finish_non_exhaustive()
     }
 }
@@ -283,6 +308,12 @@ impl ServeSettings {
             },
             None => None,
         };
+        let api_tls = resolve_api_tls(
+            pick(flags.tls_cert, file.tls_cert),
+            pick(flags.tls_key, file.tls_key),
+            pick(flags.http_plain, file.http_plain),
+            &invalid,
+        )?;
         Ok(ServeSettings {
             data_dir,
             system_name,
@@ -299,7 +330,35 @@ impl ServeSettings {
             max_cameras: pick(flags.max_cameras, file.max_cameras).0.unwrap_or(64),
             vendor_key,
             init_owner,
+            api_tls,
         })
+    }
+}
+
+/// HTTPS unless plain HTTP is asked for; a supplied certificate needs its key, and the
+/// two cannot be combined with plain HTTP.
+/// Each argument is a picked value and whether it came from a flag.
+fn resolve_api_tls(
+    (cert, cert_flag): (Option<PathBuf>, bool),
+    (key, key_flag): (Option<PathBuf>, bool),
+    (plain, plain_flag): (Option<bool>, bool),
+    invalid: &impl Fn(bool, &'static str, String) -> ConfigError,
+) -> Result<ApiTls, ConfigError> {
+    match (cert, key, plain.unwrap_or(false)) {
+        (None, None, false) => Ok(ApiTls::SelfSigned),
+        (None, None, true) => Ok(ApiTls::Plain),
+        (Some(_), Some(_), true) => Err(invalid(
+            plain_flag,
+            "http_plain",
+            "cannot be combined with tls_cert and tls_key: choose HTTPS or plain HTTP".into(),
+        )),
+        (Some(cert), Some(key), false) => Ok(ApiTls::Supplied { cert, key }),
+        (Some(_), None, _) => {
+            Err(invalid(cert_flag, "tls_cert", "needs tls_key (--tls-key) too".into()))
+        }
+        (None, Some(_), _) => {
+            Err(invalid(key_flag, "tls_key", "needs tls_cert (--tls-cert) too".into()))
+        }
     }
 }
 
@@ -402,6 +461,49 @@ mod tests {
         let flags = Overrides { secret: None, ..minimal() };
         let s = ServeSettings::resolve(flags, FileConfig::default(), None).unwrap();
         assert_eq!(s.secret, None);
+    }
+
+    #[test]
+    fn the_api_is_https_with_a_self_signed_certificate_by_default() {
+        let s = ServeSettings::resolve(minimal(), FileConfig::default(), None).unwrap();
+        assert_eq!(s.api_tls, ApiTls::SelfSigned);
+    }
+
+    #[test]
+    fn plain_http_only_on_request() {
+        let file = FileConfig { http_plain: Some(true), ..FileConfig::default() };
+        let s = ServeSettings::resolve(minimal(), file, None).unwrap();
+        assert_eq!(s.api_tls, ApiTls::Plain);
+    }
+
+    #[test]
+    fn a_supplied_certificate_needs_its_key() {
+        let flags = Overrides { tls_cert: Some("/etc/hive/cert.pem".into()), ..minimal() };
+        let err = ServeSettings::resolve(flags, FileConfig::default(), None).unwrap_err();
+        assert!(err.to_string().contains("tls_key"), "{err}");
+    }
+
+    #[test]
+    fn a_supplied_certificate_cannot_be_served_plain() {
+        let file = FileConfig {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..FileConfig::default()
+        };
+        let flags = Overrides { http_plain: Some(true), ..minimal() };
+        let err = ServeSettings::resolve(flags, file, None).unwrap_err().to_string();
+        assert!(err.contains("http_plain") && err.contains("command line"), "{err}");
+    }
+
+    #[test]
+    fn a_supplied_certificate_from_the_file_is_served() {
+        let file = FileConfig {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..FileConfig::default()
+        };
+        let s = ServeSettings::resolve(minimal(), file, None).unwrap();
+        assert_eq!(s.api_tls, ApiTls::Supplied { cert: "c.pem".into(), key: "k.pem".into() });
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod driver;
+pub mod fingerprint;
 pub mod hardware;
 pub mod server;
 pub mod storage;

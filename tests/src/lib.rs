@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod tls;
+
 /// Seed of the tests' license vendor.
 pub const VENDOR_SEED: [u8; 32] = [7; 32];
 /// Password of every test owner.
@@ -85,6 +87,25 @@ pub struct Spec {
     pub extra: Vec<String>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// Plain HTTP (most tests are not about TLS) or HTTPS.
+    pub api: ApiTransport,
+}
+
+/// How a test server serves its API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiTransport {
+    /// `--http-plain`.
+    Plain,
+    /// HTTPS with the self-signed certificate the server makes in its data directory: the
+    /// default of `hive serve`.
+    SelfSigned,
+    /// HTTPS with this certificate chain and key (PEM files).
+    Supplied {
+        /// `--tls-cert`.
+        cert: PathBuf,
+        /// `--tls-key`.
+        key: PathBuf,
+    },
 }
 
 impl Spec {
@@ -100,6 +121,7 @@ impl Spec {
             owner: Some("admin".into()),
             extra: Vec::new(),
             env: Vec::new(),
+            api: ApiTransport::Plain,
         }
     }
 }
@@ -155,6 +177,15 @@ impl Hive {
         if let Some(o) = &s.owner {
             cmd.env("HIVE_INIT_OWNER", format!("{o}:{OWNER_PASSWORD}"));
         }
+        match &s.api {
+            ApiTransport::Plain => {
+                cmd.arg("--http-plain");
+            }
+            ApiTransport::SelfSigned => {}
+            ApiTransport::Supplied { cert, key } => {
+                cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+            }
+        }
         cmd.args(&s.extra);
         for (k, v) in &s.env {
             cmd.env(k, v);
@@ -177,7 +208,7 @@ impl Hive {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("{} exited with {status}:\n{}", self.spec.name, self.log_text());
             }
-            if ureq::get(&format!("http://{}/api/hello", self.http)).call().is_ok() {
+            if self.api().agent().get(&format!("{}/api/hello", self.url())).call().is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -211,9 +242,30 @@ impl Hive {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The API as the owner.
+    /// The API's URL: `https://IP:PORT`, or `http://` for a plain server.
+    pub fn url(&self) -> String {
+        let scheme = if self.spec.api == ApiTransport::Plain { "http" } else { "https" };
+        format!("{scheme}://{}", self.http)
+    }
+
+    /// The certificate (DER) the server should present: the one it made in its data
+    /// directory, or the one supplied; `None` for a plain server or before it made one.
+    pub fn certificate(&self) -> Option<Vec<u8>> {
+        match &self.spec.api {
+            ApiTransport::Plain => None,
+            ApiTransport::SelfSigned => tls::certificate_in(&self.data_dir.join("api-cert.pem")),
+            ApiTransport::Supplied { cert, .. } => tls::certificate_in(cert),
+        }
+    }
+
+    /// The API as the owner, trusting only the certificate the server should present when
+    /// it serves HTTPS (none, until that exists).
     pub fn api(&self) -> Api {
-        Api::new(self.http, "admin", OWNER_PASSWORD)
+        let trusted = match self.spec.api {
+            ApiTransport::Plain => None,
+            _ => Some(self.certificate().unwrap_or_default()),
+        };
+        Api::at(&self.url(), "admin", OWNER_PASSWORD, trusted)
     }
 
     /// `GET /api/system` as the owner.
@@ -237,14 +289,30 @@ pub fn vendor_key_hex() -> String {
 pub struct Api {
     base: String,
     auth: String,
+    /// The one certificate (DER) trusted over HTTPS.
+    trusted: Option<Vec<u8>>,
 }
 
 impl Api {
     /// As `user` with `password`.
     pub fn new(http: SocketAddr, user: &str, password: &str) -> Api {
+        Api::at(&format!("http://{http}"), user, password, None)
+    }
+
+    /// As `user` with `password` at `base` (`https://IP:PORT` or `http://`), trusting only
+    /// the certificate `trusted` (DER) over HTTPS.
+    pub fn at(base: &str, user: &str, password: &str, trusted: Option<Vec<u8>>) -> Api {
         use base64::Engine;
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        Api { base: format!("http://{http}"), auth: format!("Basic {token}") }
+        Api { base: base.to_owned(), auth: format!("Basic {token}"), trusted }
+    }
+
+    /// A client for one request: a fresh connection each time, as the tests always had.
+    fn agent(&self) -> ureq::Agent {
+        match &self.trusted {
+            Some(der) => tls::agent_trusting(der.clone()),
+            None => ureq::agent(),
+        }
     }
 
     fn call(&self, req: ureq::Request, body: Option<&str>) -> (u16, Value) {
@@ -265,7 +333,7 @@ impl Api {
 
     /// `GET path`: status and JSON.
     pub fn get(&self, path: &str) -> (u16, Value) {
-        self.call(ureq::get(&format!("{}{path}", self.base)), None)
+        self.call(self.agent().get(&format!("{}{path}", self.base)), None)
     }
 
     /// `POST path` with a JSON value.
@@ -275,17 +343,20 @@ impl Api {
 
     /// `POST path` with any body text.
     pub fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
-        self.call(ureq::post(&format!("{}{path}", self.base)), Some(body))
+        self.call(self.agent().post(&format!("{}{path}", self.base)), Some(body))
     }
 
     /// `PATCH path` with a JSON value.
     pub fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.call(ureq::request("PATCH", &format!("{}{path}", self.base)), Some(&body.to_string()))
+        self.call(
+            self.agent().request("PATCH", &format!("{}{path}", self.base)),
+            Some(&body.to_string()),
+        )
     }
 
     /// `DELETE path`.
     pub fn delete(&self, path: &str) -> (u16, Value) {
-        self.call(ureq::delete(&format!("{}{path}", self.base)), None)
+        self.call(self.agent().delete(&format!("{}{path}", self.base)), None)
     }
 }
 

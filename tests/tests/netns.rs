@@ -175,6 +175,7 @@ impl Lab {
             .args(["--discovery-interface", &address])
             .args(["--hardware-id", &format!("hw-{name}")])
             .args(["--license-vendor-key", &vendor_key_hex()])
+            .arg("--http-plain")
             .env("HIVE_SECRET", join_token(secret))
             .env("HIVE_INIT_OWNER", format!("admin:{OWNER_PASSWORD}"))
             .env("HIVE_LOG", "info,hive=debug")

@@ -1,12 +1,16 @@
 //! The subcommands that talk to a running server.
 
-use super::client::Client;
+use super::client::{Client, ClientError, Trust};
 use super::table::{render, short};
 use super::{CameraCmd, CliError, Cmd, Conn, LicenseCmd, UserCmd};
 use serde_json::{json, Value};
 
-fn client(conn: &Conn) -> Client {
-    Client::new(&conn.url, &conn.user, &conn.password)
+fn client(conn: &Conn) -> Result<Client, ClientError> {
+    let trust = match &conn.ca {
+        Some(ca) => Trust::Ca(ca.clone()),
+        None => Trust::Pin(conn.known_servers.clone()),
+    };
+    Client::new(&conn.url, &conn.user, &conn.password, &trust)
 }
 
 fn print_json(v: &Value) {
@@ -78,7 +82,7 @@ fn cameras_text(cams: &Value) -> String {
 pub async fn run(cmd: Cmd) -> Result<(), CliError> {
     match cmd {
         Cmd::Status(conn) => {
-            let system: Value = client(&conn).get("/api/system").await?;
+            let system: Value = client(&conn)?.get("/api/system").await?;
             if conn.json {
                 print_json(&system);
             } else {
@@ -87,7 +91,7 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
         }
         Cmd::Join { target, remote_user, remote_password, keep, conn } => {
             let body = json!({ "url": target, "user": remote_user, "password": remote_password, "keep": keep });
-            let answer: Value = client(&conn).post("/api/merge", &body).await?;
+            let answer: Value = client(&conn)?.post("/api/merge", &body).await?;
             if conn.json {
                 print_json(&answer);
             } else {
@@ -95,7 +99,7 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
             }
         }
         Cmd::Split { name, conn } => {
-            let answer: Value = client(&conn).post("/api/split", &json!({ "name": name })).await?;
+            let answer: Value = client(&conn)?.post("/api/split", &json!({ "name": name })).await?;
             if conn.json {
                 print_json(&answer);
             } else {
@@ -107,7 +111,7 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
         }
         Cmd::RenameSystem { name, conn } => {
             let answer: Value =
-                client(&conn).post("/api/system/rename", &json!({ "name": name })).await?;
+                client(&conn)?.post("/api/system/rename", &json!({ "name": name })).await?;
             if conn.json {
                 print_json(&answer);
             } else {
@@ -117,7 +121,7 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
         Cmd::License { cmd, conn } => match cmd {
             LicenseCmd::Add { key } => {
                 let answer: Value =
-                    client(&conn).post("/api/licenses", &json!({ "key": key })).await?;
+                    client(&conn)?.post("/api/licenses", &json!({ "key": key })).await?;
                 if conn.json {
                     print_json(&answer);
                 } else {
@@ -129,7 +133,7 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
                 }
             }
             LicenseCmd::List => {
-                let answer: Value = client(&conn).get("/api/licenses").await?;
+                let answer: Value = client(&conn)?.get("/api/licenses").await?;
                 if conn.json {
                     print_json(&answer);
                 } else {
@@ -161,7 +165,7 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
                 if let Some(s) = server {
                     body["server"] = json!(s);
                 }
-                let answer: Value = client(&conn).post("/api/cameras", &body).await?;
+                let answer: Value = client(&conn)?.post("/api/cameras", &body).await?;
                 if conn.json {
                     print_json(&answer);
                 } else {
@@ -169,7 +173,7 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
                 }
             }
             CameraCmd::List => {
-                let answer: Value = client(&conn).get("/api/cameras").await?;
+                let answer: Value = client(&conn)?.get("/api/cameras").await?;
                 if conn.json {
                     print_json(&answer);
                 } else {
@@ -177,7 +181,7 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
                 }
             }
             CameraCmd::Rm { id } => {
-                client(&conn).delete(&format!("/api/cameras/{id}")).await?;
+                client(&conn)?.delete(&format!("/api/cameras/{id}")).await?;
                 if conn.json {
                     print_json(&json!({ "removed": id }));
                 } else {
@@ -188,7 +192,7 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
         Cmd::User { cmd, conn } => match cmd {
             UserCmd::Add { name, role, new_password } => {
                 let body = json!({ "name": name, "role": role, "password": new_password });
-                let answer: Value = client(&conn).post("/api/users", &body).await?;
+                let answer: Value = client(&conn)?.post("/api/users", &body).await?;
                 if conn.json {
                     print_json(&answer);
                 } else {
@@ -196,7 +200,7 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
                 }
             }
             UserCmd::List => {
-                let answer: Value = client(&conn).get("/api/users").await?;
+                let answer: Value = client(&conn)?.get("/api/users").await?;
                 if conn.json {
                     print_json(&answer);
                 } else {
@@ -211,7 +215,7 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
             }
         },
         Cmd::Backup { out, conn } => {
-            let bytes = client(&conn).get_bytes("/api/backup").await?;
+            let bytes = client(&conn)?.get_bytes("/api/backup").await?;
             crate::server::backup::write_owner_only(&out, &bytes)
                 .map_err(|source| CliError::Write { path: out.display().to_string(), source })?;
             if conn.json {

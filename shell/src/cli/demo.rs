@@ -4,7 +4,7 @@
 
 use super::commands::system_text;
 use super::error::CliError;
-use crate::config::{ServeSettings, DISCOVERY_GROUP};
+use crate::config::{ApiTls, ServeSettings, DISCOVERY_GROUP};
 use crate::server::{self, Server};
 use clap::Args;
 use hive_core::ids::{CameraId, HardwareId, PeerAddr, SystemName};
@@ -77,6 +77,8 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             max_cameras: 16,
             vendor_key: issuer.verifying_key(),
             init_owner: Some((DEMO_USER.into(), DEMO_PASSWORD.into())),
+            // Loopback only, which browsers treat as a secure context.
+            api_tls: ApiTls::Plain,
         };
         servers.push(server::start(settings).await?);
     }
@@ -177,10 +179,12 @@ async fn add_licenses_and_cameras(
 }
 
 async fn show(server: &Server) -> Result<serde_json::Value, CliError> {
+    // The demo serves plain HTTP on loopback: no certificate to trust.
     let client = super::client::Client::new(
         &format!("http://{}", server.http_addr),
         DEMO_USER,
         DEMO_PASSWORD,
-    );
+        &super::client::Trust::Pin(None),
+    )?;
     Ok(client.get("/api/system").await?)
 }

@@ -5,8 +5,10 @@ pub mod client;
 mod commands;
 pub mod demo;
 mod error;
+pub mod known_servers;
 pub mod serve;
 pub mod table;
+pub mod trust;
 
 pub use error::CliError;
 
@@ -25,9 +27,16 @@ pub struct Cli {
 /// Where the API is and who is asking.
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
-    /// API of any server of the system.
-    #[arg(long, env = "HIVE_URL", default_value = "http://127.0.0.1:7080", global = true)]
+    /// API of any server of the system (http:// for a server started with --http-plain).
+    #[arg(long, env = "HIVE_URL", default_value = "https://127.0.0.1:7080", global = true)]
     pub url: String,
+    /// Trust HTTPS servers whose certificate this CA (PEM) issued, instead of pinning.
+    #[arg(long, env = "HIVE_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// Where server certificates are pinned on first use
+    /// (default $HOME/.config/hive/known_servers).
+    #[arg(long, env = "HIVE_KNOWN_SERVERS", global = true)]
+    pub known_servers: Option<PathBuf>,
     /// User name.
     #[arg(long, env = "HIVE_USER", default_value = "admin", global = true)]
     pub user: String,
@@ -50,7 +59,7 @@ pub enum Cmd {
     Status(Conn),
     /// Merge this system with another one, proving its administrator's password.
     Join {
-        /// The other system's server: http://HOST:PORT (API) or IP:PORT (peer port).
+        /// The other system's server: https://HOST:PORT (API) or IP:PORT (peer port).
         target: String,
         /// The other system's administrator.
         #[arg(long)]

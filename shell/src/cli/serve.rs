@@ -26,7 +26,7 @@ pub struct ServeArgs {
     /// Peer link address, IP:PORT (default 0.0.0.0:7001).
     #[arg(long)]
     listen: Option<String>,
-    /// HTTP API address, IP:PORT (default 0.0.0.0:7080).
+    /// API address, IP:PORT (default 0.0.0.0:7080), HTTPS unless --http-plain.
     #[arg(long)]
     http: Option<String>,
     /// Address peers should dial (repeatable; default the listen address).
@@ -56,6 +56,15 @@ pub struct ServeArgs {
     /// First owner, NAME:PASSWORD, created when no user has that name (or HIVE_INIT_OWNER).
     #[arg(long, env = "HIVE_INIT_OWNER", hide_env_values = true)]
     init_owner: Option<String>,
+    /// The API's certificate chain, PEM (default: a self-signed one made at first start).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert, PEM.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Serve the API as plain HTTP instead of HTTPS (passwords cross the network in clear).
+    #[arg(long)]
+    http_plain: bool,
 }
 
 impl ServeArgs {
@@ -79,6 +88,9 @@ impl ServeArgs {
                 max_cameras: self.max_cameras,
                 license_vendor_key: self.license_vendor_key,
                 init_owner: self.init_owner,
+                tls_cert: self.tls_cert,
+                tls_key: self.tls_key,
+                http_plain: self.http_plain.then_some(true),
             },
         )
     }

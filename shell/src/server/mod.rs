@@ -2,9 +2,11 @@
 
 pub mod backup;
 pub mod handle;
+pub mod http;
+pub mod tls;
 
 use crate::api::{self, rules, AppState, AuthState, PasswordPool};
-use crate::config::ServeSettings;
+use crate::config::{ApiTls, ServeSettings};
 use crate::driver::{self, DriverConfig, DriverError, SystemClock, TokioNet, TrafficStats};
 use crate::storage::{StdFs, StorageError};
 use handle::NodeHandle;
@@ -57,6 +59,9 @@ pub enum ServeError {
     /// The HTTP client for merges by URL could not be built.
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[from] reqwest::Error),
+    /// The API's certificate could not be loaded or made.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The node loop ended unexpectedly.
     #[error("the server's node loop ended unexpectedly")]
     Ended,
@@ -90,6 +95,7 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
         None => None,
     };
     let fs = StdFs::open(&settings.data_dir).await?;
+    let api_tls = api_tls_config(&settings)?;
     let marker = settings.data_dir.join(RESTORED_MARKER);
     let restored_from_backup = marker.exists();
     let http_listener = tokio::net::TcpListener::bind(settings.http)
@@ -177,19 +183,41 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
         stats: Arc::clone(&stats),
         auth: Arc::new(AuthState::new()),
         passwords,
-        client: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?,
+        // Merge by URL asks another server's /api/hello for its public peer address only,
+        // so it accepts that server's self-signed certificate (see `api::admin`).
+        client: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .danger_accept_invalid_certs(true)
+            .build()?,
     };
-    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let (http_stop, mut stop_rx) = watch::channel(false);
-    let http = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(http_listener, app).with_graceful_shutdown(shutdown).await {
-            tracing::error!(error = %e, "HTTP API stopped");
-        }
-    });
+    let router = api::router(state);
+    let (http_stop, stop_rx) = watch::channel(false);
+    let acceptor = api_tls.map(tokio_rustls::TlsAcceptor::from);
+    let http = tokio::spawn(http::serve(http_listener, acceptor, router, stop_rx));
     Ok(Server { http_addr, handle, stats, driver, http, http_stop })
+}
+
+/// The API's TLS configuration, `None` for plain HTTP (logged as a warning).
+fn api_tls_config(
+    settings: &ServeSettings,
+) -> Result<Option<Arc<rustls::ServerConfig>>, ServeError> {
+    let identity = match &settings.api_tls {
+        ApiTls::Plain => {
+            tracing::warn!(
+                http = %settings.http,
+                "the API serves plain HTTP: passwords and data cross the network in clear"
+            );
+            return Ok(None);
+        }
+        ApiTls::Supplied { cert, key } => tls::ApiIdentity::supplied(cert, key)?,
+        ApiTls::SelfSigned => tls::ApiIdentity::self_signed(
+            &settings.data_dir,
+            &tls::certificate_names(settings.http, &settings.advertise),
+        )?,
+    };
+    // Clients compare this with what they pinned.
+    tracing::info!(sha256 = %identity.fingerprint(), "the API serves HTTPS");
+    Ok(Some(identity.server_config()?))
 }
 
 /// Creates the owner named in the settings unless a user of that name exists.
