@@ -306,6 +306,19 @@ mod tests {
     }
 
     #[test]
+    fn a_length_flipped_to_end_in_zeros_of_the_next_record_is_damage_not_a_torn_tail() {
+        let all = vec![vec![1; 4], vec![0; 24], vec![0; 28]];
+        let mut log = log_of(&all);
+        let second = start_of(&all, 1);
+        // The second frame now ends inside the third's body, with only zeros after it.
+        log[second..second + 4].copy_from_slice(&42u32.to_le_bytes());
+        let found = scan(&log, any_body);
+        assert_eq!(found.records, without(&all, &[1]));
+        assert_eq!(found.torn_tail, None);
+        assert_tiles(&log, &found);
+    }
+
+    #[test]
     fn two_damaged_spots_are_both_reported_and_skipped() {
         let all = bodies(7);
         let mut log = log_of(&all);
