@@ -12,10 +12,9 @@
 //!   but zero bytes, as when a crash kept the file's new length but not all of its new blocks.
 //! - **Damage**: any other failure, such as a bad checksum with real data after it, an absurd
 //!   length, a length pointing past the end with intact records after it, or a body that is
-//!   not a record. It is reported with its byte range, and scanning
-//!   resynchronises on the next offset where a whole frame checks out (length, checksum,
-//!   a body that is a record), so no intact record after it is lost. Damage that reaches the
-//!   end of the file without a frame after it is reported the same way, up to the end.
+//!   not a record. It is reported with its byte range, and scanning resynchronises on the
+//!   next offset where a whole frame checks out (length, checksum, a body that is a record),
+//!   so no intact record after it is lost. Damage with no record after it runs to the end.
 //!
 //! Which records after damage may be *applied* is the caller's decision: some records mean
 //! something only together with the ones before them (see
@@ -23,14 +22,15 @@
 //!
 //! Limits, stated plainly. The rules cannot tell an acknowledged last record that later rotted
 //! from a torn one, nor the last record's length field flipped to point past the end from a
-//! torn frame; both are cut as torn tails and the cut bytes are reported. A frame is recognised by its length,
-//! checksum and body alone, so when damage hits a header, the search may take framed bytes
-//! that a damaged record's body carried (a value holding a whole frame) for a record; a
-//! random match needs a 32-bit checksum to agree and the body to decode.
+//! torn frame; both are cut as torn tails and the cut bytes are reported. A frame is
+//! recognised by its length, checksum and body alone, so when damage hits a header, the
+//! search may take framed bytes that a damaged record's body carried (a value holding a whole
+//! frame) for a record; a random match needs a 32-bit checksum to agree and the body to
+//! decode.
 //!
-//! The search tries each offset once and checks at most the rest of the file there, so a
-//! damaged range of `d` bytes costs at most `d` times the file's length in checksumming; an
-//! intact log costs one pass.
+//! The search tries each offset once and checksums at most the rest of the file there, so a
+//! damaged or torn range of `d` bytes costs at most `d` times the file's length; an intact
+//! log costs one pass.
 
 use hive_core::frame::{decode, FrameError, HEADER_LEN};
 use thiserror::Error;
