@@ -4,6 +4,7 @@
 use crate::identity::Identity;
 use crate::store::{ReplicaId, Seq, Store, Transaction};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use thiserror::Error;
 
 /// One entry of the transaction log.
@@ -58,6 +59,30 @@ impl Record {
         ciborium::from_reader(body)
             .map_err(|e| DecodeError { what: "record", reason: e.to_string() })
     }
+
+    /// Whether this record may be applied when it follows damage in the log.
+    ///
+    /// Damage loses records, and a record that means something only together with the ones
+    /// written before it must then be dropped:
+    /// - `Txn` is self-describing and idempotent ([`Store::apply`]): applying it is right
+    ///   whatever came before. A lost transaction leaves a gap in its origin's sequence, which
+    ///   the vector keeps open (the ones after it are marked ahead), so the replica still asks
+    ///   its peers for it.
+    /// - `Identity` carries the whole identity; the last one read is the latest.
+    /// - `Cover { origin, upto }` claims that every write of `origin` up to `upto` is
+    ///   reflected. That holds only given the transactions written before it (its own batch
+    ///   and earlier pulls), any of which the damage may have taken. Applied, it would mark a
+    ///   lost write as known: it would never be pulled again, and peers would be told this
+    ///   replica has it. Dropped, the vector stays behind and the origin is pulled again;
+    ///   the writes it skipped were overwritten, so nothing else is missing.
+    ///
+    /// Records before the first damage depend only on intact records and are all trusted.
+    pub fn trusted_after_damage(&self) -> bool {
+        match self {
+            Record::Identity(_) | Record::Txn(_) => true,
+            Record::Cover { .. } => false,
+        }
+    }
 }
 
 impl Snapshot {
@@ -80,9 +105,59 @@ impl Snapshot {
 pub struct Restored {
     /// Latest snapshot.
     pub snapshot: Option<Snapshot>,
-    /// Log records written after it, in order.
+    /// Log records written after it, in order: the intact ones, less those not trusted after
+    /// damage ([`Record::trusted_after_damage`]).
     pub records: Vec<Record>,
-    /// The log was damaged before its tail: writes may be missing, so the server must not reuse
-    /// its sequence numbers and recovers the rest from peers.
-    pub damaged: bool,
+    /// Why writes this server acknowledged may be missing, if they may: it must not reuse its
+    /// sequence numbers, and gets back from peers what they hold.
+    pub loss: Option<Loss>,
+}
+
+/// Why a server's acknowledged writes may be missing from its disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// The log was damaged.
+    DamagedLog(LogDamage),
+    /// The data directory was restored from a backup, older than the server's last writes.
+    RestoredFromBackup,
+}
+
+/// What reading a damaged log found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogDamage {
+    /// Damaged byte ranges of the log, in order.
+    pub ranges: Vec<ByteRange>,
+    /// Intact records applied.
+    pub records_kept: u64,
+    /// Intact records dropped because their meaning depends on what was lost.
+    pub records_skipped: u64,
+}
+
+/// A range of bytes in a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub offset: u64,
+    /// Length.
+    pub len_bytes: u64,
+}
+
+impl fmt::Display for Loss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Loss::RestoredFromBackup => f.write_str("the data was restored from a backup"),
+            Loss::DamagedLog(d) => {
+                f.write_str("the log was damaged")?;
+                for (i, r) in d.ranges.iter().enumerate() {
+                    let sep = if i == 0 { " at bytes " } else { ", " };
+                    write!(f, "{sep}{}..{}", r.offset, r.offset.saturating_add(r.len_bytes))?;
+                }
+                write!(
+                    f,
+                    "; kept {} intact records, skipped {} that depended on lost ones",
+                    d.records_kept, d.records_skipped
+                )
+            }
+        }
+    }
 }

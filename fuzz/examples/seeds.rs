@@ -54,7 +54,9 @@ fn main() -> io::Result<()> {
     torn.truncate(log.len() - 3);
     let mut zero_tail = log.clone();
     zero_tail.resize(log.len() + 64, 0);
-    write(&root, "txlog_scan", &[log.clone(), torn, zero_tail])?;
+    let mut damaged = log.clone();
+    damaged[log.len() / 2] ^= 0x5a;
+    write(&root, "txlog_scan", &[log.clone(), torn, zero_tail, damaged])?;
 
     let files = [snapshot_file(b"x"), snapshot_file(&snapshots[0])];
     write(&root, "snapshot_file", &files)?;
@@ -264,7 +266,8 @@ fn log_of(bodies: &[Vec<u8>]) -> Vec<u8> {
 /// The snapshot file persistence writes for `body`.
 fn snapshot_file(body: &[u8]) -> Vec<u8> {
     let fs = MemFs::default();
-    let (mut store, _) = block_on(Persistence::load(fs.clone())).expect("an empty directory loads");
+    let (mut store, _) = block_on(Persistence::load(fs.clone(), hive::driver::is_record))
+        .expect("an empty directory loads");
     block_on(store.write_snapshot(body)).expect("an in-memory write succeeds");
     fs.file("snapshot").expect("the snapshot was written")
 }

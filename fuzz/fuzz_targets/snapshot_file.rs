@@ -17,16 +17,20 @@ fuzz_target!(|data: &[u8]| {
 
 fn check(file: &[u8]) {
     let fs = MemFs::with_file("snapshot", file);
-    let Ok((mut store, loaded)) = block_on(Persistence::load(fs.clone())) else { return };
+    let Ok((mut store, loaded)) = block_on(Persistence::load(fs.clone(), hive::driver::is_record))
+    else {
+        return;
+    };
     let body = loaded.snapshot.expect("a snapshot file that loads has a body");
     let generation = loaded.report.generation;
     assert_eq!(store.generation(), generation);
 
     block_on(store.write_snapshot(&body)).expect("an in-memory snapshot write succeeds");
     assert_eq!(store.generation(), generation.next());
-    let (_, reloaded) = block_on(Persistence::load(fs)).unwrap_or_else(|e| {
-        panic!("the snapshot written after loading {generation} does not load: {e}")
-    });
+    let (_, reloaded) =
+        block_on(Persistence::load(fs, hive::driver::is_record)).unwrap_or_else(|e| {
+            panic!("the snapshot written after loading {generation} does not load: {e}")
+        });
     assert_eq!(reloaded.snapshot, Some(body));
     assert_eq!(reloaded.report.generation, generation.next());
 }

@@ -120,22 +120,24 @@ pub fn run(seed: u64) -> Outcome {
                     format!("disk full on {h}")
                 }
                 _ => {
-                    // Damage a log only once its writes reached peers: a lone copy on a
-                    // corrupted disk is lost in any system.
+                    // Damage a log only once its writes reached peers: the server keeps every
+                    // other record, but the damaged one, if it was the lone copy, is lost in
+                    // any system.
                     w.heal();
                     w.set_disk_full(h, false);
                     full.remove(&h);
                     w.restart(h);
                     let replicated =
                         w.run_until_pred(200, 30_000, |w| settled(w, &hosts)).is_some();
-                    let keep = rng.gen_range(0.0..1.0);
+                    let at = rng.gen_range(0.0..1.0);
                     if replicated {
                         w.crash(h);
-                        w.damage_log(h, keep);
+                        w.damage_log(h, at);
                         w.restart(h);
                     }
                     format!(
-                        "damaged log of {h} (keeping {keep:.2}, replicated first: {replicated})"
+                        "damaged log of {h} (a record {at:.2} of the way in, replicated first: \
+                         {replicated})"
                     )
                 }
             };

@@ -230,7 +230,8 @@ fn crash_and_restart_lose_no_acknowledged_change_also_with_a_full_disk_and_damag
     w.restart(victim);
     w.run_for(3_000);
     w.check().unwrap();
-    // A damaged log: the server loses its tail, starts a new epoch and recovers from peers.
+    // A damaged log: the server loses one record, keeps the others, starts a new epoch and
+    // recovers the lost one from peers.
     w.crash(victim);
     w.damage_log(victim, 0.3);
     w.restart(victim);
@@ -240,6 +241,28 @@ fn crash_and_restart_lose_no_acknowledged_change_also_with_a_full_disk_and_damag
     assert!(took.is_some());
     w.check_acknowledged(true).unwrap();
     assert_eq!(w.node(victim).unwrap().cameras().count(), 21);
+}
+
+#[test]
+fn a_peerless_server_with_a_damaged_log_record_keeps_every_other_setting() {
+    let mut w = world(17);
+    let h = w.add_server(ServerSpec::new("alone", "s"));
+    w.run_for(1_000);
+    let sys = system_of(&w, h);
+    for i in 0..30 {
+        w.command(h, put_setting(sys, &format!("s{i:02}"), "v"));
+        w.run_for(20);
+    }
+    assert_eq!(w.node(h).unwrap().settings().len(), 30);
+    let epoch = w.node(h).unwrap().identity().epoch;
+    w.crash(h);
+    w.damage_log(h, 0.5);
+    w.restart(h);
+    w.check().unwrap();
+    let n = w.node(h).unwrap();
+    assert_eq!(n.settings().len(), 29, "only the damaged record is lost: {:?}", n.settings());
+    assert!(n.identity().epoch > epoch, "a new write epoch");
+    assert_eq!(n.identity().system, sys);
 }
 
 #[test]

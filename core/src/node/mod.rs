@@ -21,7 +21,7 @@ use crate::hlc::HlcClock;
 use crate::identity::Identity;
 use crate::ids::{HardwareId, PeerAddr, ServerId, SystemId, SystemName};
 use crate::keys::{PublicKey, StaticKeypair};
-use crate::persist::{Record, Restored, Snapshot};
+use crate::persist::{Loss, Record, Restored, Snapshot};
 use crate::resources::{Key, ServerRecord, Value};
 use crate::store::{Store, Transaction};
 use crate::wire::{Beacon, Message};
@@ -240,8 +240,19 @@ pub enum Event {
         /// What it did.
         what: String,
     },
-    /// The log was damaged: this server starts a new write epoch and recovers from peers.
-    RecoveringFromPeers,
+    /// Writes this server acknowledged may be missing (its log was damaged, or its data
+    /// restored from a backup): it took a new write epoch, so its sequence numbers are never
+    /// reused, and pulls from peers what they hold. With no peer known, nothing can be
+    /// recovered from peers: what `loss` lists as lost is gone.
+    WritesMayBeMissing {
+        /// What was found.
+        loss: Loss,
+        /// The new write epoch.
+        epoch: u64,
+        /// Other servers in the replica plus manual peer addresses: where missing writes
+        /// could come back from.
+        peers_known: u64,
+    },
     /// A server presented a link key other than the one the system pinned for it; the link
     /// was refused.
     KeyMismatch {
@@ -330,11 +341,10 @@ impl Node {
         }
         let identity = match identity {
             Some(mut identity) => {
-                if restored.damaged {
+                if restored.loss.is_some() {
                     // Sequence numbers after the damage may have reached peers: never reuse them.
                     identity.epoch = identity.epoch.max(now.wall_ms).saturating_add(1);
                     records.push(Record::Identity(identity.clone()));
-                    events.push(Event::RecoveringFromPeers);
                 }
                 if identity.link_key.is_none() {
                     identity.link_key = Some(config.link_key.clone());
@@ -390,6 +400,13 @@ impl Node {
         };
         if !records.is_empty() {
             node.outputs.push_back(Output::Persist(records));
+        }
+        if let Some(loss) = restored.loss {
+            let me = node.identity.server;
+            let servers = node.servers().filter(|(s, _)| *s != me).count();
+            let peers_known = (servers + node.manual_addresses().len()) as u64;
+            let epoch = node.identity.epoch;
+            node.event(Event::WritesMayBeMissing { loss, epoch, peers_known });
         }
         for e in events {
             node.event(e);

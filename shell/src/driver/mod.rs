@@ -19,8 +19,10 @@ pub use stats::{Traffic, TrafficStats};
 
 use crate::storage::{Fs, Persistence, StorageError};
 use hive_core::ids::PeerAddr;
-use hive_core::node::{Command, CommandError, CommandId, Config, Input, Node, Output, Reply};
-use hive_core::persist::{DecodeError, Record, Restored, Snapshot};
+use hive_core::node::{
+    Command, CommandError, CommandId, Config, Event, Input, Node, Output, Reply,
+};
+use hive_core::persist::{ByteRange, DecodeError, LogDamage, Loss, Record, Restored, Snapshot};
 use hive_core::wire::{Beacon, BEACON_LEN_MAX};
 use links::{LinkEvent, Links};
 use std::collections::BTreeMap;
@@ -111,37 +113,79 @@ impl Observer for () {
 /// Loads the replica from disk, reporting damage.
 ///
 /// Damage is read twice before it is believed: a read that returned corrupt bytes once (a bad
-/// cable, a flaky controller) must not cost the log after it.
+/// cable, a flaky controller) must not cost the log its records. Every intact record is kept,
+/// before and after damage, except those whose meaning depends on what was lost
+/// ([`Record::trusted_after_damage`]).
 pub async fn load<F: Fs>(fs: F) -> Result<(Persistence<F>, Restored), DriverError> {
-    let (mut persistence, mut loaded) = Persistence::load(fs.clone()).await?;
-    if loaded.report.corruption.is_some() {
-        (persistence, loaded) = Persistence::load(fs).await?;
+    let (mut persistence, mut loaded) = Persistence::load(fs.clone(), is_record).await?;
+    if !loaded.report.damage.is_empty() {
+        (persistence, loaded) = Persistence::load(fs, is_record).await?;
     }
     let snapshot = loaded.snapshot.as_deref().map(Snapshot::decode).transpose()?;
-    let mut restored = Restored { snapshot, records: Vec::new(), damaged: false };
-    for body in &loaded.records {
-        match Record::decode(body) {
-            Ok(r) => restored.records.push(r),
-            Err(e) => {
-                // A record that frames correctly but does not decode is damage too.
-                tracing::error!(error = %e, "undecodable record in the log; recovering from peers");
-                restored.damaged = true;
-                break;
-            }
+    let report = &loaded.report;
+    let damaged_from = report.damage.first().map(|d| d.records_before);
+    let mut records = Vec::with_capacity(loaded.records.len());
+    let mut records_skipped = 0;
+    for (i, body) in loaded.records.iter().enumerate() {
+        let record = Record::decode(body)?;
+        if damaged_from.is_some_and(|from| i >= from) && !record.trusted_after_damage() {
+            records_skipped += 1;
+            continue;
         }
+        records.push(record);
     }
-    if let Some(c) = &loaded.report.corruption {
-        tracing::error!(offset = c.offset, error = %c.error, "the transaction log is damaged; recovering from peers");
-        restored.damaged = true;
+    for d in &report.damage {
+        tracing::error!(
+            offset = d.offset,
+            bytes = d.len_bytes,
+            error = %d.error,
+            "skipped a damaged part of the transaction log; reading resumed after it"
+        );
     }
-    if let Some(t) = &loaded.report.torn_tail {
+    if let Some(t) = &report.torn_tail {
         tracing::warn!(
             offset = t.offset,
             bytes = t.bytes,
             "cut a torn write from the end of the log"
         );
     }
-    Ok((persistence, restored))
+    let loss = damaged_from.map(|_| {
+        Loss::DamagedLog(LogDamage {
+            ranges: report
+                .damage
+                .iter()
+                .map(|d| ByteRange { offset: d.offset, len_bytes: d.len_bytes })
+                .collect(),
+            records_kept: records.len() as u64,
+            records_skipped,
+        })
+    });
+    Ok((persistence, Restored { snapshot, records, loss }))
+}
+
+/// Whether a log body is a record: the scan resynchronises after damage only on frames that
+/// are.
+pub fn is_record(body: &[u8]) -> bool {
+    Record::decode(body).is_ok()
+}
+
+/// Says what a server whose acknowledged writes may be missing found, and whether anything
+/// can come back from peers.
+fn report_loss(loss: &Loss, epoch: u64, peers_known: u64) {
+    if peers_known == 0 {
+        tracing::error!(
+            epoch,
+            "{loss}; took write epoch {epoch}; no peers are known, so nothing can be recovered \
+             from peers"
+        );
+    } else {
+        tracing::warn!(
+            epoch,
+            peers_known,
+            "{loss}; took write epoch {epoch}; recovering what is missing from {peers_known} \
+             known peers"
+        );
+    }
 }
 
 /// Runs a server until its command channel closes or its disk fails.
@@ -155,11 +199,13 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
     observer: &mut O,
 ) -> Result<(), DriverError> {
     let (mut persistence, mut restored) = load(fs).await?;
-    restored.damaged |= dc.new_epoch;
-    let damaged = restored.damaged;
+    if dc.new_epoch && restored.loss.is_none() {
+        restored.loss = Some(Loss::RestoredFromBackup);
+    }
+    let lost = restored.loss.is_some();
     let mut node = Node::new(config, restored, seed, clock.now());
-    if damaged {
-        // Start clean from what was recovered; the rest comes back from peers.
+    if lost {
+        // Start clean from what was recovered, written fresh; a damaged log is kept aside.
         persistence.write_snapshot(&node.snapshot().encode()).await?;
     }
     let listener = N::listen(dc.listen).await.map_err(|source| DriverError::Bind {
@@ -221,6 +267,9 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
                     if let Some(tx) = replies.remove(&id) {
                         let _ = tx.send(result);
                     }
+                }
+                Output::Event(Event::WritesMayBeMissing { loss, epoch, peers_known }) => {
+                    report_loss(&loss, epoch, peers_known)
                 }
                 Output::Event(e) => log_event(&e),
             }
@@ -320,4 +369,69 @@ fn fill_unspecified_hosts(listen: &mut [PeerAddr], from: SocketAddr) {
 
 fn resolve(addr: &PeerAddr) -> Result<SocketAddr, ()> {
     addr.0.parse().map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StdFs;
+    use hive_core::frame::HEADER_LEN;
+    use hive_core::hlc::Hlc;
+    use hive_core::ids::{ServerId, SystemId};
+    use hive_core::resources::{Key, Value};
+    use hive_core::store::{ReplicaId, Transaction};
+
+    const ORIGIN: ReplicaId = ReplicaId { server: ServerId(7), epoch: 0 };
+
+    fn txn(seq: u64) -> Record {
+        Record::Txn(Transaction {
+            origin: ORIGIN,
+            seq,
+            hlc: Hlc { wall_ms: seq, logical: 0 },
+            key: Key::Setting { system: SystemId(1), name: format!("s{seq}") },
+            value: Some(Value::Setting("v".into())),
+        })
+    }
+
+    fn cover(upto: u64) -> Record {
+        Record::Cover { origin: ORIGIN, upto }
+    }
+
+    #[tokio::test]
+    async fn a_cover_after_damage_is_skipped_and_every_intact_transaction_is_kept() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let fs = StdFs::open(dir.path().join("data")).await.unwrap();
+        let (mut persistence, _) = Persistence::load(fs.clone(), is_record).await.unwrap();
+        let before = [txn(1), txn(2), cover(5)];
+        let after = [txn(4), cover(9), txn(10)];
+        persistence.append(&before.iter().map(Record::encode).collect::<Vec<_>>()).await.unwrap();
+        let damaged_at = persistence.log_len_bytes();
+        persistence.append(&[txn(3).encode()]).await.unwrap();
+        persistence.append(&after.iter().map(Record::encode).collect::<Vec<_>>()).await.unwrap();
+        drop(persistence);
+        let mut log = fs.read("log.0").await.unwrap().unwrap();
+        log[damaged_at as usize + HEADER_LEN + 2] ^= 0x20;
+        fs.write_atomic("log.0", &log).await.unwrap();
+
+        let (_, restored) = load(fs).await.unwrap();
+        // The cover before the damage stands on intact records; the one after it may not.
+        assert_eq!(restored.records, [txn(1), txn(2), cover(5), txn(4), txn(10)]);
+        let Some(Loss::DamagedLog(damage)) = restored.loss else { panic!("damage reported") };
+        assert_eq!((damage.records_kept, damage.records_skipped), (5, 1));
+        assert_eq!(damage.ranges.len(), 1);
+        assert_eq!(damage.ranges[0].offset, damaged_at);
+        assert_eq!(damage.ranges[0].len_bytes, txn(3).encode().len() as u64 + HEADER_LEN as u64);
+    }
+
+    #[tokio::test]
+    async fn an_intact_log_reports_no_loss() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let fs = StdFs::open(dir.path().join("data")).await.unwrap();
+        let (mut persistence, _) = Persistence::load(fs.clone(), is_record).await.unwrap();
+        persistence.append(&[txn(1).encode(), cover(3).encode()]).await.unwrap();
+        drop(persistence);
+        let (_, restored) = load(fs).await.unwrap();
+        assert_eq!(restored.records, [txn(1), cover(3)]);
+        assert_eq!(restored.loss, None);
+    }
 }

@@ -49,7 +49,7 @@ pub async fn restore(file: &Path, data_dir: &Path) -> Result<(), RestoreError> {
     // The marker first: a replica restored without it would reuse sequence numbers.
     write_owner_only(&data_dir.join(super::RESTORED_MARKER), b"restored from a backup\n")
         .map_err(|source| RestoreError::Read { path: data_dir.display().to_string(), source })?;
-    let (mut persistence, _) = Persistence::load(fs).await?;
+    let (mut persistence, _) = Persistence::load(fs, crate::driver::is_record).await?;
     persistence.write_snapshot(&bytes).await?;
     Ok(())
 }

@@ -37,11 +37,19 @@ pub enum StorageError {
         /// Largest body a frame carries.
         max: usize,
     },
-    /// The log holds damage in its middle; appends wait until the caller discards it.
-    #[error("the log is damaged at byte {offset}; discard the damage before appending")]
+    /// The log holds damage in its middle; appends wait until a snapshot replaces it.
+    #[error("the log is damaged at byte {offset}; write a snapshot before appending")]
     DamagedLog {
         /// Byte offset of the first damaged frame.
         offset: u64,
+    },
+    /// Every name for a kept copy of a damaged log is taken.
+    #[error("{max} kept copies of the damaged {log} exist already; move some away")]
+    TooManyDamagedCopies {
+        /// The damaged log.
+        log: String,
+        /// Most copies kept.
+        max: u32,
     },
     /// The snapshot file exists but cannot be read back.
     #[error("corrupt snapshot: {0}")]

@@ -38,7 +38,7 @@ pub trait Fs: Clone + Send + Sync + 'static {
     fn remove(&self, name: &str) -> impl Future<Output = Result<bool, StorageError>> + Send;
 }
 
-/// A file that grows only at its end, and is cut back only to discard damage.
+/// A file that grows only at its end, and is cut back only to drop bytes never acknowledged.
 pub trait AppendFile: Send {
     /// Writes `bytes` at the end of the file. On error a prefix of them may have been written.
     fn append(&mut self, bytes: &[u8]) -> impl Future<Output = Result<(), StorageError>> + Send;

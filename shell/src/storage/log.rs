@@ -8,7 +8,7 @@
 //! frames of them, as with any write whose outcome was unknown.
 
 use crate::storage::fs::{AppendFile, Fs};
-use crate::storage::recover::{scan, Recovered};
+use crate::storage::recover::{scan, IsRecord, Recovered};
 use crate::storage::StorageError;
 use hive_core::frame::{encode_into, BODY_LEN_MAX, HEADER_LEN};
 
@@ -27,22 +27,32 @@ enum State {
     Clean,
     /// Perhaps part of a failed append, to cut before the next one.
     Unsure,
-    /// Corruption found at open, at `valid_len`: the caller must decide before appending.
-    Damaged,
+    /// Damage found at open, first at this offset: the log is read-only evidence until a
+    /// snapshot replaces it.
+    Damaged(u64),
 }
 
 impl<F: Fs> TxLog<F> {
-    /// Opens log `name` (created if missing), reads its records back and cuts a torn tail.
+    /// Opens log `name` (created if missing), reads its records back and cuts a torn tail;
+    /// `is_record` tells records from other well-framed bodies.
     ///
-    /// Corruption in the middle is left in place and reported; appends fail with
-    /// [`StorageError::DamagedLog`] until [`TxLog::discard_damage`] is called.
-    pub async fn open(fs: &F, name: &str) -> Result<(Self, Recovered), StorageError> {
-        let recovered = scan(&fs.read(name).await?.unwrap_or_default());
+    /// Damage in the middle is left in place and reported, with every intact record around
+    /// it; appends fail with [`StorageError::DamagedLog`], so the file stays as found until
+    /// a snapshot holding its records replaces it.
+    pub async fn open(
+        fs: &F,
+        name: &str,
+        is_record: IsRecord,
+    ) -> Result<(Self, Recovered), StorageError> {
+        let recovered = scan(&fs.read(name).await?.unwrap_or_default(), is_record);
         let mut file = fs.open_append(name).await?;
         if recovered.torn_tail.is_some() {
             file.truncate(recovered.valid_len).await?;
         }
-        let state = if recovered.corruption.is_some() { State::Damaged } else { State::Clean };
+        let state = match recovered.first_damage_offset() {
+            Some(offset) => State::Damaged(offset),
+            None => State::Clean,
+        };
         Ok((TxLog { file, valid_len: recovered.valid_len, state }, recovered))
     }
 
@@ -50,8 +60,8 @@ impl<F: Fs> TxLog<F> {
     ///
     /// Bodies must be non-empty and at most [`BODY_LEN_MAX`] bytes; otherwise nothing is written.
     pub async fn append(&mut self, bodies: &[Vec<u8>]) -> Result<(), StorageError> {
-        if self.state == State::Damaged {
-            return Err(StorageError::DamagedLog { offset: self.valid_len });
+        if let State::Damaged(offset) = self.state {
+            return Err(StorageError::DamagedLog { offset });
         }
         check_bodies(bodies)?;
         if bodies.is_empty() {
@@ -82,18 +92,7 @@ impl<F: Fs> TxLog<F> {
         Ok(())
     }
 
-    /// Cuts the log back to its intact records, dropping damage and everything after it.
-    ///
-    /// Call it once the records after the damage have been recovered elsewhere.
-    pub async fn discard_damage(&mut self) -> Result<(), StorageError> {
-        if self.state != State::Clean {
-            self.file.truncate(self.valid_len).await?;
-            self.state = State::Clean;
-        }
-        Ok(())
-    }
-
-    /// Bytes of intact records in the log.
+    /// Bytes of the log up to its torn tail, if any: where the next append goes.
     pub fn len_bytes(&self) -> u64 {
         self.valid_len
     }
@@ -122,6 +121,10 @@ mod tests {
 
     const LOG: &str = "log.0";
 
+    fn any_body(_: &[u8]) -> bool {
+        true
+    }
+
     fn records(range: std::ops::Range<u8>) -> Vec<Vec<u8>> {
         range.map(|i| vec![i; 3 + i as usize]).collect()
     }
@@ -129,13 +132,13 @@ mod tests {
     #[tokio::test]
     async fn appended_records_read_back_after_reopening() {
         let (_dir, fs) = temp_fs().await;
-        let (mut log, found) = TxLog::open(&fs, LOG).await.unwrap();
+        let (mut log, found) = TxLog::open(&fs, LOG, any_body).await.unwrap();
         assert!(found.records.is_empty());
         log.append(&records(0..3)).await.unwrap();
         log.append(&records(3..5)).await.unwrap();
         log.append(&[]).await.unwrap();
         drop(log);
-        let (log, found) = TxLog::open(&fs, LOG).await.unwrap();
+        let (log, found) = TxLog::open(&fs, LOG, any_body).await.unwrap();
         assert_eq!(found.records, records(0..5));
         assert_eq!(log.len_bytes(), fs.read(LOG).await.unwrap().unwrap().len() as u64);
     }
@@ -143,7 +146,7 @@ mod tests {
     #[tokio::test]
     async fn torn_tail_is_cut_and_appends_continue_after_it() {
         let (_dir, fs) = temp_fs().await;
-        let (mut log, _) = TxLog::open(&fs, LOG).await.unwrap();
+        let (mut log, _) = TxLog::open(&fs, LOG, any_body).await.unwrap();
         log.append(&records(0..2)).await.unwrap();
         let acked_len = log.len_bytes();
         drop(log);
@@ -151,22 +154,23 @@ mod tests {
         raw.append(&encode(b"never acknowledged")[..12]).await.unwrap();
         drop(raw);
 
-        let (mut log, found) = TxLog::open(&fs, LOG).await.unwrap();
+        let (mut log, found) = TxLog::open(&fs, LOG, any_body).await.unwrap();
         assert_eq!(found.records, records(0..2));
         assert_eq!(found.torn_tail, Some(TornTail { offset: acked_len, bytes: 12 }));
         assert_eq!(fs.read(LOG).await.unwrap().unwrap().len() as u64, acked_len);
         log.append(&records(2..4)).await.unwrap();
         drop(log);
 
-        let (_, found) = TxLog::open(&fs, LOG).await.unwrap();
+        let (_, found) = TxLog::open(&fs, LOG, any_body).await.unwrap();
         assert_eq!(found.records, records(0..4));
         assert_eq!(found.torn_tail, None);
     }
 
     #[tokio::test]
-    async fn corrupt_middle_record_is_reported_at_its_offset_and_blocks_appends() {
+    async fn a_damaged_middle_record_is_reported_the_records_after_it_kept_and_the_file_left_alone()
+    {
         let (_dir, fs) = temp_fs().await;
-        let (mut log, _) = TxLog::open(&fs, LOG).await.unwrap();
+        let (mut log, _) = TxLog::open(&fs, LOG, any_body).await.unwrap();
         log.append(&records(0..2)).await.unwrap();
         let damaged_at = log.len_bytes();
         log.append(&records(2..5)).await.unwrap();
@@ -175,22 +179,17 @@ mod tests {
         bytes[damaged_at as usize + HEADER_LEN] ^= 0x40;
         fs.write_atomic(LOG, &bytes).await.unwrap();
 
-        let (mut log, found) = TxLog::open(&fs, LOG).await.unwrap();
-        assert_eq!(found.records, records(0..2));
-        let corruption = found.corruption.expect("corruption is reported");
-        assert_eq!(corruption.offset, damaged_at);
-        assert!(matches!(corruption.error, RecordError::Frame(FrameError::Checksum { .. })));
+        let (mut log, found) = TxLog::open(&fs, LOG, any_body).await.unwrap();
+        assert_eq!(found.records, [records(0..2), records(3..5)].concat());
+        let [damage] = &found.damage[..] else { panic!("one damaged range: {found:?}") };
+        assert_eq!(damage.offset, damaged_at);
+        assert!(matches!(damage.error, RecordError::Frame(FrameError::Checksum { .. })));
         assert!(matches!(
             log.append(&records(9..10)).await,
             Err(StorageError::DamagedLog { offset }) if offset == damaged_at
         ));
-
-        log.discard_damage().await.unwrap();
-        log.append(&records(9..10)).await.unwrap();
         drop(log);
-        let (_, found) = TxLog::open(&fs, LOG).await.unwrap();
-        assert_eq!(found.records, [records(0..2), records(9..10)].concat());
-        assert_eq!(found.corruption, None);
+        assert_eq!(fs.read(LOG).await.unwrap(), Some(bytes), "the damaged file is evidence");
     }
 
     #[tokio::test]
@@ -198,21 +197,21 @@ mod tests {
         let (_dir, std_fs) = temp_fs().await;
         let faults = DiskFaults::unlimited();
         let fs = FaultyFs::new(std_fs, faults.clone());
-        let (mut log, _) = TxLog::open(&fs, LOG).await.unwrap();
+        let (mut log, _) = TxLog::open(&fs, LOG, any_body).await.unwrap();
         log.append(&records(0..2)).await.unwrap();
         faults.set_space_left(Some(5));
         assert!(matches!(log.append(&records(2..4)).await, Err(StorageError::DiskFull { .. })));
         assert_eq!(faults.space_left(), Some(0));
         drop(log);
 
-        let (mut log, found) = TxLog::open(&fs, LOG).await.unwrap();
+        let (mut log, found) = TxLog::open(&fs, LOG, any_body).await.unwrap();
         assert_eq!(found.records, records(0..2));
-        assert_eq!(found.corruption, None);
+        assert_eq!(found.damage, vec![]);
 
         faults.set_space_left(None);
         log.append(&records(4..5)).await.unwrap();
         drop(log);
-        let (_, found) = TxLog::open(&fs, LOG).await.unwrap();
+        let (_, found) = TxLog::open(&fs, LOG, any_body).await.unwrap();
         assert_eq!(found.records, [records(0..2), records(4..5)].concat());
     }
 
@@ -221,7 +220,7 @@ mod tests {
         let (_dir, std_fs) = temp_fs().await;
         let faults = DiskFaults::unlimited();
         let fs = FaultyFs::new(std_fs.clone(), faults.clone());
-        let (mut log, _) = TxLog::open(&fs, LOG).await.unwrap();
+        let (mut log, _) = TxLog::open(&fs, LOG, any_body).await.unwrap();
         log.append(&records(0..1)).await.unwrap();
         faults.set_space_left(Some(7));
         assert!(log.append(&records(1..2)).await.is_err());
@@ -229,16 +228,16 @@ mod tests {
         log.append(&records(2..3)).await.unwrap();
         drop(log);
 
-        let (_, found) = TxLog::open(&std_fs, LOG).await.unwrap();
+        let (_, found) = TxLog::open(&std_fs, LOG, any_body).await.unwrap();
         assert_eq!(found.records, [records(0..1), records(2..3)].concat());
-        assert_eq!((found.torn_tail, found.corruption), (None, None));
+        assert_eq!((found.torn_tail, found.damage), (None, vec![]));
     }
 
     #[tokio::test]
     async fn every_truncation_recovers_a_prefix_and_accepts_appends() {
         let (_dir, fs) = temp_fs().await;
         let acked = records(0..4);
-        let (mut log, _) = TxLog::open(&fs, LOG).await.unwrap();
+        let (mut log, _) = TxLog::open(&fs, LOG, any_body).await.unwrap();
         log.append(&acked[..2]).await.unwrap();
         log.append(&acked[2..]).await.unwrap();
         drop(log);
@@ -247,12 +246,12 @@ mod tests {
         for cut in 0..=full.len() {
             let name = format!("cut.{cut}");
             fs.write_atomic(&name, &full[..cut]).await.unwrap();
-            let (mut log, found) = TxLog::open(&fs, &name).await.unwrap();
+            let (mut log, found) = TxLog::open(&fs, &name, any_body).await.unwrap();
             assert!(acked.starts_with(&found.records), "cut at {cut}");
-            assert_eq!(found.corruption, None, "cut at {cut}");
+            assert_eq!(found.damage, vec![], "cut at {cut}");
             log.append(&records(9..10)).await.unwrap();
             drop(log);
-            let (_, again) = TxLog::open(&fs, &name).await.unwrap();
+            let (_, again) = TxLog::open(&fs, &name, any_body).await.unwrap();
             assert_eq!(again.records, [found.records, records(9..10)].concat(), "cut at {cut}");
         }
     }
@@ -260,7 +259,7 @@ mod tests {
     #[tokio::test]
     async fn empty_or_oversized_bodies_are_refused_before_writing() {
         let (_dir, fs) = temp_fs().await;
-        let (mut log, _) = TxLog::open(&fs, LOG).await.unwrap();
+        let (mut log, _) = TxLog::open(&fs, LOG, any_body).await.unwrap();
         let empty = log.append(&[b"ok".to_vec(), vec![]]).await;
         assert!(matches!(empty, Err(StorageError::EmptyRecord)));
         let huge = log.append(&[vec![1; BODY_LEN_MAX + 1]]).await;

@@ -20,7 +20,7 @@ pub use fs::{AppendFile, Fs};
 pub use generation::Generation;
 pub use log::TxLog;
 pub use persistence::{Loaded, Persistence, RecoveryReport};
-pub use recover::{scan, Corruption, RecordError, Recovered, TornTail};
+pub use recover::{scan, Damage, IsRecord, RecordError, Recovered, TornTail};
 pub use sim_fs::{SimFile, SimFs};
 pub use snapshot::SnapshotError;
 pub use std_fs::{StdFile, StdFs, DIR_MODE, FILE_MODE};

@@ -314,12 +314,13 @@ impl World {
         self.hosts[host].disk.full = full;
     }
 
-    /// Damages a crashed host's log, keeping a fraction of its records.
-    pub fn damage_log(&mut self, host: HostId, keep_fraction: f64) {
+    /// Damages one record of a crashed host's log, the one `at_fraction` of the way in; the
+    /// server reads back every other record it may trust.
+    pub fn damage_log(&mut self, host: HostId, at_fraction: f64) {
         let d = &mut self.hosts[host].disk;
-        let keep = (d.records.len() as f64 * keep_fraction) as usize;
-        d.damage(keep);
-        // What was acknowledged after the damage point now lives only on peers.
+        let at = (d.records.len() as f64 * at_fraction) as usize;
+        d.damage(at);
+        // The damaged record, if acknowledged, now lives only on peers.
         self.hosts[host].recovering = true;
     }
 
