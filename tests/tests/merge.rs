@@ -31,8 +31,10 @@ fn three_servers_merge_and_a_change_through_one_is_read_through_the_others() {
             let s = h.system();
             (s["licenses"]["total"] == 14, s["licenses"].clone())
         });
-        let (_, settings) = h.api().get("/api/settings");
-        assert_eq!(settings["site"], "Depot");
+        wait_for("the setting everywhere", CONVERGE, || {
+            let (_, settings) = h.api().get("/api/settings");
+            (settings["site"] == "Depot", settings)
+        });
     }
     // The server recording the camera is the one it was added through.
     let id = cam["id"].as_str().unwrap();

@@ -62,6 +62,13 @@ pub enum Command {
         /// New name.
         name: SystemName,
     },
+    /// Replace this server's link key (an owner's act, e.g. after a suspected leak): the new
+    /// public key is pinned system-wide over the current links, then every link is made again
+    /// with the new key.
+    ReplaceLinkKey {
+        /// The new pair, made by the shell from the operating system's randomness.
+        pair: crate::keys::StaticKeypair,
+    },
 }
 
 /// A command's successful outcome.
@@ -79,6 +86,8 @@ pub enum Reply {
         /// The new system.
         system: SystemId,
     },
+    /// This server's link key is now this one.
+    LinkKey(crate::keys::PublicKey),
 }
 
 /// Why a command failed.
@@ -135,6 +144,7 @@ impl Node {
                 }
             }
             Command::Split { name } => self.split(name),
+            Command::ReplaceLinkKey { pair } => Ok(self.replace_link_key(pair)),
             Command::Rename { name } => {
                 if name == self.identity.name {
                     Err(CommandError::NameUnchanged(name))
@@ -162,6 +172,23 @@ impl Node {
         }
         self.write(vec![(key, Some(value))]);
         Ok(Reply::Done)
+    }
+
+    fn replace_link_key(&mut self, pair: crate::keys::StaticKeypair) -> Reply {
+        let public = pair.public;
+        self.identity.link_key = Some(pair);
+        // Durable before the new pin is pushed: a crash must not leave the system pinning a
+        // key this server no longer has.
+        self.outputs.push_back(Output::Persist(vec![crate::persist::Record::Identity(
+            self.identity.clone(),
+        )]));
+        self.write(vec![(Key::ServerKey(self.identity.server), Some(Value::ServerKey(public)))]);
+        // Pushed first on every link (the driver drains queued frames before closing); the
+        // peers then see this server come back with the key they just pinned.
+        for link in self.links.keys().copied().collect::<Vec<_>>() {
+            self.close(link);
+        }
+        Reply::LinkKey(public)
     }
 
     /// Leaves the system: the others forget this server, its cameras and licenses; this server

@@ -402,3 +402,124 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::PublicKey;
+    use crate::node::testing::{node, NOW};
+    use crate::node::{Command, CommandId, Input, Output, Reply};
+
+    fn member(key: PublicKey) -> ChannelInfo {
+        ChannelInfo { kind: ChannelKind::Member, peer_key: key, handshake_hash: [3; 32] }
+    }
+
+    fn hello_from(n: &Node, hlc: Hlc) -> Hello {
+        Hello { hlc, ..n.hello() }
+    }
+
+    fn events(n: &mut Node) -> Vec<Event> {
+        std::iter::from_fn(|| n.poll_output())
+            .filter_map(|o| match o {
+                Output::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_hello_stamped_at_the_end_of_time_closes_the_link_and_leaves_the_clock_alone() {
+        let (mut a, b) = (node("north", 1), node("north", 2));
+        let before = a.clock.last();
+        a.handle(
+            NOW,
+            Input::LinkOpened {
+                link: LinkId(1),
+                dialed: None,
+                channel: member(b.channel_keys().0.public),
+            },
+        );
+        let poison = Hlc { wall_ms: u64::MAX, logical: u32::MAX };
+        a.handle(
+            NOW,
+            Input::Message { link: LinkId(1), msg: Message::Hello(hello_from(&b, poison)) },
+        );
+        assert!(events(&mut a).iter().any(|e| matches!(e, Event::ClockViolation { .. })));
+        assert!(!a.links.contains_key(&LinkId(1)));
+        assert_eq!(a.clock.last(), before);
+    }
+
+    #[test]
+    fn a_known_server_presenting_another_key_is_refused_and_reported() {
+        let (mut a, b) = (node("north", 1), node("north", 2));
+        // The system pinned b's key (b wrote it; here it reaches a directly).
+        let pin = (
+            crate::resources::Key::ServerKey(b.identity.server),
+            crate::resources::Value::ServerKey(b.channel_keys().0.public),
+        );
+        a.handle(
+            NOW,
+            Input::Command { id: CommandId(9), cmd: Command::Put { key: pin.0, value: pin.1 } },
+        );
+        let impostor = PublicKey([0xee; 32]);
+        a.handle(
+            NOW,
+            Input::LinkOpened { link: LinkId(1), dialed: None, channel: member(impostor) },
+        );
+        a.handle(
+            NOW,
+            Input::Message { link: LinkId(1), msg: Message::Hello(hello_from(&b, b.clock.last())) },
+        );
+        let seen = events(&mut a);
+        assert!(
+            seen.contains(&Event::KeyMismatch { server: b.identity.server, presented: impostor }),
+            "{seen:?}"
+        );
+        assert!(a.peers.is_empty());
+        // The real key still links.
+        a.handle(
+            NOW,
+            Input::LinkOpened {
+                link: LinkId(2),
+                dialed: None,
+                channel: member(b.channel_keys().0.public),
+            },
+        );
+        a.handle(
+            NOW,
+            Input::Message { link: LinkId(2), msg: Message::Hello(hello_from(&b, b.clock.last())) },
+        );
+        assert_eq!(a.peers.get(&b.identity.server), Some(&LinkId(2)));
+    }
+
+    #[test]
+    fn replacing_the_link_key_pins_the_new_key_and_remakes_every_link() {
+        let (mut a, b) = (node("north", 1), node("north", 2));
+        a.handle(
+            NOW,
+            Input::LinkOpened {
+                link: LinkId(1),
+                dialed: None,
+                channel: member(b.channel_keys().0.public),
+            },
+        );
+        a.handle(
+            NOW,
+            Input::Message { link: LinkId(1), msg: Message::Hello(hello_from(&b, b.clock.last())) },
+        );
+        while a.poll_output().is_some() {}
+        let pair = crate::keys::StaticKeypair { private: [5; 32], public: PublicKey([6; 32]) };
+        a.handle(NOW, Input::Command { id: CommandId(1), cmd: Command::ReplaceLinkKey { pair } });
+        let out: Vec<Output> = std::iter::from_fn(|| a.poll_output()).collect();
+        let pushed =
+            out.iter().position(|o| matches!(o, Output::Send { msg: Message::Push { .. }, .. }));
+        let closed = out.iter().position(|o| matches!(o, Output::Close(LinkId(1))));
+        assert!(pushed.is_some() && pushed < closed, "{out:?}");
+        assert!(out.contains(&Output::Reply {
+            id: CommandId(1),
+            result: Ok(Reply::LinkKey(PublicKey([6; 32])))
+        }));
+        assert_eq!(a.pinned_key(a.identity.server), Some(PublicKey([6; 32])));
+        assert_eq!(a.channel_keys().0.public, PublicKey([6; 32]));
+    }
+}

@@ -375,3 +375,138 @@ mod tests {
         assert_eq!(backoff_ms(u32::MAX), MERGE_BACKOFF_MS_MAX);
     }
 }
+
+#[cfg(test)]
+mod two_node_tests {
+    use super::*;
+    use crate::node::{ChannelInfo, ChannelKind, Event, Input};
+
+    use crate::node::testing::{node, NOW};
+
+    /// Runs a merge from `a` to `b` as `user` with `password`; the hashes of the two ends'
+    /// channels may differ (a relay). Returns a's reply, the messages b sent, and b's events.
+    fn merge(
+        a: &mut Node,
+        b: &mut Node,
+        user: &str,
+        password: &str,
+        hashes: ([u8; 32], [u8; 32]),
+    ) -> (Option<Result<Reply, CommandError>>, Vec<MergeMsg>, Vec<Event>) {
+        let addr = PeerAddr("10.0.0.2:7001".into());
+        let cmd = super::super::Command::Merge {
+            addr: addr.clone(),
+            user: user.into(),
+            password: password.into(),
+            keep: Keep::Remote,
+        };
+        a.handle(NOW, Input::Command { id: CommandId(1), cmd });
+        let (la, lb) = (LinkId(1), LinkId(2));
+        let info = |key, hash| ChannelInfo {
+            kind: ChannelKind::Merge,
+            peer_key: key,
+            handshake_hash: hash,
+        };
+        let (ka, kb) = (a.channel_keys().0.public, b.channel_keys().0.public);
+        b.handle(NOW, Input::LinkOpened { link: lb, dialed: None, channel: info(ka, hashes.1) });
+        a.handle(
+            NOW,
+            Input::LinkOpened { link: la, dialed: Some(addr), channel: info(kb, hashes.0) },
+        );
+        let (mut reply, mut from_b, mut events) = (None, Vec::new(), Vec::new());
+        for _ in 0..20 {
+            let mut to_b = Vec::new();
+            while let Some(o) = a.poll_output() {
+                match o {
+                    Output::Send { msg, .. } => to_b.push(Input::Message { link: lb, msg }),
+                    Output::Close(_) => to_b.push(Input::LinkClosed { link: lb }),
+                    Output::Reply { id: CommandId(1), result } => reply = Some(result),
+                    _ => {}
+                }
+            }
+            for i in to_b {
+                b.handle(NOW, i);
+            }
+            let mut to_a = Vec::new();
+            while let Some(o) = b.poll_output() {
+                match o {
+                    Output::Send { msg, .. } => {
+                        if let Message::Merge(m) = &msg {
+                            from_b.push(m.clone());
+                        }
+                        to_a.push(Input::Message { link: la, msg });
+                    }
+                    Output::Close(_) => to_a.push(Input::LinkClosed { link: la }),
+                    Output::Event(e) => events.push(e),
+                    _ => {}
+                }
+            }
+            if to_a.is_empty() && reply.is_some() {
+                break;
+            }
+            for i in to_a {
+                a.handle(NOW, i);
+            }
+        }
+        (reply, from_b, events)
+    }
+
+    #[test]
+    fn the_right_owner_password_merges_and_hands_over_the_kept_secret() {
+        let (mut a, mut b) = (node("north", 1), node("south", 2));
+        let (reply, _, _) = merge(&mut a, &mut b, "owner", "pw-right", ([7; 32], [7; 32]));
+        assert_eq!(reply, Some(Ok(Reply::Merged { system: b.identity.system })));
+        assert_eq!(a.identity.system, b.identity.system);
+        assert_eq!(a.identity.secret, b.identity.secret);
+    }
+
+    #[test]
+    fn a_wrong_password_an_unknown_user_and_a_viewer_fail_alike_and_reveal_nothing() {
+        let mut shapes = Vec::new();
+        for user in ["owner", "nobody", "viewer"] {
+            let (mut a, mut b) = (node("north", 1), node("south", 2));
+            let before = (b.identity.clone(), b.store.clone());
+            let password = if user == "owner" { "pw-wrong" } else { "pw-right" };
+            let (reply, from_b, _) = merge(&mut a, &mut b, user, password, ([7; 32], [7; 32]));
+            assert_eq!(reply, Some(Err(CommandError::MergeRefused(MergeRefusal::BadCredentials))));
+            assert_ne!(a.identity.system, b.identity.system);
+            assert_eq!((b.identity.clone(), b.store.clone()), before);
+            // Only the challenge crossed: no identity, name or server list.
+            let [MergeMsg::Challenge { ke2, params }] = from_b.as_slice() else {
+                panic!("{user}: {from_b:?}")
+            };
+            shapes.push((ke2.len(), *params));
+        }
+        assert!(shapes.windows(2).all(|w| w[0] == w[1]), "{shapes:?}");
+    }
+
+    #[test]
+    fn a_relayed_merge_channel_fails_the_login() {
+        let (mut a, mut b) = (node("north", 1), node("south", 2));
+        let (reply, _, _) = merge(&mut a, &mut b, "owner", "pw-right", ([7; 32], [8; 32]));
+        assert_eq!(reply, Some(Err(CommandError::MergeRefused(MergeRefusal::BadCredentials))));
+        assert_ne!(a.identity.system, b.identity.system);
+    }
+
+    #[test]
+    fn guessing_backs_off_after_a_few_failures_and_each_is_reported() {
+        let mut b = node("south", 2);
+        let mut refusals = Vec::new();
+        let mut reported = 0;
+        for _ in 0..MERGE_FAILURES_FREE + 2 {
+            let mut a = node("north", 1);
+            let (reply, _, events) = merge(&mut a, &mut b, "owner", "pw-wrong", ([7; 32], [7; 32]));
+            refusals.push(reply);
+            reported +=
+                events.iter().filter(|e| matches!(e, Event::MergeLoginFailed { .. })).count();
+        }
+        let last = refusals.last().cloned().flatten();
+        assert!(
+            matches!(
+                last,
+                Some(Err(CommandError::MergeRefused(MergeRefusal::TooManyAttempts { .. })))
+            ),
+            "{refusals:?}"
+        );
+        assert!(reported >= MERGE_FAILURES_FREE as usize, "{reported}");
+    }
+}

@@ -9,6 +9,8 @@ mod merge;
 mod mesh;
 mod routing;
 mod sync;
+#[cfg(test)]
+mod testing;
 mod view;
 
 pub use admin::{Command, CommandError, CommandId, Keep, Reply};

@@ -155,3 +155,21 @@ pub async fn backup(
         bytes,
     ))
 }
+
+/// `POST /api/link-key`: replaces this server's link key (owner only). The new public key is
+/// pinned system-wide over the current links, then every link is made again with it. Use it
+/// when a server's data directory or a backup may have leaked.
+pub async fn replace_link_key(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require_owner()?;
+    let pair = crate::driver::channel::Entropy::Os.generate_keypair();
+    match state.handle.command(Command::ReplaceLinkKey { pair }).await? {
+        Reply::LinkKey(public) => {
+            tracing::warn!(key = %public.fingerprint(), user = ?caller.name, "link key replaced");
+            Ok(Json(serde_json::json!({ "link_key": public.fingerprint() })))
+        }
+        other => Ok(Json(serde_json::json!({ "result": format!("{other:?}") }))),
+    }
+}

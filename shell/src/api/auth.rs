@@ -190,8 +190,12 @@ impl FromRequestParts<AppState> for Caller {
         let lookup = name.clone();
         let user = state
             .handle
-            .read(move |node| node.user(&lookup).map(|(_, u)| (u.role, u.password.clone())))
+            .read(move |node| {
+                node.user(&lookup).map(|(_, u)| (u.role, u.password.clone(), u.login.is_some()))
+            })
             .await?;
+        let needs_login = user.as_ref().is_some_and(|u| !u.2);
+        let user = user.map(|(role, verifier, _)| (role, verifier));
         let auth = &state.auth;
         let verifier = user.as_ref().map(|(_, v)| v);
         let digest = auth.digest(&name, &password, verifier);
@@ -236,6 +240,13 @@ impl FromRequestParts<AppState> for Caller {
                     Ok(attempt) => match state.passwords.verify(&password, verifier).await? {
                         true => {
                             auth.limiter.succeeded(attempt, Instant::now());
+                            if needs_login {
+                                super::login_migration::register_in_background(
+                                    state,
+                                    name.clone(),
+                                    password.clone(),
+                                );
+                            }
                             if let Some(v) = verifier {
                                 auth.remember(digest, v);
                             }

@@ -11,6 +11,7 @@ mod error;
 mod json_errors;
 mod licenses;
 mod login_limit;
+mod login_migration;
 mod metrics;
 pub mod passwords;
 pub mod rules;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/merge", post(admin::merge))
         .route("/api/split", post(admin::split))
         .route("/api/backup", get(admin::backup))
+        .route("/api/link-key", post(admin::replace_link_key))
         .route("/api/cameras", get(cameras::list).post(cameras::create))
         .route(
             "/api/cameras/{id}",

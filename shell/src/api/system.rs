@@ -16,6 +16,8 @@ pub struct ServerView {
     is_self: bool,
     failover: bool,
     max_cameras: u32,
+    /// Its pinned link key (hex), once known: compare with the server's own log.
+    link_key: Option<String>,
 }
 
 /// Another system seen on the network.
@@ -24,6 +26,8 @@ pub struct OtherSystemView {
     id: String,
     name: String,
     servers: Vec<String>,
+    /// Why it is not this system ("another system secret", "protocol 2, …: upgrade it").
+    reason: String,
 }
 
 /// Licensed channels against cameras recording.
@@ -63,6 +67,7 @@ pub async fn get_system(
                     is_self: id == me,
                     failover: r.failover_enabled,
                     max_cameras: r.max_cameras,
+                    link_key: node.pinned_key(id).map(|k| k.fingerprint()),
                 })
                 .collect();
             let licenses = node.license_status();
@@ -79,6 +84,7 @@ pub async fn get_system(
                         id: o.system.to_string(),
                         name: o.name.as_str().to_owned(),
                         servers: o.servers.iter().map(|s| s.to_string()).collect(),
+                        reason: o.reason,
                     })
                     .collect(),
             }

@@ -55,7 +55,8 @@ pub fn system_text(system: &Value) -> String {
         out.push_str("\nOther systems on the network:\n");
         for o in others {
             let n = o["servers"].as_array().map_or(0, Vec::len);
-            out.push_str(&format!("  {:?}: {n} server(s)\n", text(&o["name"])));
+            let (name, reason) = (text(&o["name"]), text(&o["reason"]));
+            out.push_str(&format!("  {name:?}: {n} server(s), {reason}\n"));
         }
     }
     out

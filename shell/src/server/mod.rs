@@ -163,6 +163,7 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
         name = %identity.name,
         peer = %settings.listen,
         http = %http_addr,
+        link_key = %identity.link_key.as_ref().map(|k| k.public.fingerprint()).unwrap_or_default(),
         "server started"
     );
     if first_start && settings.secret.is_none() {

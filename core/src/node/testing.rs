@@ -1,0 +1,46 @@
+//! Nodes for unit tests of the state machine.
+
+use super::{Command, CommandId, Config, Input, Node, Now, Timing};
+use crate::auth::{KdfParams, Secret};
+use crate::ids::{HardwareId, PeerAddr, SystemName, UserId};
+use crate::keys::{PublicKey, StaticKeypair};
+use crate::login;
+use crate::persist::Restored;
+use crate::resources::{Key, Role, UserRecord, Value};
+
+pub const NOW: Now = Now { mono_ms: 1_000, wall_ms: 1_700_000_000_000 };
+
+/// A node of system `name` (secret from the name) with users `owner` and `viewer`, both
+/// with password `pw-right`.
+pub fn node(name: &str, seed: u8) -> Node {
+    let config = Config {
+        server_name: name.into(),
+        system_name: SystemName::new(name).unwrap(),
+        secret: Secret::from_text(name),
+        link_key: StaticKeypair { private: [seed; 32], public: PublicKey([seed; 32]) },
+        entropy: [seed; 32],
+        hardware_id: HardwareId(name.into()),
+        listen: vec![PeerAddr(format!("10.0.0.{seed}:7001"))],
+        manual_peers: vec![],
+        vendor_key: crate::licenses::LicenseIssuer::from_seed([1; 32]).verifying_key(),
+        kdf: KdfParams::CHEAP,
+        failover_enabled: true,
+        max_cameras: 8,
+        timing: Timing::default(),
+    };
+    let mut n = Node::new(config, Restored::default(), u64::from(seed), NOW);
+    let mut rng = <rand_chacha::ChaCha20Rng as rand::SeedableRng>::seed_from_u64(9);
+    for (id, user, role) in [(1, "owner", Role::Owner), (2, "viewer", Role::Viewer)] {
+        let record = UserRecord {
+            name: user.into(),
+            role,
+            password: crate::auth::password_verifier("pw-right", [1; 16], KdfParams::CHEAP),
+            home_system: n.identity.system,
+            login: login::register(user, "pw-right", KdfParams::CHEAP, &mut rng).ok(),
+        };
+        let put = Command::Put { key: Key::User(UserId(id)), value: Value::User(record) };
+        n.handle(NOW, Input::Command { id: CommandId(100 + id as u64), cmd: put });
+    }
+    while n.poll_output().is_some() {}
+    n
+}
