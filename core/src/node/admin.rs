@@ -62,6 +62,13 @@ pub enum Command {
         /// New name.
         name: SystemName,
     },
+    /// Replace the system secret (an owner's act: a weak secret from before protocol 3, or a
+    /// leaked one). The new secret floods to every member over the current, encrypted links; a
+    /// member offline meanwhile must be rejoined with the new join token.
+    ReplaceSecret {
+        /// The new secret.
+        secret: crate::auth::Secret,
+    },
     /// Replace this server's link key (an owner's act, e.g. after a suspected leak): the new
     /// public key is pinned system-wide over the current links, then every link is made again
     /// with the new key.
@@ -145,6 +152,12 @@ impl Node {
             }
             Command::Split { name } => self.split(name),
             Command::ReplaceLinkKey { pair } => Ok(self.replace_link_key(pair)),
+            Command::ReplaceSecret { secret } => {
+                let stamp = self.clock.tick(self.now.wall_ms);
+                let (system, name) = (self.identity.system, self.identity.name.clone());
+                self.adopt(system, name, stamp, Some(secret));
+                Ok(Reply::Done)
+            }
             Command::Rename { name } => {
                 if name == self.identity.name {
                     Err(CommandError::NameUnchanged(name))

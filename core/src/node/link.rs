@@ -523,3 +523,46 @@ mod tests {
         assert_eq!(a.channel_keys().0.public, PublicKey([6; 32]));
     }
 }
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+    use crate::auth::Secret;
+    use crate::node::testing::{node, NOW};
+    use crate::node::{Command, CommandId, Input, Output};
+
+    #[test]
+    fn a_replaced_secret_reaches_every_linked_member_and_changes_the_link_key() {
+        let (mut a, mut b) = (node("north", 1), node("north", 2));
+        let member =
+            |k| ChannelInfo { kind: ChannelKind::Member, peer_key: k, handshake_hash: [1; 32] };
+        let (ka, kb) = (a.channel_keys().0.public, b.channel_keys().0.public);
+        a.handle(NOW, Input::LinkOpened { link: LinkId(1), dialed: None, channel: member(kb) });
+        b.handle(NOW, Input::LinkOpened { link: LinkId(1), dialed: None, channel: member(ka) });
+        let new = Secret::from_bytes([42; 32]);
+        let mut pending: Vec<(bool, Message)> = Vec::new();
+        let mut exchange = |a: &mut Node, b: &mut Node| {
+            for _ in 0..6 {
+                for (to_a, msg) in pending.drain(..).collect::<Vec<_>>() {
+                    let n = if to_a { &mut *a } else { &mut *b };
+                    n.handle(NOW, Input::Message { link: LinkId(1), msg });
+                }
+                for (from_a, n) in [(true, &mut *a), (false, &mut *b)] {
+                    while let Some(o) = n.poll_output() {
+                        if let Output::Send { msg, .. } = o {
+                            pending.push((!from_a, msg));
+                        }
+                    }
+                }
+            }
+        };
+        exchange(&mut a, &mut b);
+        assert_eq!(a.identity.system, b.identity.system, "linked and merged first");
+        let cmd = Command::ReplaceSecret { secret: new.clone() };
+        a.handle(NOW, Input::Command { id: CommandId(1), cmd });
+        exchange(&mut a, &mut b);
+        assert_eq!(a.identity.secret, new);
+        assert_eq!(b.identity.secret, new);
+        assert_eq!(b.channel_keys().1, new.noise_psk());
+    }
+}

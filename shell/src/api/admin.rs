@@ -173,3 +173,18 @@ pub async fn replace_link_key(
         other => Ok(Json(serde_json::json!({ "result": format!("{other:?}") }))),
     }
 }
+
+/// `POST /api/system/secret`: replaces the system secret with a new random one (owner only)
+/// and answers its join token, shown this once. Every member online takes it over its
+/// encrypted link; a member offline meanwhile must be restarted with the new token.
+pub async fn replace_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require_owner()?;
+    let secret = hive_core::auth::Secret::from_bytes(rand::random());
+    let token = secret.token();
+    state.handle.command(Command::ReplaceSecret { secret }).await?;
+    tracing::warn!(user = ?caller.name, "system secret replaced");
+    Ok(Json(serde_json::json!({ "join_token": token })))
+}

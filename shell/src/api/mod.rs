@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/split", post(admin::split))
         .route("/api/backup", get(admin::backup))
         .route("/api/link-key", post(admin::replace_link_key))
+        .route("/api/system/secret", post(admin::replace_secret))
         .route("/api/cameras", get(cameras::list).post(cameras::create))
         .route(
             "/api/cameras/{id}",
