@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Failures from one address in [`FAILURE_WINDOW`], and of one user before back-off starts.
+/// Failures from one address in `FAILURE_WINDOW`, and of one user before back-off starts.
 pub const FAILURES_MAX: u32 = 5;
 /// Window in which an address's failures are counted, and its wait once over the limit.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);

@@ -17,7 +17,7 @@
 //!
 //! Before the handshake completes a peer can make this server hold at most
 //! [`HANDSHAKE_MESSAGE_LEN_MAX`] bytes, for at most [`HANDSHAKE_TIMEOUT_MS`]; the number of
-//! such connections is capped by the caller ([`super::links`]).
+//! such connections is capped by the caller (the driver's `links`).
 
 use hive_core::keys::{PublicKey, StaticKeypair};
 use hive_core::node::{ChannelInfo, ChannelKind};

@@ -100,7 +100,7 @@ impl<F: Fs> Persistence<F> {
 
     /// Replaces the snapshot with `snapshot`, which must hold every record appended so far
     /// (and every intact one of a damaged log), and starts an empty log after it. A damaged
-    /// log is first copied aside ([`Persistence::keep_damaged_log`]).
+    /// log is first copied aside (`keep_damaged_log`).
     ///
     /// On an error the old snapshot and log stay in use, unless the error left it unknown which
     /// one is on disk: then every later call fails with [`StorageError::Poisoned`] and the
