@@ -96,6 +96,13 @@ fn a_backup_taken_while_running_restores_into_a_server_that_rejoins() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let server_id = b.system()["server_id"].clone();
+    let link_key = |h: &Hive| {
+        let s = h.system();
+        let me = s["servers"].as_array().unwrap().iter().find(|x| x["id"] == server_id).cloned();
+        me.map(|x| x["link_key"].clone())
+    };
+    let pinned = link_key(&a);
+    assert!(pinned.as_ref().is_some_and(|k| k.is_string()), "{pinned:?}");
     // Written after the backup: must come back from the peer.
     b.api().post("/api/cameras", &json!({ "name": "after", "url": "rtsp://10.0.0.1/y" }));
     wait_for("a to hold both", CONVERGE, || {
@@ -119,6 +126,9 @@ fn a_backup_taken_while_running_restores_into_a_server_that_rejoins() {
         let n = camera_names(&b);
         (n == ["after", "before"], n)
     });
+    // Its link key came back with it: the peer still recognises it.
+    assert_eq!(link_key(&a), pinned);
+    assert!(!a.log_text().contains("KeyMismatch"), "{}", a.log_text());
     // New writes from the restored server reach the peer (a new write epoch, no reused numbers).
     b.api().post("/api/cameras", &json!({ "name": "restored", "url": "rtsp://10.0.0.1/z" }));
     wait_for("a to see the restored server's write", CONVERGE, || {

@@ -119,6 +119,26 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
                 println!("The system is now named {name:?}");
             }
         }
+        Cmd::ReplaceSecret { conn } => {
+            let answer: Value = client(&conn)?.post("/api/system/secret", &json!({})).await?;
+            if conn.json {
+                print_json(&answer);
+            } else {
+                println!(
+                    "The system secret is replaced. Its join token, shown this once (servers \
+                     offline now must be restarted with it):\n\n    {}",
+                    text(&answer["join_token"])
+                );
+            }
+        }
+        Cmd::ReplaceLinkKey { conn } => {
+            let answer: Value = client(&conn)?.post("/api/link-key", &json!({})).await?;
+            if conn.json {
+                print_json(&answer);
+            } else {
+                println!("This server's link key is now {}", text(&answer["link_key"]));
+            }
+        }
         Cmd::License { cmd, conn } => match cmd {
             LicenseCmd::Add { key } => {
                 let answer: Value =

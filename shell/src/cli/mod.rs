@@ -91,6 +91,18 @@ pub enum Cmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Replace the system secret with a new random one and print its join token (owner).
+    ReplaceSecret {
+        /// Server and credentials.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Replace the link key of the server at --url and pin the new one system-wide (owner).
+    ReplaceLinkKey {
+        /// Server and credentials.
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// License keys.
     License {
         /// What to do with them.
