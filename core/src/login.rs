@@ -44,8 +44,10 @@ impl CipherSuite for Suite {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginRecord {
     /// Serialized `ServerSetup` (OPRF seed and server key pair) of this record.
+    #[serde(with = "serde_bytes")]
     pub setup: Vec<u8>,
     /// Serialized `ServerRegistration` (the password file).
+    #[serde(with = "serde_bytes")]
     pub file: Vec<u8>,
     /// Cost of the key stretching the client must run.
     pub params: KdfParams,

@@ -101,11 +101,13 @@ pub enum MergeMsg {
         /// Remote administrator's login name.
         user: String,
         /// KE1.
+        #[serde(with = "serde_bytes")]
         ke1: Vec<u8>,
     },
     /// Remote to initiator: OPAQUE's credential response (KE2) and the key-stretching cost.
     Challenge {
         /// KE2.
+        #[serde(with = "serde_bytes")]
         ke2: Vec<u8>,
         /// Cost of the stretching the initiator runs.
         params: KdfParams,
@@ -113,13 +115,16 @@ pub enum MergeMsg {
     /// Initiator to remote: OPAQUE's finalization (KE3) and a sealed [`MergeOffer`].
     Finish {
         /// KE3.
+        #[serde(with = "serde_bytes")]
         ke3: Vec<u8>,
         /// The offer, sealed under the session key.
+        #[serde(with = "serde_bytes")]
         offer: Vec<u8>,
     },
     /// Remote to initiator: merge done; a sealed [`MergeOutcome`].
     Accepted {
         /// The outcome, sealed under the session key.
+        #[serde(with = "serde_bytes")]
         outcome: Vec<u8>,
     },
     /// Remote to initiator: refused.

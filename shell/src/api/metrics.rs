@@ -76,6 +76,18 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         traffic.beacon_bytes_sent,
     );
     metric(
+        "hive_link_handshakes_failed_total",
+        "counter",
+        "Accepted connections whose Noise handshake failed (wrong secret, tampering, timeout).",
+        traffic.handshakes_failed,
+    );
+    metric(
+        "hive_link_half_open_refused_total",
+        "counter",
+        "Connections closed at once because too many were still in their handshake.",
+        traffic.half_open_refused,
+    );
+    metric(
         "hive_password_derivations_total",
         "counter",
         "Password key derivations (argon2id) run: one per checked login or new password.",
