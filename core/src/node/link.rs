@@ -543,7 +543,7 @@ mod secret_tests {
         let mut pending: Vec<(bool, Message)> = Vec::new();
         let mut exchange = |a: &mut Node, b: &mut Node| {
             for _ in 0..6 {
-                for (to_a, msg) in pending.drain(..).collect::<Vec<_>>() {
+                for (to_a, msg) in std::mem::take(&mut pending) {
                     let n = if to_a { &mut *a } else { &mut *b };
                     n.handle(NOW, Input::Message { link: LinkId(1), msg });
                 }
