@@ -1,24 +1,33 @@
 //! Writes seed inputs for every fuzz target into `<corpus dir>/<target>/`: real traffic between
-//! two nodes, the records and snapshots they persist, and the files persistence writes.
+//! two nodes, the records and snapshots they persist, the files persistence writes, merges and
+//! logins played honestly and not, and channel handshakes.
+//!
+//! Seeds named `regression-*` are inputs that once found a bug, in today's formats. The seeds
+//! check themselves where it matters: an honest merge must change the node, an honest login and
+//! handshake must succeed, so a harness that silently stopped reaching them fails here.
 //!
 //! Usage: `cargo run --example seeds -- <corpus dir>`. Generated rather than committed, so the
 //! seeds follow the formats as they change.
 
 use hive::storage::Persistence;
-use hive_core::auth::KdfParams;
+use hive_core::auth::{KdfParams, Secret};
 use hive_core::frame::{self, encode_into};
 use hive_core::hlc::Hlc;
 use hive_core::ids::{CameraId, HardwareId, PeerAddr, ServerId, SystemId, SystemName};
 use hive_core::licenses::{LicenseId, LicenseIssuer};
-use hive_core::node::{Command, CommandId, Input, LinkId, Node, Now, Output};
+use hive_core::login;
+use hive_core::node::{
+    ChannelInfo, ChannelKind, Command, CommandId, Input, Keep, LinkId, Node, Now, Output,
+};
 use hive_core::persist::Record;
 use hive_core::resources::{CameraRecord, FailoverPriority, HistoryRecord, Key, Value};
 use hive_core::store::{ReplicaId, Transaction};
-use hive_core::wire::{
-    Beacon, Hello, IdentityChange, MergeMsg, Message, Purpose, PROTOCOL_VERSION,
-};
+use hive_core::wire::{Beacon, IdentityChange, MergeMsg, MergeOffer, MergeOutcome, Message};
 use hive_fuzz::mem_fs::{block_on, MemFs};
-use hive_fuzz::peer::{self, Opening, HARDWARE_ID, ISSUER_SEED, NODE_SEED, OWNER, PEER, START};
+use hive_fuzz::merge::{self, Record as Held, Script, Side, Step};
+use hive_fuzz::opaque::{self, Edit, Reached, Transcript};
+use hive_fuzz::peer::{self, Opening, Peer, HARDWARE_ID, ISSUER_SEED, NODE_SEED, PEER, START};
+use rand::SeedableRng;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::{fs, io};
@@ -61,13 +70,26 @@ fn main() -> io::Result<()> {
     let files = [snapshot_file(b"x"), snapshot_file(&snapshots[0])];
     write(&root, "snapshot_file", &files)?;
 
+    let to_b = pair.traffic.iter().filter(|(to, _)| *to == 1).map(|(_, m)| m);
     let node_messages = [
-        seed(Opening::Accepted, pair.traffic.iter().filter(|(to, _)| *to == 1).map(|(_, m)| m)),
-        seed(Opening::Accepted, &incoming_merge()),
+        seed(Opening::MemberChannel, to_b),
+        seed(Opening::IncomingMerge, &incoming_merge()),
         seed(Opening::Member, &member_messages(&pair.records)),
-        seed(Opening::OutgoingMerge, &outgoing_merge()),
+        seed(Opening::OutgoingMerge, &outgoing_merge(KdfParams::CHEAP)),
     ];
-    write(&root, "node_messages", &node_messages)
+    write(&root, "node_messages", &node_messages)?;
+    let regressions = [
+        // The node ran whatever key stretching a merge challenge asked for: gigabytes, or
+        // passes for minutes (before protocol 3 the challenge came with a salt, not KE2).
+        unreasonable_challenge(KdfParams { memory_kib: u32::MAX, passes: 1 }),
+        unreasonable_challenge(KdfParams { memory_kib: 8, passes: u32::MAX }),
+    ];
+    let names = ["crash-merge-challenge-kdf-memory", "timeout-merge-challenge-kdf-passes"];
+    write_named(&root, "node_messages", &names, &regressions)?;
+
+    write(&root, "merge_messages", &merge_scripts())?;
+    write(&root, "opaque_messages", &opaque_transcripts())?;
+    write(&root, "channel_handshake", &handshakes())
 }
 
 /// Two nodes of one system with some resources, linked and synced.
@@ -97,8 +119,17 @@ impl Pair {
         }
         pair.put_resources();
         let link = LinkId(1);
-        pair.handle(0, Input::LinkOpened { link, dialed: Some(PeerAddr("10.0.0.2:7001".into())) });
-        pair.handle(1, Input::LinkOpened { link, dialed: None });
+        // Both ends of one member channel, as the driver reports it after the handshake.
+        let key = |i: usize| pair.nodes[i].channel_keys().0.public;
+        let channel = |i| ChannelInfo {
+            kind: ChannelKind::Member,
+            peer_key: key(i),
+            handshake_hash: peer::HANDSHAKE_HASH,
+        };
+        let (to_a, to_b) = (channel(1), channel(0));
+        let dialed = Some(PeerAddr("10.0.0.2:7001".into()));
+        pair.handle(0, Input::LinkOpened { link, dialed, channel: to_a });
+        pair.handle(1, Input::LinkOpened { link, dialed: None, channel: to_b });
         pair.deliver();
         for _ in 0..5 {
             pair.now.mono_ms += 1_000;
@@ -192,58 +223,282 @@ fn member_messages(records: &[Record]) -> Vec<Message> {
             to: node.system,
             name: SystemName::new("renamed").expect("valid name"),
             stamp: Hlc { wall_ms: START.wall_ms + 60_000, logical: 0 },
-            sealed_secret: None,
-            nonce: [5; 16],
+            new_secret: None,
         }),
     ]
 }
 
-/// The hello of a server of another system, speaking for `purpose`.
-fn other_hello(purpose: Purpose) -> Hello {
-    Hello {
-        version: PROTOCOL_VERSION,
-        server: ServerId(9),
-        system: SystemId::new(1_600_000_000_000, 5),
-        name: SystemName::new("other").expect("valid name"),
-        name_stamp: Hlc { wall_ms: 1_600_000_000_000, logical: 0 },
-        boot: 3,
-        nonce: [8; 16],
-        hlc: Hlc { wall_ms: START.wall_ms, logical: 1 },
-        purpose,
-        listen: vec![PeerAddr("10.0.0.9:7001".into())],
-    }
-}
-
-/// Another system's administrator asking the fuzzed node to merge.
+/// Another system's administrator logging in to the fuzzed node with a genuine KE1, then
+/// sending a finish that does not verify.
 fn incoming_merge() -> Vec<Message> {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+    let (_, ke1) = login::client_start(peer::OWNER.1, &mut rng).expect("a client starts");
     vec![
-        Message::Hello(other_hello(Purpose::Merge { user: OWNER.0.into() })),
-        Message::Merge(MergeMsg::Proof {
-            proof: [1; 32],
-            keep_initiator: true,
-            servers: vec![ServerId(9)],
-            sealed_secret: Some([2; 32]),
-        }),
+        Message::Merge(MergeMsg::Login { user: peer::OWNER.0.into(), ke1 }),
+        Message::Merge(MergeMsg::Finish { ke3: vec![1; 64], offer: vec![2; 48] }),
     ]
 }
 
-/// The other system answering the fuzzed node's own merge request.
-fn outgoing_merge() -> Vec<Message> {
-    let system = SystemId::new(1_600_000_000_000, 5);
+/// The other system answering the fuzzed node's own merge login with a genuine KE2 (asking
+/// for `params`), then an outcome that does not open.
+fn outgoing_merge(params: KdfParams) -> Vec<Message> {
+    let peer = Peer::connect(Opening::OutgoingMerge);
+    let Some(Message::Merge(MergeMsg::Login { user, ke1 })) = peer.sent().last() else {
+        panic!("the node's merge starts with its login: {:?}", peer.sent());
+    };
+    let record = peer::login_record(peer::OWNER.0, peer::OWNER.1, 21);
+    let dummy = login::dummy_setup([0; 32]);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+    let context = peer::HANDSHAKE_HASH;
+    let (_, ke2) = login::server_start(Some(&record), &dummy, user, ke1, &context, &mut rng)
+        .expect("the node's login parses");
     vec![
-        Message::Hello(other_hello(Purpose::Peer)),
-        Message::Merge(MergeMsg::Challenge {
-            salt: [1; 16],
-            params: KdfParams::CHEAP,
-            nonce: [2; 16],
-            servers: vec![ServerId(9)],
-        }),
-        Message::Merge(MergeMsg::Accepted {
-            system,
-            name: SystemName::new("other").expect("valid name"),
-            sealed_secret: Some([3; 32]),
-        }),
+        Message::Merge(MergeMsg::Challenge { ke2, params }),
+        Message::Merge(MergeMsg::Accepted { outcome: vec![3; 48] }),
     ]
+}
+
+/// A `node_messages` input: the node's own merge meets a challenge asking for `params`.
+fn unreasonable_challenge(params: KdfParams) -> Vec<u8> {
+    seed(Opening::OutgoingMerge, &outgoing_merge(params)[..1])
+}
+
+fn offer_bytes(offer: &MergeOffer) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(offer, &mut out).expect("CBOR encoding into memory");
+    out
+}
+
+fn outcome_bytes(outcome: &MergeOutcome) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(outcome, &mut out).expect("CBOR encoding into memory");
+    out
+}
+
+/// `merge_messages` inputs: honest merges from either side (checked to change the node), wrong
+/// passwords, users who may not merge, relayed logins, the back-off, and raw messages.
+fn merge_scripts() -> Vec<Vec<u8>> {
+    let node = peer::start(NODE_SEED, START).snapshot().identity;
+    let other = SystemId::new(1_600_000_000_000, 5);
+    let other_name = SystemName::new("other").expect("valid name");
+    let other_secret = Secret::from_text("other secret");
+    let offer = |keep_initiator: bool, system: SystemId, servers: Vec<ServerId>| {
+        let secret = keep_initiator.then(|| other_secret.clone());
+        let name = other_name.clone();
+        Step::Finish {
+            offer: offer_bytes(&MergeOffer { system, name, keep_initiator, servers, secret }),
+        }
+    };
+    let outcome = |system: SystemId, secret: Option<Secret>| Step::Accept {
+        outcome: outcome_bytes(&MergeOutcome { system, name: other_name.clone(), secret }),
+    };
+    let login = |user: u8, right_password: bool| Step::Login { user, right_password };
+    let remote = |steps: Vec<Step>| Script { side: Side::Remote, steps };
+    let local = |steps: Vec<Step>| Script { side: Side::Initiator(Keep::Local), steps };
+    let kept_remote = |steps: Vec<Step>| Script { side: Side::Initiator(Keep::Remote), steps };
+    let others = vec![ServerId(9)];
+
+    let mut backoff = Vec::new();
+    for _ in 0..merge_backoff_failures() {
+        backoff.extend([login(0, false), offer(true, other, others.clone()), Step::Reopen]);
+    }
+    backoff.extend([login(0, true), Step::Wait { ms: 120_000 }, Step::Reopen]);
+    backoff.extend([login(0, true), offer(true, other, others.clone())]);
+
+    let mut no_secret = offer(true, other, others.clone());
+    if let Step::Finish { offer } = &mut no_secret {
+        let o = MergeOffer {
+            system: other,
+            name: other_name.clone(),
+            keep_initiator: true,
+            servers: others.clone(),
+            secret: None,
+        };
+        *offer = offer_bytes(&o);
+    }
+
+    // (script, whether the node must end in the other system, whether it must change at all)
+    let checked = [
+        (remote(vec![login(0, true), offer(true, other, others.clone())]), true, true),
+        (remote(vec![login(0, true), offer(false, other, others.clone())]), false, false),
+        (remote(vec![login(0, true), offer(true, node.system, others.clone())]), false, false),
+        (remote(vec![login(0, true), offer(true, other, vec![node.server])]), false, false),
+        (remote(vec![login(0, true), no_secret]), false, false),
+        (remote(vec![login(0, true), Step::Finish { offer: b"not cbor".to_vec() }]), false, false),
+        (remote(vec![login(0, false), offer(true, other, others.clone())]), false, false),
+        (
+            remote(vec![
+                login(1, true),
+                offer(true, other, others.clone()),
+                Step::Reopen,
+                login(2, true),
+                offer(true, other, others.clone()),
+                Step::Reopen,
+                login(3, true),
+                offer(true, other, others.clone()),
+            ]),
+            false,
+            false,
+        ),
+        (remote(backoff), true, true),
+        (
+            remote(vec![
+                offer(true, other, others.clone()),
+                login(0, true),
+                login(0, true),
+                Step::Msg(MergeMsg::Accepted { outcome: vec![1; 40] }),
+            ]),
+            false,
+            false,
+        ),
+        (
+            remote(vec![
+                Step::Msg(MergeMsg::Login { user: "admin".into(), ke1: vec![0; 96] }),
+                Step::Msg(MergeMsg::Finish { ke3: vec![0; 64], offer: vec![] }),
+            ]),
+            false,
+            false,
+        ),
+        (
+            local(vec![Step::Challenge { record: Held::Right }, outcome(node.system, None)]),
+            false,
+            true,
+        ),
+        (
+            kept_remote(vec![
+                Step::Challenge { record: Held::Right },
+                outcome(other, Some(other_secret.clone())),
+            ]),
+            true,
+            true,
+        ),
+        (
+            kept_remote(vec![Step::Challenge { record: Held::Right }, outcome(other, None)]),
+            false,
+            false,
+        ),
+        (
+            local(vec![
+                Step::Challenge { record: Held::WrongPassword },
+                outcome(node.system, None),
+            ]),
+            false,
+            false,
+        ),
+        (
+            kept_remote(vec![
+                Step::Challenge { record: Held::Unknown },
+                outcome(other, Some(other_secret.clone())),
+            ]),
+            false,
+            false,
+        ),
+        (
+            local(vec![Step::Challenge { record: Held::Relayed }, outcome(node.system, None)]),
+            false,
+            false,
+        ),
+        (
+            local(vec![
+                Step::Msg(MergeMsg::Refused(hive_core::wire::MergeRefusal::TooManyAttempts {
+                    retry_after_ms: 5,
+                })),
+                Step::Reopen,
+                Step::Msg(MergeMsg::Challenge { ke2: vec![0; 320], params: KdfParams::CHEAP }),
+                Step::Reopen,
+                Step::Challenge { record: Held::Right },
+                Step::Accept { outcome: b"garbage".to_vec() },
+            ]),
+            false,
+            false,
+        ),
+    ];
+    let mut inputs = Vec::new();
+    for (script, moves, changes) in checked {
+        assert_eq!(Script::decode(&script.encode()), script, "scripts round-trip");
+        let out = merge::run(&script);
+        let moved = out.end.identity.system == other;
+        assert_eq!(moved, moves, "{script:?} moved: {out:?}");
+        assert_eq!(out.end != out.start, changes, "{script:?} changed: {out:?}");
+        if changes {
+            assert!(out.logged_in, "{script:?}");
+        }
+        inputs.push(script.encode());
+    }
+    // Regressions: challenges asking for unbounded key stretching.
+    for params in [
+        KdfParams { memory_kib: u32::MAX, passes: 1 },
+        KdfParams { memory_kib: 8, passes: u32::MAX },
+    ] {
+        let script = local(vec![Step::Msg(MergeMsg::Challenge { ke2: vec![0; 320], params })]);
+        merge::run(&script);
+        inputs.push(script.encode());
+    }
+    inputs
+}
+
+/// Failed merge logins of one name that start its back-off: one more than the free ones
+/// (`MERGE_FAILURES_FREE` in `core/src/node/merge.rs`, private to the core).
+fn merge_backoff_failures() -> u32 {
+    4
+}
+
+/// `opaque_messages` inputs: the genuine login (checked to succeed), one bit flipped in each
+/// part (checked to fail for the messages), and each wrong scenario.
+fn opaque_transcripts() -> Vec<Vec<u8>> {
+    let genuine = Transcript::genuine();
+    assert_eq!(opaque::run(&genuine), Reached::Opened);
+    let mut inputs = vec![genuine.encode()];
+    for part in 0..6 {
+        let mut t = Transcript::genuine();
+        t.edits[part] = Edit::Xor { at: 5, mask: vec![1] };
+        let reached = opaque::run(&t);
+        assert!(part < 2 || reached < Reached::Opened, "part {part} changed: {reached:?}");
+        inputs.push(t.encode());
+    }
+    for flags in [1u8, 2, 4] {
+        let t = Transcript {
+            wrong_password: flags & 1 != 0,
+            relayed: flags & 2 != 0,
+            unknown_user: flags & 4 != 0,
+            ..Transcript::genuine()
+        };
+        assert!(opaque::run(&t) <= Reached::ServerStarted, "{t:?}");
+        inputs.push(t.encode());
+    }
+    let mut t = Transcript::genuine();
+    t.edits[2] = Edit::Replace(vec![]);
+    t.edits[3] = Edit::Replace(vec![0; 320]);
+    assert_eq!(Transcript::decode(&t.encode()), t);
+    opaque::run(&t);
+    inputs.push(t.encode());
+    inputs
+}
+
+/// `channel_handshake` inputs: the honest initiator of each kind (checked to succeed), each
+/// with a byte flipped late (checked to fail), and broken preambles and lengths.
+fn handshakes() -> Vec<Vec<u8>> {
+    use hive_fuzz::channel::{genuine, respond};
+    let mut inputs = Vec::new();
+    for kind in [ChannelKind::Member, ChannelKind::Merge] {
+        let honest = genuine(kind).to_vec();
+        assert!(respond(&honest).result.is_ok(), "the honest {kind:?} handshake succeeds");
+        let mut flipped = honest.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 1;
+        assert!(respond(&flipped).result.is_err(), "a flipped {kind:?} handshake fails");
+        inputs.extend([honest, flipped]);
+    }
+    let member = genuine(ChannelKind::Member);
+    let mut kind_swapped = genuine(ChannelKind::Merge).to_vec();
+    kind_swapped[..8].copy_from_slice(&member[..8]);
+    let mut old_version = member.to_vec();
+    old_version[5] = 2;
+    let mut oversized = member[..8].to_vec();
+    oversized.extend([0xff, 0xff]);
+    oversized.extend([0u8; 64]);
+    inputs.extend([kind_swapped, old_version, member[..8].to_vec(), oversized]);
+    inputs
 }
 
 /// A `node_messages` input: the opening byte, then the messages' frames.
@@ -270,6 +525,16 @@ fn snapshot_file(body: &[u8]) -> Vec<u8> {
         .expect("an empty directory loads");
     block_on(store.write_snapshot(body)).expect("an in-memory write succeeds");
     fs.file("snapshot").expect("the snapshot was written")
+}
+
+/// Writes `inputs` as `regression-<name>` seeds of `target`.
+fn write_named(root: &Path, target: &str, names: &[&str], inputs: &[Vec<u8>]) -> io::Result<()> {
+    let dir = root.join(target);
+    fs::create_dir_all(&dir)?;
+    for (name, input) in names.iter().zip(inputs) {
+        fs::write(dir.join(format!("regression-{name}")), input)?;
+    }
+    Ok(())
 }
 
 fn write(root: &Path, target: &str, inputs: &[Vec<u8>]) -> io::Result<()> {

@@ -1,7 +1,7 @@
 //! Any sequence of messages a peer can send must not panic the node.
 //!
-//! Input: one byte choosing the [`Opening`] of the link (accepted, authenticated member, or the
-//! node's own outgoing merge), then frames, each decoded as a `Message` and delivered in order.
+//! Input: one byte choosing the [`Opening`] of the link (a member channel before or after the
+//! peer's hello, the node's own outgoing merge, or another system's merge), then frames, each decoded as a `Message` and delivered in order.
 //! Frames that do not decode are skipped. Time then runs on so the node's timers see the result.
 #![no_main]
 
