@@ -27,6 +27,23 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The key of beacon proofs, derived from the system secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BeaconKey([u8; 32]);
+
+impl fmt::Debug for BeaconKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BeaconKey(<redacted>)")
+    }
+}
+
+impl BeaconKey {
+    /// Proof over a beacon's fields (each length-prefixed).
+    pub fn proof(&self, fields: &[&[u8]]) -> Mac {
+        mac(&self.0, fields)
+    }
+}
+
 /// Prefix of a join token: `hive-` and the secret's 32 bytes in hex.
 pub const TOKEN_PREFIX: &str = "hive-";
 
@@ -80,9 +97,10 @@ impl Secret {
         mac(&self.0, &[b"hive-noise-psk-v1"])
     }
 
-    /// Proof carried in a beacon over all its other fields (`fields`, each length-prefixed).
-    pub fn beacon_proof(&self, fields: &[&[u8]]) -> Mac {
-        mac(&mac(&self.0, &[b"hive-beacon-key-v2"]), fields)
+    /// The key beacons are authenticated with, derived once per secret (every beacon heard
+    /// is checked with it).
+    pub fn beacon_key(&self) -> BeaconKey {
+        BeaconKey(mac(&self.0, &[b"hive-beacon-key-v2"]))
     }
 
     /// Seed of the dummy login setup unknown user names are answered from.
@@ -214,8 +232,8 @@ mod tests {
 
     #[test]
     fn a_wrong_secret_gives_a_different_proof() {
-        let a = Secret::from_text("right").beacon_proof(&[b"x"]);
-        let b = Secret::from_text("wrong").beacon_proof(&[b"x"]);
+        let a = Secret::from_text("right").beacon_key().proof(&[b"x"]);
+        let b = Secret::from_text("wrong").beacon_key().proof(&[b"x"]);
         assert!(!mac_eq(&a, &b));
         assert_ne!(Secret::from_text("right").noise_psk(), Secret::from_text("wrong").noise_psk());
     }

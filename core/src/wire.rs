@@ -1,7 +1,7 @@
 //! The wire format between servers: beacons (UDP datagrams) and link messages (TCP), each one
 //! CBOR body in a [`frame`](mod@crate::frame).
 
-use crate::auth::{KdfParams, Mac, Secret};
+use crate::auth::{BeaconKey, KdfParams, Mac, Secret};
 use crate::frame::{self, FrameError};
 use crate::hlc::Hlc;
 use crate::ids::{PeerAddr, ServerId, SystemId, SystemName};
@@ -51,8 +51,8 @@ pub struct Beacon {
 }
 
 impl Beacon {
-    /// The proof this beacon should carry under `secret`.
-    pub fn expected_proof(&self, secret: &Secret) -> Mac {
+    /// The proof this beacon should carry under `key` (see [`Secret::beacon_key`]).
+    pub fn expected_proof(&self, key: &BeaconKey) -> Mac {
         let listen: Vec<&[u8]> = self.listen.iter().map(|a| a.0.as_bytes()).collect();
         let mut fields: Vec<&[u8]> = Vec::with_capacity(8 + listen.len());
         let (version, server, system, boot, seq, interval) = (
@@ -66,7 +66,7 @@ impl Beacon {
         fields.extend([&version[..], &server, &system, self.name.as_str().as_bytes(), &boot, &seq]);
         fields.extend([&interval[..]]);
         fields.extend(listen);
-        secret.beacon_proof(&fields)
+        key.proof(&fields)
     }
 }
 
@@ -375,9 +375,9 @@ mod tests {
 
     #[test]
     fn a_beacon_proof_covers_every_field() {
-        let secret = Secret::from_text("s");
+        let key = Secret::from_text("s").beacon_key();
         let b = beacon();
-        let proof = b.expected_proof(&secret);
+        let proof = b.expected_proof(&key);
         let changed = [
             Beacon { boot: 6, ..b.clone() },
             Beacon { seq: 4, ..b.clone() },
@@ -386,7 +386,7 @@ mod tests {
             Beacon { version: 2, ..b.clone() },
         ];
         for c in changed {
-            assert_ne!(c.expected_proof(&secret), proof, "{c:?}");
+            assert_ne!(c.expected_proof(&key), proof, "{c:?}");
         }
     }
 

@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
 
 fn assert_proof_covers_every_field(b: &Beacon) {
     let secret = peer::secret();
-    let proof = b.expected_proof(&secret);
+    let proof = b.expected_proof(&secret.beacon_key());
     let mut listen = b.listen.clone();
     listen.push(PeerAddr("10.6.6.6:7001".into()));
     let changed = [
@@ -43,7 +43,11 @@ fn assert_proof_covers_every_field(b: &Beacon) {
         Beacon { listen, ..b.clone() },
     ];
     for c in changed {
-        assert_ne!(c.expected_proof(&secret), proof, "the proof misses a change: {c:?}");
+        assert_ne!(
+            c.expected_proof(&secret.beacon_key()),
+            proof,
+            "the proof misses a change: {c:?}"
+        );
     }
 }
 
@@ -51,7 +55,7 @@ fn deliver(b: Beacon) {
     let mut node = peer::start(NODE_SEED, START);
     let own = node.snapshot().identity;
     let mut now = START;
-    let forged = !mac_eq(&b.proof, &b.expected_proof(&own.secret));
+    let forged = !mac_eq(&b.proof, &b.expected_proof(&own.secret.beacon_key()));
     let dials = |node: &mut Node, now: &mut Now, b: &Beacon| {
         now.mono_ms += STEP_MS;
         now.wall_ms += STEP_MS;
@@ -65,7 +69,7 @@ fn deliver(b: Beacon) {
             assert!(!listed, "a forged beacon listed this system as another");
         }
     }
-    let signed = Beacon { proof: b.expected_proof(&own.secret), ..b };
+    let signed = Beacon { proof: b.expected_proof(&own.secret.beacon_key()), ..b };
     dials(&mut node, &mut now, &signed);
     assert!(!dials(&mut node, &mut now, &signed), "a replayed beacon made the node dial");
 }

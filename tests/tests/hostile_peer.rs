@@ -674,7 +674,7 @@ fn a_replayed_beacon_of_a_dead_server_neither_keeps_it_online_nor_redirects_dial
         (of_c.is_some(), of_c)
     })
     .unwrap();
-    assert!(captured.expected_proof(&Secret::from_bytes([0; 32])) != captured.proof);
+    assert!(captured.expected_proof(&Secret::from_bytes([0; 32]).beacon_key()) != captured.proof);
     c.kill9();
     // The attacker's own listener, and the captured beacon pointing at it (unsigned).
     let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

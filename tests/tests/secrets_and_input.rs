@@ -145,7 +145,7 @@ fn init_owner_with_a_one_character_password_is_refused() {
         .args(["--discovery-interface", "127.0.0.1"])
         .args(["--http", &format!("127.0.0.1:{}", free_port())])
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .env("HIVE_SECRET", "secret-shop")
+        .env("HIVE_SECRET", join_token("secret-shop"))
         .env("HIVE_INIT_OWNER", "admin:x")
         .output()
         .unwrap();

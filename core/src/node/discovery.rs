@@ -85,6 +85,8 @@ pub(super) struct Discovery {
     beacon: Option<Beacon>,
     /// Sequence number of the last beacon sent.
     beacon_seq: u64,
+    /// The key of beacon proofs under the current secret (`None`: derive it again).
+    beacon_key: Option<crate::auth::BeaconKey>,
     /// Entries of `seen` that are other systems.
     others_len: usize,
     /// No entry of `seen` expires before this.
@@ -159,6 +161,7 @@ impl Discovery {
 
     pub fn identity_changed(&mut self) {
         self.beacon = None;
+        self.beacon_key = None;
         // Membership of everyone heard is judged again against the new identity.
         self.seen.clear();
         self.others_len = 0;
@@ -229,6 +232,12 @@ impl Discovery {
 }
 
 impl Node {
+    /// The key of beacon proofs under this server's secret, derived once.
+    fn beacon_key(&mut self) -> crate::auth::BeaconKey {
+        let secret = &self.identity.secret;
+        self.discovery.beacon_key.get_or_insert_with(|| secret.beacon_key()).clone()
+    }
+
     pub(super) fn send_beacon(&mut self) {
         let id = &self.identity;
         let mut beacon = self
@@ -249,7 +258,7 @@ impl Node {
         self.discovery.beacon_seq += 1;
         beacon.seq = self.discovery.beacon_seq;
         beacon.interval_ms = u32::try_from(self.beacon_interval_ms()).unwrap_or(u32::MAX);
-        beacon.proof = beacon.expected_proof(&self.identity.secret);
+        beacon.proof = beacon.expected_proof(&self.beacon_key());
         let unicast = self.manual_addresses().into_iter().collect();
         self.outputs.push_back(Output::Beacon { beacon, unicast });
     }
@@ -266,8 +275,18 @@ impl Node {
             let other = Box::new((b.system, b.name.clone(), NotMember::Protocol(b.version)));
             return self.discovery.note_other(b.server, b.boot, 0, other, now, ttl_ms);
         }
+        let replayed = self
+            .discovery
+            .seen
+            .get(&b.server)
+            .is_some_and(|s| s.other.is_none() && s.boot == b.boot && b.seq <= s.seq);
+        if replayed {
+            // Seen already (a replay or a duplicate): it proves nothing about the sender now,
+            // and costs no proof check.
+            return;
+        }
+        let valid = mac_eq(&b.proof, &b.expected_proof(&self.beacon_key()));
         let id = &self.identity;
-        let valid = mac_eq(&b.proof, &b.expected_proof(&id.secret));
         if !valid {
             if b.system == id.system {
                 // Claims our system without our secret: a forgery, not another system.

@@ -254,6 +254,10 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
                 data_dir.display()
             );
         }
+        Cmd::Secret => {
+            let token = hive_core::auth::Secret::from_bytes(rand::random()).token();
+            println!("{token}");
+        }
         Cmd::Serve(_) | Cmd::Demo(_) => unreachable!("handled by cli::main"),
     }
     Ok(())

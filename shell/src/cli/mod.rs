@@ -91,6 +91,8 @@ pub enum Cmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Print a new random system secret as a join token, for the first server of a system.
+    Secret,
     /// Replace the system secret with a new random one and print its join token (owner).
     ReplaceSecret {
         /// Server and credentials.

@@ -237,6 +237,9 @@ fn read_preamble(bytes: &[u8; 8]) -> Result<ChannelKind, ChannelError> {
     if &bytes[..4] != MAGIC {
         return Err(ChannelError::NotHive);
     }
+    if bytes[7] != 0 {
+        return Err(ChannelError::NotHive);
+    }
     let theirs = u16::from_be_bytes([bytes[4], bytes[5]]);
     if u32::from(theirs) != PROTOCOL_VERSION {
         return Err(ChannelError::Version { theirs });
@@ -281,18 +284,20 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     entropy: &Entropy,
     n: u64,
 ) -> Result<(Transport, ChannelInfo), ChannelError> {
-    let kind = match role {
+    // The prologue is the preamble as sent and as received, byte for byte: a change on the
+    // way fails the handshake.
+    let (kind, prologue) = match role {
         Role::Initiator(kind) => {
-            stream.write_all(&preamble(kind)).await?;
-            kind
+            let p = preamble(kind);
+            stream.write_all(&p).await?;
+            (kind, p)
         }
         Role::Responder => {
             let mut p = [0u8; 8];
             stream.read_exact(&mut p).await?;
-            read_preamble(&p)?
+            (read_preamble(&p)?, p)
         }
     };
-    let prologue = preamble(kind);
     let pattern = match kind {
         ChannelKind::Member => NOISE_MEMBER,
         ChannelKind::Merge => NOISE_MERGE,
@@ -408,6 +413,18 @@ mod tests {
         assert!(matches!(b, Err(ChannelError::Handshake(_))), "{:?}", b.err());
         // The initiator never got the responder's confirmation either.
         assert!(a.is_err());
+    }
+
+    #[test]
+    fn a_preamble_with_any_byte_changed_is_refused_or_fails_the_handshake() {
+        let good = preamble(ChannelKind::Member);
+        assert!(read_preamble(&good).is_ok());
+        let mut reserved = good;
+        reserved[7] = 1;
+        assert!(read_preamble(&reserved).is_err());
+        let mut version = good;
+        version[5] ^= 1;
+        assert!(matches!(read_preamble(&version), Err(ChannelError::Version { .. })));
     }
 
     #[tokio::test]
