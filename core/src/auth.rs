@@ -2,7 +2,7 @@
 //!
 //! The secret is 32 bytes that every member holds. It is never sent: links prove it through
 //! the Noise handshake's pre-shared key ([`Secret::noise_psk`]) and beacons carry an HMAC
-//! under a key derived from it ([`Secret::beacon_proof`]). Each use gets its own derived key,
+//! under a key derived from it ([`Secret::beacon_key`]). Each use gets its own derived key,
 //! so no two protocols ever share one.
 
 use crate::resources::PasswordVerifier;
