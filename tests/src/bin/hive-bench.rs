@@ -1121,12 +1121,19 @@ fn wait_synced(a: &Hive, b: &Hive, held: f64, start: Instant) -> f64 {
 /// How many settings a server lists (asked as the first server's owner, whose account it
 /// copied).
 fn settings_of(hive: &Hive) -> usize {
-    let (status, list) = Client::new(hive).send("GET", "/api/settings", None);
-    assert_eq!(status, 200, "GET /api/settings of {}: {list}", hive.spec.name);
-    serde_json::from_str::<serde_json::Value>(&list)
-        .ok()
-        .and_then(|v| v.as_object().map(serde_json::Map::len))
-        .unwrap_or(0)
+    let client = Client::new(hive);
+    // Read as a stream: the list is larger than ureq's 10 MB limit of `into_string`.
+    let response = client
+        .agent
+        .get(&format!("{}/api/settings", client.base))
+        .set("Authorization", &client.auth)
+        .call()
+        .unwrap_or_else(|e| panic!("GET /api/settings of {}: {e}", hive.spec.name));
+    let list: serde_json::Map<String, serde_json::Value> =
+        response.into_json().unwrap_or_else(|e| {
+            panic!("GET /api/settings of {} is no JSON object: {e}", hive.spec.name)
+        });
+    list.len()
 }
 
 // ---------------------------------------------------------------------------------------------
