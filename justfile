@@ -24,11 +24,17 @@ replay SEED:
 bench:
     cargo build --release -p hive-sim
     ./target/release/hive-sim bench-merge --side 50 --cameras 1000 --latency-ms 20
+    ./target/release/hive-sim bench-merge-turmoil --side 50 --cameras 1000 --latency-ms 20
     ./target/release/hive-sim bench-des --servers 100 --seconds 3600
     ./target/release/hive-sim bench-des --servers 20 --seconds 3600
     ./target/release/hive-sim bench-turmoil --servers 20 --seconds 300
     cargo build --release -p hive -p hive-tests
     HIVE_BIN=target/release/hive ./target/release/hive-bench all
+
+# Before/after figures of two checkouts, interleaved (docs/benchmarks.md, "Cost of encryption").
+bench-before-after BEFORE ROUNDS="2":
+    cargo build --release -p hive -p hive-sim -p hive-tests
+    scripts/bench-before-after {{BEFORE}} {{ROUNDS}}
 
 # Fuzz every decoder for SECONDS each.
 fuzz SECONDS="60":

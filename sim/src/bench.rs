@@ -1,11 +1,13 @@
 //! Simulation benchmarks: the figures of `docs/benchmarks.md`.
 
+use crate::check::Violation;
+use crate::counting_net::WireCount;
 use crate::des::{ServerSpec, World, WorldConfig};
 use crate::fixtures::{camera, user};
 use crate::turmoil_world::{TurmoilOptions, TurmoilWorld};
 use hive_core::ids::PeerAddr;
 use hive_core::node::{Command, Keep, Reply};
-use hive_core::resources::Role;
+use hive_core::resources::{Key, Role, Value};
 use hive_core::store::{ReplicaId, Seq, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -123,6 +125,107 @@ pub fn merge(side: usize, cameras: u128, latency_ms: u64) -> MergeFigures {
         min_bytes,
         wall_s: began.elapsed().as_secs_f64(),
     }
+}
+
+/// Result of the merge benchmark in the turmoil world.
+#[derive(Debug)]
+pub struct TurmoilMergeFigures {
+    /// Simulated ms from the merge command until every server is in the merged system and
+    /// holds an identical replica.
+    pub converge_ms: u64,
+    /// What the sockets carried in that time: TCP bytes (link frames, handshakes, the merge
+    /// login), connections made, beacon bytes.
+    pub wire: WireCount,
+    /// Wall-clock seconds of forming the two systems and adding their cameras.
+    pub setup_wall_s: f64,
+    /// Wall-clock seconds from the merge command until identical replicas.
+    pub merge_wall_s: f64,
+}
+
+/// Merge of two systems of `side` servers with `cameras` cameras each over links of
+/// `latency_ms`, in the turmoil world: the real driver, with whatever its links do on the
+/// wire (the discrete-event level drives the core directly and has no link protocol).
+pub fn merge_turmoil(
+    side: usize,
+    cameras: u128,
+    latency_ms: u64,
+) -> Result<TurmoilMergeFigures, Violation> {
+    let began = Instant::now();
+    let opts = TurmoilOptions {
+        latency_ms_min: latency_ms,
+        latency_ms_max: latency_ms,
+        ..TurmoilOptions::default()
+    };
+    let mut w = TurmoilWorld::new(7, opts);
+    let a: Vec<_> = (0..side).map(|_| w.add_server(ServerSpec::new("alpha", "secret-a"))).collect();
+    let b: Vec<_> = (0..side).map(|_| w.add_server(ServerSpec::new("beta", "secret-b"))).collect();
+    let everyone = 2 * side;
+    let two_systems = |w: &TurmoilWorld| {
+        let reports = w.reports();
+        let systems: BTreeSet<_> = reports.iter().map(|r| r.system).collect();
+        reports.len() == everyone && systems.len() == 2 && w.converged()
+    };
+    w.run_until(100, 120_000, two_systems)
+        .ok_or_else(|| Violation("the two systems did not form".into()))?;
+    let report = |w: &TurmoilWorld, h: usize| {
+        w.report(h).ok_or_else(|| Violation(format!("server {h} is not running")))
+    };
+    let sys_b = report(&w, b[0])?.system;
+    let owner = w.command(b[0], user(1, "admin", "pw", Role::Owner, sys_b));
+    if !matches!(w.await_reply(owner, 10_000), Some(Ok(_))) {
+        return Err(Violation("the owner of beta was not created".into()));
+    }
+    let servers =
+        (0..everyone).map(|h| Ok(report(&w, h)?.server)).collect::<Result<Vec<_>, Violation>>()?;
+    // Cameras are added across each side's servers, as they would be.
+    for i in 0..cameras {
+        for (side_hosts, base) in [(&a, 0u128), (&b, 1_000_000u128)] {
+            let h = side_hosts[i as usize % side_hosts.len()];
+            // Not waited for: convergence below shows every camera arrived.
+            drop(w.command(h, camera(base + i, servers[h])));
+        }
+        if i % 50 == 49 {
+            w.run_for(10);
+        }
+    }
+    w.run_until(100, 120_000, two_systems)
+        .ok_or_else(|| Violation("the cameras did not converge".into()))?;
+    let target = report(&w, b[0])?;
+    let addr = match target.entries.get(&Key::Server(target.server)).and_then(|e| e.value.as_ref())
+    {
+        Some(Value::Server(r)) => r.addresses.first().cloned(),
+        _ => None,
+    }
+    .ok_or_else(|| Violation("beta's first server has no address".into()))?;
+    let setup_wall_s = began.elapsed().as_secs_f64();
+    let merging = Instant::now();
+    let wire_before = WireCount::now();
+    let mut reply = w.command(
+        a[0],
+        Command::Merge { addr, user: "admin".into(), password: "pw".into(), keep: Keep::Remote },
+    );
+    let mut replied = None;
+    let converge_ms = w
+        .run_until(10, 120_000, |w| {
+            if replied.is_none() {
+                replied = reply.try_recv().ok();
+            }
+            let reports = w.reports();
+            reports.len() == everyone
+                && reports.iter().all(|r| r.system == sys_b)
+                && reports.windows(2).all(|p| p[0].entries == p[1].entries)
+        })
+        .ok_or_else(|| Violation("the merge did not converge within two minutes".into()))?;
+    let wire = WireCount::now().since(wire_before);
+    let merge_wall_s = merging.elapsed().as_secs_f64();
+    let replied = match replied {
+        Some(r) => Some(r),
+        None => w.await_reply(reply, 10_000),
+    };
+    if !matches!(replied, Some(Ok(Reply::Merged { .. }))) {
+        return Err(Violation(format!("the merge command answered {replied:?}")));
+    }
+    Ok(TurmoilMergeFigures { converge_ms, wire, setup_wall_s, merge_wall_s })
 }
 
 /// Result of the large-system run.

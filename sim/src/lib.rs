@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod counting_net;
 pub mod demo;
 pub mod des;
 pub mod fixtures;

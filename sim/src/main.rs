@@ -59,6 +59,18 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         latency_ms: u64,
     },
+    /// Measures a merge of two systems in the turmoil world (the real driver and link protocol).
+    BenchMergeTurmoil {
+        /// Servers per system.
+        #[arg(long, default_value_t = 50)]
+        side: usize,
+        /// Cameras per system.
+        #[arg(long, default_value_t = 1000)]
+        cameras: u128,
+        /// One-way link latency.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+    },
     /// A large system: servers on one LAN, cameras added through all of them.
     Large {
         /// Servers.
@@ -106,6 +118,28 @@ fn main() -> ExitCode {
             );
             println!("bytes by message kind: {:?}", f.bytes_by_kind);
             ExitCode::SUCCESS
+        }
+        Cmd::BenchMergeTurmoil { side, cameras, latency_ms } => {
+            match hive_sim::bench::merge_turmoil(side, cameras, latency_ms) {
+                Ok(f) => {
+                    println!(
+                        "turmoil merge of 2 x {side} servers, {cameras} cameras each, {latency_ms} ms links: \
+                         identical everywhere {} ms (simulated) after the command; TCP bytes {} in {} new \
+                         connections; beacon bytes {}; wall {:.1} s setup + {:.1} s merge",
+                        f.converge_ms,
+                        f.wire.tcp_bytes,
+                        f.wire.tcp_connections,
+                        f.wire.udp_bytes,
+                        f.setup_wall_s,
+                        f.merge_wall_s
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(v) => {
+                    println!("turmoil merge FAILED: {v}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Cmd::Large { servers, cameras } => match hive_sim::bench::large_system(servers, cameras) {
             Ok(f) => {

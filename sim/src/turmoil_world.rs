@@ -1,14 +1,16 @@
 //! The turmoil world: every server is the real shell driver ([`hive::driver::run`]) over
 //! turmoil's simulated TCP, UDP multicast and filesystem. Slower than the discrete-event
 //! simulator, but it exercises the code the `hive` binary runs; it is the reference for tens
-//! of servers and checks the same invariants.
+//! of servers and checks the same invariants. Its sockets count what they carry
+//! ([`crate::counting_net`]).
 
 use crate::check::{self, Violation};
+use crate::counting_net::CountingNet;
 use crate::des::world::VENDOR_SEED;
 use crate::des::ServerSpec;
 use crate::report::NodeReport;
 use hive::driver::channel::Entropy;
-use hive::driver::{self, DriverConfig, Observer, Request, SkewedClock, TurmoilNet};
+use hive::driver::{self, DriverConfig, Observer, Request, SkewedClock};
 use hive::storage::{DiskFaults, FaultyFs, SimFs};
 use hive_core::auth::{KdfParams, Secret};
 use hive_core::ids::{HardwareId, PeerAddr, ServerId, SystemName};
@@ -192,7 +194,7 @@ impl<'a> TurmoilWorld<'a> {
                     let clock = SkewedClock::new(EPOCH_MS, spec.clock_offset_ms, spec.drift_ppm);
                     let mut observer =
                         Observed { shared: shared.clone(), index, vendor: issuer.verifying_key() };
-                    let result = driver::run::<TurmoilNet, _, _, _>(
+                    let result = driver::run::<CountingNet, _, _, _>(
                         dc.clone(),
                         config.clone(),
                         fs,

@@ -97,6 +97,9 @@ pub struct Spec {
 pub enum ApiTransport {
     /// `--http-plain`.
     Plain,
+    /// Plain HTTP without asking for it: binaries from before HTTPS (protocol 2) have no
+    /// `--http-plain` and serve plain HTTP anyway. For benchmarks that compare with them.
+    PlainUnflagged,
     /// HTTPS with the self-signed certificate the server makes in its data directory: the
     /// default of `hive serve`.
     SelfSigned,
@@ -107,6 +110,13 @@ pub enum ApiTransport {
         /// `--tls-key`.
         key: PathBuf,
     },
+}
+
+impl ApiTransport {
+    /// Whether the API is plain HTTP.
+    pub fn is_plain(&self) -> bool {
+        matches!(self, ApiTransport::Plain | ApiTransport::PlainUnflagged)
+    }
 }
 
 impl Spec {
@@ -182,7 +192,7 @@ impl Hive {
             ApiTransport::Plain => {
                 cmd.arg("--http-plain");
             }
-            ApiTransport::SelfSigned => {}
+            ApiTransport::PlainUnflagged | ApiTransport::SelfSigned => {}
             ApiTransport::Supplied { cert, key } => {
                 cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
             }
@@ -245,7 +255,7 @@ impl Hive {
 
     /// The API's URL: `https://IP:PORT`, or `http://` for a plain server.
     pub fn url(&self) -> String {
-        let scheme = if self.spec.api == ApiTransport::Plain { "http" } else { "https" };
+        let scheme = if self.spec.api.is_plain() { "http" } else { "https" };
         format!("{scheme}://{}", self.http)
     }
 
@@ -253,7 +263,7 @@ impl Hive {
     /// directory, or the one supplied; `None` for a plain server or before it made one.
     pub fn certificate(&self) -> Option<Vec<u8>> {
         match &self.spec.api {
-            ApiTransport::Plain => None,
+            ApiTransport::Plain | ApiTransport::PlainUnflagged => None,
             ApiTransport::SelfSigned => tls::certificate_in(&self.data_dir.join("api-cert.pem")),
             ApiTransport::Supplied { cert, .. } => tls::certificate_in(cert),
         }
@@ -263,7 +273,7 @@ impl Hive {
     /// it serves HTTPS (none, until that exists).
     pub fn api(&self) -> Api {
         let trusted = match self.spec.api {
-            ApiTransport::Plain => None,
+            ApiTransport::Plain | ApiTransport::PlainUnflagged => None,
             _ => Some(self.certificate().unwrap_or_default()),
         };
         Api::at(&self.url(), "admin", OWNER_PASSWORD, trusted)

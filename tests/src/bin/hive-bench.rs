@@ -5,14 +5,18 @@
 //! HIVE_BIN=target/release/hive target/release/hive-bench all
 //! ```
 //!
-//! Three figures: how long three freshly started servers take to become one system
+//! Four figures: how long three freshly started servers take to become one system
 //! (`merge-time`), what an idle system of many servers costs per server in CPU, memory and
-//! network (`idle`), and how many API requests one server answers and how fast cameras created
-//! through one server become visible through the others (`api`). Each prints a summary as it
-//! goes; at the end the results are printed (and with `--markdown FILE` written) as a section
-//! for `docs/benchmarks.md`.
+//! network (`idle`), how many API requests one server answers and how fast cameras created
+//! through one server become visible through the others (`api`), and how fast a new server
+//! copies a large replica from a peer (`sync`). Each prints a summary as it goes; at the end
+//! the results are printed (and with `--markdown FILE` written) as a section for
+//! `docs/benchmarks.md`.
+//!
+//! `HIVE_BENCH_LEGACY=1` runs it against a binary from before HTTPS (protocol 2), which has
+//! no `--http-plain` and serves plain HTTP anyway: the before/after figures of issue 7.
 
-use hive_tests::{merged, metrics_at, Hive, Spec, OWNER_PASSWORD};
+use hive_tests::{merged, metrics_at, ApiTransport, Hive, Spec, OWNER_PASSWORD};
 use serde_json::json;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -30,6 +34,7 @@ commands:
   merge-time   time from starting three servers to one merged system, over --runs runs
   idle         CPU, memory and bytes per second of each server of an idle system
   api          GET /api/system per second; cameras per second replicated to two servers
+  sync         a new server copying --settings settings from a peer: seconds and bytes/s
   help         this text
 
 options:
@@ -41,11 +46,16 @@ options:
   --get-seconds S     api: seconds of GET /api/system         [5]
   --cameras N         api: cameras to create                  [1000]
   --camera-threads N  api: client threads creating cameras    [4]
+  --settings N        sync: settings written to the first server [20000]
+  --value-bytes N     sync: bytes of each setting's value     [512]
+  --write-threads N   sync: client threads writing settings   [4]
+  --sync-runs N       sync: new servers joining, one at a time [3]
   --log FILTER        HIVE_LOG of the servers                 [info]
   --markdown FILE     also write the results as markdown to FILE
 
 The servers are $HIVE_BIN (relative to the workspace root), else the newest
-target/{release,debug}/hive.";
+target/{release,debug}/hive. With HIVE_BENCH_LEGACY=1 they are started without
+--http-plain, for binaries from before HTTPS, which serve plain HTTP without it.";
 
 /// Longest wait for servers to merge; generous for a loaded two-core machine.
 const MERGE_LIMIT: Duration = Duration::from_secs(180);
@@ -81,6 +91,9 @@ fn main() {
     if options.command.runs_api() {
         results.api = Some(bench_api(&options));
     }
+    if options.command.runs_sync() {
+        results.sync = Some(bench_sync(&options));
+    }
     let markdown = results.markdown(&options, &machine, &invocation(&args));
     println!("\n---- markdown ----\n{markdown}");
     if let Some(path) = &options.markdown {
@@ -92,10 +105,12 @@ fn main() {
     }
 }
 
-/// The command line as a user would type it again, `HIVE_BIN` included.
+/// The command line as a user would type it again, `HIVE_BIN` and `HIVE_BENCH_LEGACY`
+/// included.
 fn invocation(args: &[String]) -> String {
     let bin = std::env::var("HIVE_BIN").map(|b| format!("HIVE_BIN={b} ")).unwrap_or_default();
-    let mut line = format!("{bin}target/release/hive-bench");
+    let legacy = if legacy() { "HIVE_BENCH_LEGACY=1 " } else { "" };
+    let mut line = format!("{legacy}{bin}target/release/hive-bench");
     for a in args {
         line.push(' ');
         line.push_str(a);
@@ -117,6 +132,8 @@ enum Bench {
     Idle,
     /// Figure 3.
     Api,
+    /// Figure 4.
+    Sync,
 }
 
 impl Bench {
@@ -130,6 +147,10 @@ impl Bench {
 
     fn runs_api(self) -> bool {
         matches!(self, Bench::All | Bench::Api)
+    }
+
+    fn runs_sync(self) -> bool {
+        matches!(self, Bench::All | Bench::Sync)
     }
 }
 
@@ -145,6 +166,10 @@ struct Options {
     get_time: Duration,
     cameras: usize,
     camera_threads: usize,
+    settings: usize,
+    value_bytes: usize,
+    write_threads: usize,
+    sync_runs: usize,
     log: String,
     markdown: Option<PathBuf>,
 }
@@ -161,6 +186,10 @@ impl Default for Options {
             get_time: Duration::from_secs(5),
             cameras: 1000,
             camera_threads: 4,
+            settings: 20_000,
+            value_bytes: 512,
+            write_threads: 4,
+            sync_runs: 3,
             log: "info".into(),
             markdown: None,
         }
@@ -179,6 +208,7 @@ impl Options {
                 "merge-time" => o.command = Bench::MergeTime,
                 "idle" => o.command = Bench::Idle,
                 "api" => o.command = Bench::Api,
+                "sync" => o.command = Bench::Sync,
                 "help" | "--help" | "-h" => return Ok(None),
                 "--runs" => o.runs = positive(arg, value()?)?,
                 "--servers" => o.servers = positive(arg, value()?)?,
@@ -188,6 +218,10 @@ impl Options {
                 "--get-seconds" => o.get_time = seconds(arg, value()?, false)?,
                 "--cameras" => o.cameras = positive(arg, value()?)?,
                 "--camera-threads" => o.camera_threads = positive(arg, value()?)?,
+                "--settings" => o.settings = positive(arg, value()?)?,
+                "--value-bytes" => o.value_bytes = positive(arg, value()?)?,
+                "--write-threads" => o.write_threads = positive(arg, value()?)?,
+                "--sync-runs" => o.sync_runs = positive(arg, value()?)?,
                 "--log" => o.log = value()?.clone(),
                 "--markdown" => o.markdown = Some(PathBuf::from(value()?)),
                 other => return Err(format!("unknown argument {other:?}")),
@@ -263,6 +297,22 @@ fn fresh_system() -> (u16, String) {
     (hive_tests::discovery_port(), format!("bench-{}-{n}", std::process::id()))
 }
 
+/// Whether the servers are binaries from before HTTPS (`HIVE_BENCH_LEGACY=1`).
+fn legacy() -> bool {
+    std::env::var_os("HIVE_BENCH_LEGACY").is_some_and(|v| v != "0" && !v.is_empty())
+}
+
+/// How to start server `name` of `system` for a benchmark: plain HTTP, asked for in the way
+/// the binary understands, and `HIVE_LOG=log`.
+fn bench_spec(name: &str, system: &str, secret: &str, port: u16, log: &str) -> Spec {
+    let mut spec = Spec::new(name, system, secret, port);
+    spec.env.push(("HIVE_LOG".into(), log.into()));
+    if legacy() {
+        spec.api = ApiTransport::PlainUnflagged;
+    }
+    spec
+}
+
 /// Starts `n` servers of one new system at once, each on fresh data; returns when every API
 /// answers.
 fn start_system(n: usize, log: &str) -> Vec<Hive> {
@@ -271,8 +321,7 @@ fn start_system(n: usize, log: &str) -> Vec<Hive> {
     std::thread::scope(|s| {
         let starting: Vec<_> = (0..n)
             .map(|i| {
-                let mut spec = Spec::new(&format!("s{i:02}"), &system, &secret, port);
-                spec.env.push(("HIVE_LOG".into(), log.into()));
+                let spec = bench_spec(&format!("s{i:02}"), &system, &secret, port, log);
                 s.spawn(move || Hive::start(spec))
             })
             .collect();
@@ -922,6 +971,172 @@ fn watch_cameras(hive: &Hive, want: f64, start: Instant) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Figure 4: bulk sync
+
+/// One new server copying the first server's replica.
+struct SyncRun {
+    /// From spawning the new server until its API answered, seconds.
+    api_secs: f64,
+    /// From spawning the new server until it holds everything the first one holds, seconds.
+    secs: f64,
+    /// Link bytes the first server sent meanwhile (`hive_link_bytes_sent_total`).
+    bytes_sent: f64,
+    /// CPU of the first and of the new server meanwhile, % of a core.
+    cpu: [f64; 2],
+}
+
+impl SyncRun {
+    fn bytes_per_sec(&self) -> f64 {
+        self.bytes_sent / self.secs
+    }
+}
+
+/// Figures of the sync benchmark.
+struct SyncResult {
+    settings: usize,
+    value_bytes: usize,
+    write_threads: usize,
+    /// Seconds the first server took to accept every setting while alone.
+    write_secs: f64,
+    /// Transactions the first server held before the first new server started.
+    transactions: f64,
+    runs: Vec<SyncRun>,
+}
+
+/// Figure 4: `o.settings` settings written to a server while it is alone; then, `o.sync_runs`
+/// times, a new server of the same system (same secret, told the first one's address by
+/// `--peer`, no owner of its own) starts on fresh data and is timed until it holds every
+/// transaction the first one holds.
+fn bench_sync(o: &Options) -> SyncResult {
+    println!(
+        "== bulk sync: {} settings of {} bytes, {} new servers ==",
+        o.settings, o.value_bytes, o.sync_runs
+    );
+    let (port, system) = fresh_system();
+    let secret = format!("{system}-secret");
+    let a = Hive::start(bench_spec("sync-a", &system, &secret, port, &o.log));
+    let started = Instant::now();
+    let failed: usize = std::thread::scope(|s| {
+        let a = &a;
+        let writers: Vec<_> =
+            (0..o.write_threads).map(|t| s.spawn(move || write_settings(a, t, o))).collect();
+        writers.into_iter().map(|w| w.join().expect("a client thread")).sum()
+    });
+    let write_secs = started.elapsed().as_secs_f64();
+    if failed > 0 {
+        panic!("{failed} of {} settings were not written", o.settings);
+    }
+    let transactions = metric(&a, "hive_transactions");
+    println!(
+        "{} settings written in {write_secs:.1} s ({:.0}/s); the first server holds {transactions} transactions",
+        o.settings,
+        o.settings as f64 / write_secs
+    );
+    let pid_a = pid_of(&a);
+    let mut runs = Vec::new();
+    for run in 1..=o.sync_runs {
+        let mut spec = bench_spec(&format!("sync-b{run}"), &system, &secret, port, &o.log);
+        spec.owner = None;
+        spec.peers = vec![a.peer.to_string()];
+        let sent_before = metric(&a, "hive_link_bytes_sent_total");
+        let held_before = metric(&a, "hive_transactions");
+        let a_ticks = cpu_ticks(pid_a);
+        let start = Instant::now();
+        let b = Hive::start(spec);
+        let api_secs = start.elapsed().as_secs_f64();
+        let secs = wait_synced(&a, &b, held_before, start);
+        let ticks = clock_ticks();
+        // The new server's process is as old as the run: all its CPU time counts.
+        let cpu = [
+            (cpu_ticks(pid_a) - a_ticks) as f64 / ticks / secs * 100.0,
+            cpu_ticks(pid_of(&b)) as f64 / ticks / secs * 100.0,
+        ];
+        let bytes_sent = metric(&a, "hive_link_bytes_sent_total") - sent_before;
+        let settings = settings_of(&b);
+        assert!(
+            settings >= o.settings,
+            "{} lists {settings} settings, not all {}",
+            b.spec.name,
+            o.settings
+        );
+        let r = SyncRun { api_secs, secs, bytes_sent, cpu };
+        println!(
+            "run {run}: API up after {api_secs:.2} s, all transactions after {secs:.2} s; first server sent {:.1} MB = {:.1} MB/s; \
+             CPU: first {:.0} %, new {:.0} % of a core",
+            bytes_sent / 1e6,
+            r.bytes_per_sec() / 1e6,
+            cpu[0],
+            cpu[1]
+        );
+        runs.push(r);
+    }
+    println!();
+    SyncResult {
+        settings: o.settings,
+        value_bytes: o.value_bytes,
+        write_threads: o.write_threads,
+        write_secs,
+        transactions,
+        runs,
+    }
+}
+
+/// Client `t` of `o.write_threads` writes settings `t, t + threads, ...` below `o.settings`
+/// through `hive`; how many were refused.
+fn write_settings(hive: &Hive, t: usize, o: &Options) -> usize {
+    let client = Client::new(hive);
+    let filler: String = "x".repeat(o.value_bytes.saturating_sub(6));
+    let mut failed = 0;
+    for i in (t..o.settings).step_by(o.write_threads) {
+        let body = json!({ "name": format!("bench.s{i:06}"), "value": format!("{i:06}{filler}") });
+        let (status, text) = client.send("POST", "/api/settings", Some(&body.to_string()));
+        if status != 201 {
+            eprintln!("POST /api/settings answered {status}: {text}");
+            failed += 1;
+        }
+    }
+    failed
+}
+
+/// Seconds from `start` until `b` holds every transaction `a` held (`held`, read before `b`
+/// started) and both hold the same number with nothing outstanding: `a` then has `b`'s own
+/// records too, so equal counts mean equal replicas.
+fn wait_synced(a: &Hive, b: &Hive, held: f64, start: Instant) -> f64 {
+    loop {
+        let (ma, mb) = (metrics(a), metrics(b));
+        let get = |m: &HashMap<String, f64>, name: &str| m.get(name).copied().unwrap_or(0.0);
+        let (ta, tb) = (get(&ma, "hive_transactions"), get(&mb, "hive_transactions"));
+        let idle =
+            get(&ma, "hive_sync_lag_origins") == 0.0 && get(&mb, "hive_sync_lag_origins") == 0.0;
+        if tb >= held && ta > held && ta == tb && idle {
+            return start.elapsed().as_secs_f64();
+        }
+        if start.elapsed() > REPLICATE_LIMIT {
+            panic!("{} holds {tb} of {ta} transactions after {REPLICATE_LIMIT:?}", b.spec.name);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// How many settings a server lists (asked as the first server's owner, whose account it
+/// copied).
+fn settings_of(hive: &Hive) -> usize {
+    let client = Client::new(hive);
+    // Read as a stream: the list is larger than ureq's 10 MB limit of `into_string`.
+    let response = client
+        .agent
+        .get(&format!("{}/api/settings", client.base))
+        .set("Authorization", &client.auth)
+        .call()
+        .unwrap_or_else(|e| panic!("GET /api/settings of {}: {e}", hive.spec.name));
+    let list: serde_json::Map<String, serde_json::Value> =
+        response.into_json().unwrap_or_else(|e| {
+            panic!("GET /api/settings of {} is no JSON object: {e}", hive.spec.name)
+        });
+    list.len()
+}
+
+// ---------------------------------------------------------------------------------------------
 // Report
 
 /// The figures measured in this run.
@@ -930,6 +1145,7 @@ struct Results {
     merge: Option<MergeResult>,
     idle: Option<IdleResult>,
     api: Option<ApiResult>,
+    sync: Option<SyncResult>,
 }
 
 impl Results {
@@ -957,6 +1173,9 @@ impl Results {
         }
         if let Some(a) = &self.api {
             md.push_str(&api_markdown(a));
+        }
+        if let Some(r) = &self.sync {
+            md.push_str(&sync_markdown(r));
         }
         md
     }
@@ -1066,5 +1285,38 @@ fn api_markdown(a: &ApiResult) -> String {
         a.create_cpu[2],
         a.create_cpu[3]
     );
+    md
+}
+
+/// Figure 4 as markdown.
+fn sync_markdown(r: &SyncResult) -> String {
+    let mut md = format!(
+        "\n### Bulk sync to a new server\n\n\
+         {} settings of {} bytes written to one server while alone ({} client threads, {:.1} s: \
+         {:.0}/s; {} transactions held); then, one at a time, a new server of the same system \
+         (same secret, `--peer` of the first, fresh data, no owner of its own) was timed from \
+         its spawn until both held the same transactions with nothing outstanding.\n\n\
+         | run | API up | all transactions | bytes sent by the first | rate | CPU first / new |\n\
+         |---|---|---|---|---|---|\n",
+        r.settings,
+        r.value_bytes,
+        r.write_threads,
+        r.write_secs,
+        r.settings as f64 / r.write_secs,
+        r.transactions
+    );
+    for (i, run) in r.runs.iter().enumerate() {
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} s | **{:.2} s** | {:.1} MB | **{:.1} MB/s** | {:.0} % / {:.0} % |",
+            i + 1,
+            run.api_secs,
+            run.secs,
+            run.bytes_sent / 1e6,
+            run.bytes_per_sec() / 1e6,
+            run.cpu[0],
+            run.cpu[1]
+        );
+    }
     md
 }
