@@ -88,6 +88,8 @@ pub struct FileConfig {
     pub failover: Option<bool>,
     /// Most cameras this server records.
     pub max_cameras: Option<u32>,
+    /// How far ahead of this server's clock a peer's timestamps may be, in hours.
+    pub clock_offset_max_hours: Option<u64>,
     /// License vendor public key (hex).
     pub license_vendor_key: Option<String>,
     /// First owner as `name:password`, created if no user has that name.
@@ -166,6 +168,8 @@ pub struct ServeSettings {
     pub failover: bool,
     /// Camera capacity.
     pub max_cameras: u32,
+    /// A peer's timestamp further ahead than this closes its link (a clock violation).
+    pub clock_offset_ms_max: u64,
     /// License vendor key.
     pub vendor_key: ed25519_dalek::VerifyingKey,
     /// First owner `(name, password)`.
@@ -328,6 +332,10 @@ impl ServeSettings {
             hardware_id,
             failover: pick(flags.failover, file.failover).0.unwrap_or(true),
             max_cameras: pick(flags.max_cameras, file.max_cameras).0.unwrap_or(64),
+            clock_offset_ms_max: clock_offset_ms_max(
+                flags.clock_offset_max_hours,
+                file.clock_offset_max_hours,
+            )?,
             vendor_key,
             init_owner,
             api_tls,
@@ -387,6 +395,25 @@ pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
 /// Encodes bytes as lowercase hex.
 pub fn encode_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Default bound on a peer's clock lead, in hours: wide enough for the skews a hive survives.
+pub const CLOCK_OFFSET_MAX_HOURS: u64 = 24;
+
+fn clock_offset_ms_max(flag: Option<u64>, file: Option<u64>) -> Result<u64, ConfigError> {
+    let (hours, source) = match (flag, file) {
+        (Some(h), _) => (h, "command line"),
+        (None, Some(h)) => (h, "config file"),
+        (None, None) => (CLOCK_OFFSET_MAX_HOURS, ""),
+    };
+    if !(1..=24 * 365).contains(&hours) {
+        return Err(ConfigError::Invalid {
+            source_name: source.into(),
+            field: "clock_offset_max_hours",
+            reason: "must be 1 to 8760 hours".into(),
+        });
+    }
+    Ok(hours * 3_600_000)
 }
 
 #[cfg(test)]
@@ -454,6 +481,18 @@ mod tests {
         let flags = Overrides { secret: Some(token), ..minimal() };
         let s = ServeSettings::resolve(flags, FileConfig::default(), None).unwrap();
         assert_eq!(s.secret, Some(Secret::from_bytes([3; 32])));
+    }
+
+    #[test]
+    fn the_clock_offset_bound_defaults_to_a_day_and_refuses_nonsense() {
+        let s = ServeSettings::resolve(minimal(), FileConfig::default(), None).unwrap();
+        assert_eq!(s.clock_offset_ms_max, 24 * 3_600_000);
+        let flags = Overrides { clock_offset_max_hours: Some(2), ..minimal() };
+        let s = ServeSettings::resolve(flags, FileConfig::default(), None).unwrap();
+        assert_eq!(s.clock_offset_ms_max, 2 * 3_600_000);
+        let flags = Overrides { clock_offset_max_hours: Some(0), ..minimal() };
+        let err = ServeSettings::resolve(flags, FileConfig::default(), None).unwrap_err();
+        assert!(err.to_string().contains("clock_offset_max_hours"), "{err}");
     }
 
     #[test]

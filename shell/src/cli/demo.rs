@@ -75,6 +75,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             hardware_id: demo_hardware_id(i),
             failover: true,
             max_cameras: 16,
+            clock_offset_ms_max: crate::config::CLOCK_OFFSET_MAX_HOURS * 3_600_000,
             vendor_key: issuer.verifying_key(),
             init_owner: Some((DEMO_USER.into(), DEMO_PASSWORD.into())),
             // Loopback only, which browsers treat as a secure context.

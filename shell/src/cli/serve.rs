@@ -50,6 +50,9 @@ pub struct ServeArgs {
     /// Most cameras this server records.
     #[arg(long)]
     max_cameras: Option<u32>,
+    /// How far ahead of this server's clock a peer's timestamps may be, in hours (24).
+    #[arg(long)]
+    clock_offset_max_hours: Option<u64>,
     /// License vendor public key, hex (tests).
     #[arg(long)]
     license_vendor_key: Option<String>,
@@ -86,6 +89,7 @@ impl ServeArgs {
                 hardware_id: self.hardware_id,
                 failover: self.failover,
                 max_cameras: self.max_cameras,
+                clock_offset_max_hours: self.clock_offset_max_hours,
                 license_vendor_key: self.license_vendor_key,
                 init_owner: self.init_owner,
                 tls_cert: self.tls_cert,

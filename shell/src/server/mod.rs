@@ -119,7 +119,7 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
         kdf: KdfParams::STANDARD,
         failover_enabled: settings.failover,
         max_cameras: settings.max_cameras,
-        timing: Timing::default(),
+        timing: Timing { clock_offset_ms_max: settings.clock_offset_ms_max, ..Timing::default() },
     };
     let mut dc = DriverConfig::new(settings.listen);
     dc.discovery_group = settings.discovery_group;
