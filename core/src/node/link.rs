@@ -418,6 +418,13 @@ mod tests {
         Hello { hlc, ..n.hello() }
     }
 
+    /// Opens member link `link` on `a` presenting `key`, and delivers `b`'s Hello stamped `hlc`.
+    fn link_from(a: &mut Node, b: &Node, link: u64, key: PublicKey, hlc: Hlc) {
+        let link = LinkId(link);
+        a.handle(NOW, Input::LinkOpened { link, dialed: None, channel: member(key) });
+        a.handle(NOW, Input::Message { link, msg: Message::Hello(hello_from(b, hlc)) });
+    }
+
     fn events(n: &mut Node) -> Vec<Event> {
         std::iter::from_fn(|| n.poll_output())
             .filter_map(|o| match o {
@@ -431,19 +438,8 @@ mod tests {
     fn a_hello_stamped_at_the_end_of_time_closes_the_link_and_leaves_the_clock_alone() {
         let (mut a, b) = (node("north", 1), node("north", 2));
         let before = a.clock.last();
-        a.handle(
-            NOW,
-            Input::LinkOpened {
-                link: LinkId(1),
-                dialed: None,
-                channel: member(b.channel_keys().0.public),
-            },
-        );
         let poison = Hlc { wall_ms: u64::MAX, logical: u32::MAX };
-        a.handle(
-            NOW,
-            Input::Message { link: LinkId(1), msg: Message::Hello(hello_from(&b, poison)) },
-        );
+        link_from(&mut a, &b, 1, b.channel_keys().0.public, poison);
         assert!(events(&mut a).iter().any(|e| matches!(e, Event::ClockViolation { .. })));
         assert!(!a.links.contains_key(&LinkId(1)));
         assert_eq!(a.clock.last(), before);
@@ -462,14 +458,7 @@ mod tests {
             Input::Command { id: CommandId(9), cmd: Command::Put { key: pin.0, value: pin.1 } },
         );
         let impostor = PublicKey([0xee; 32]);
-        a.handle(
-            NOW,
-            Input::LinkOpened { link: LinkId(1), dialed: None, channel: member(impostor) },
-        );
-        a.handle(
-            NOW,
-            Input::Message { link: LinkId(1), msg: Message::Hello(hello_from(&b, b.clock.last())) },
-        );
+        link_from(&mut a, &b, 1, impostor, b.clock.last());
         let seen = events(&mut a);
         assert!(
             seen.contains(&Event::KeyMismatch { server: b.identity.server, presented: impostor }),
@@ -477,36 +466,14 @@ mod tests {
         );
         assert!(a.peers.is_empty());
         // The real key still links.
-        a.handle(
-            NOW,
-            Input::LinkOpened {
-                link: LinkId(2),
-                dialed: None,
-                channel: member(b.channel_keys().0.public),
-            },
-        );
-        a.handle(
-            NOW,
-            Input::Message { link: LinkId(2), msg: Message::Hello(hello_from(&b, b.clock.last())) },
-        );
+        link_from(&mut a, &b, 2, b.channel_keys().0.public, b.clock.last());
         assert_eq!(a.peers.get(&b.identity.server), Some(&LinkId(2)));
     }
 
     #[test]
     fn replacing_the_link_key_pins_the_new_key_and_remakes_every_link() {
         let (mut a, b) = (node("north", 1), node("north", 2));
-        a.handle(
-            NOW,
-            Input::LinkOpened {
-                link: LinkId(1),
-                dialed: None,
-                channel: member(b.channel_keys().0.public),
-            },
-        );
-        a.handle(
-            NOW,
-            Input::Message { link: LinkId(1), msg: Message::Hello(hello_from(&b, b.clock.last())) },
-        );
+        link_from(&mut a, &b, 1, b.channel_keys().0.public, b.clock.last());
         while a.poll_output().is_some() {}
         let pair = crate::keys::StaticKeypair { private: [5; 32], public: PublicKey([6; 32]) };
         a.handle(NOW, Input::Command { id: CommandId(1), cmd: Command::ReplaceLinkKey { pair } });

@@ -291,37 +291,24 @@ impl Node {
         let Some((addr, m)) = self.take_outgoing(link) else {
             return self.violation(link, "merge outcome on a link that asked for none");
         };
-        let Outgoing::Finished(key) = &m.stage else {
-            return self.violation(link, "merge outcome before the login finished");
+        let outcome = match &m.stage {
+            Outgoing::Finished(key) => login::open(key, Direction::ToInitiator, outcome)
+                .ok()
+                .and_then(|b| decode::<MergeOutcome>(&b)),
+            Outgoing::Started(_) => None,
         };
-        let outcome = login::open(key, Direction::ToInitiator, outcome)
-            .ok()
-            .and_then(|b| decode::<MergeOutcome>(&b));
-        let kept = match (m.keep, outcome) {
-            (Keep::Remote, Some(o @ MergeOutcome { secret: Some(_), .. })) => Some(o),
-            (Keep::Local, Some(o)) => {
-                self.outputs.push_back(Output::Reply {
-                    id: m.id,
-                    result: Ok(Reply::Merged { system: o.system }),
-                });
-                None
-            }
-            _ => {
-                self.outputs.push_back(Output::Reply {
-                    id: m.id,
-                    result: Err(CommandError::MergeRefused(MergeRefusal::NotVerified)),
-                });
-                return self.violation(link, "merge outcome does not open");
-            }
+        // Keeping the remote side needs its secret; keeping ours needs nothing back.
+        let Some(o) = outcome.filter(|o| m.keep == Keep::Local || o.secret.is_some()) else {
+            let why = CommandError::MergeRefused(MergeRefusal::NotVerified);
+            self.outputs.push_back(Output::Reply { id: m.id, result: Err(why) });
+            return self.violation(link, "merge outcome out of order or does not open");
         };
-        if let Some(o) = kept {
+        if m.keep == Keep::Remote {
             let stamp = self.clock.tick(self.now.wall_ms);
             self.adopt(o.system, o.name, stamp, o.secret);
-            self.outputs.push_back(Output::Reply {
-                id: m.id,
-                result: Ok(Reply::Merged { system: o.system }),
-            });
         }
+        let merged = Ok(Reply::Merged { system: o.system });
+        self.outputs.push_back(Output::Reply { id: m.id, result: merged });
         // Remember the address so every server of the merged system can reach the other side.
         self.write(vec![(Key::ManualAddress(addr), Some(Value::ManualAddress))]);
         self.close(link);

@@ -87,41 +87,27 @@ impl<N: Net> Links<N> {
             return;
         }
         self.half_open.fetch_add(1, Ordering::Relaxed);
-        self.start(stream, Role::Responder, None, keys);
-    }
-
-    /// Starts the tasks of a new connection: handshake, then reader and writer.
-    fn start(&mut self, stream: N::Stream, role: Role, dialed: Option<PeerAddr>, keys: Keys) {
-        self.next += 1;
-        let link = LinkId(self.next);
-        let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        let events = self.events_tx.clone();
-        let stats = Arc::clone(&self.stats);
-        let entropy = self.entropy.clone();
-        let half_open = matches!(role, Role::Responder).then(|| Arc::clone(&self.half_open));
+        let (link, (tx, rx), ctx) = self.new_link();
+        let half_open = Arc::clone(&self.half_open);
         let task = tokio::spawn(async move {
-            let mut stream = stream;
-            let timeout = Duration::from_millis(channel::HANDSHAKE_TIMEOUT_MS);
-            let done = tokio::time::timeout(
-                timeout,
-                channel::handshake(&mut stream, role, &keys, &entropy, link.0),
-            )
-            .await
-            .unwrap_or(Err(ChannelError::Timeout));
-            if let Some(h) = half_open {
-                h.fetch_sub(1, Ordering::Relaxed);
-            }
-            let (transport, channel) = match done {
-                Ok(ok) => ok,
-                Err(error) => {
-                    let _ = events.send(Raw::HandshakeFailed { link, dialed, error });
-                    return;
-                }
-            };
-            let _ = events.send(Raw::Established { link, dialed, channel });
-            run_link(stream, transport, channel, link, rx, events, stats).await;
+            let established = ctx.handshake(stream, Role::Responder, keys).await;
+            half_open.fetch_sub(1, Ordering::Relaxed);
+            ctx.run(established, None, rx).await;
         });
         self.open.insert(link, LinkTasks { tx, task, open: false });
+    }
+
+    /// A new link's id, its frame queue and what its tasks share.
+    fn new_link(&mut self) -> (LinkId, FrameQueue, LinkContext) {
+        self.next += 1;
+        let link = LinkId(self.next);
+        let ctx = LinkContext {
+            link,
+            events: self.events_tx.clone(),
+            stats: Arc::clone(&self.stats),
+            entropy: self.entropy.clone(),
+        };
+        (link, mpsc::unbounded_channel(), ctx)
     }
 
     /// Queues a frame on a link.
@@ -152,44 +138,15 @@ impl<N: Net> Links<N> {
         timeout_ms: u64,
         keys: Keys,
     ) {
-        let events = self.events_tx.clone();
-        let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        self.next += 1;
-        let link = LinkId(self.next);
-        let stats = Arc::clone(&self.stats);
-        let entropy = self.entropy.clone();
+        let (link, (tx, rx), ctx) = self.new_link();
         let task = tokio::spawn(async move {
-            let connected =
-                match tokio::time::timeout(Duration::from_millis(timeout_ms), N::connect(to)).await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-                };
-            let mut stream = match connected {
-                Ok(s) => s,
-                Err(e) => {
-                    let error = ChannelError::Io(e);
-                    let _ = events.send(Raw::HandshakeFailed { link, dialed: Some(addr), error });
-                    return;
-                }
+            let connect = tokio::time::timeout(Duration::from_millis(timeout_ms), N::connect(to));
+            let established = match connect.await {
+                Ok(Ok(stream)) => ctx.handshake(stream, Role::Initiator(kind), keys).await,
+                Ok(Err(e)) => Err(ChannelError::Io(e)),
+                Err(_) => Err(ChannelError::Io(std::io::ErrorKind::TimedOut.into())),
             };
-            let timeout = Duration::from_millis(channel::HANDSHAKE_TIMEOUT_MS);
-            let role = Role::Initiator(kind);
-            let done = tokio::time::timeout(
-                timeout,
-                channel::handshake(&mut stream, role, &keys, &entropy, link.0),
-            )
-            .await
-            .unwrap_or(Err(ChannelError::Timeout));
-            let (transport, channel) = match done {
-                Ok(ok) => ok,
-                Err(error) => {
-                    let _ = events.send(Raw::HandshakeFailed { link, dialed: Some(addr), error });
-                    return;
-                }
-            };
-            let _ = events.send(Raw::Established { link, dialed: Some(addr), channel });
-            run_link(stream, transport, channel, link, rx, events, stats).await;
+            ctx.run(established, Some(addr), rx).await;
         });
         self.open.insert(link, LinkTasks { tx, task, open: false });
     }
@@ -226,6 +183,51 @@ impl<N: Net> Links<N> {
                     return LinkEvent::Closed(link, why);
                 }
                 Raw::Event(e) => return e,
+            }
+        }
+    }
+}
+
+type FrameQueue = (mpsc::UnboundedSender<Vec<u8>>, mpsc::UnboundedReceiver<Vec<u8>>);
+
+/// What one link's tasks share.
+struct LinkContext {
+    link: LinkId,
+    events: mpsc::UnboundedSender<Raw>,
+    stats: Arc<TrafficStats>,
+    entropy: Entropy,
+}
+
+impl LinkContext {
+    /// The channel's handshake, within [`channel::HANDSHAKE_TIMEOUT_MS`].
+    async fn handshake<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+        role: Role,
+        keys: Keys,
+    ) -> Result<(S, Transport, ChannelInfo), ChannelError> {
+        let timeout = Duration::from_millis(channel::HANDSHAKE_TIMEOUT_MS);
+        let shake = channel::handshake(&mut stream, role, &keys, &self.entropy, self.link.0);
+        let (transport, info) =
+            tokio::time::timeout(timeout, shake).await.unwrap_or(Err(ChannelError::Timeout))?;
+        Ok((stream, transport, info))
+    }
+
+    /// Reports the handshake's outcome and, if it succeeded, runs the link until it ends.
+    async fn run<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>(
+        self,
+        established: Result<(S, Transport, ChannelInfo), ChannelError>,
+        dialed: Option<PeerAddr>,
+        rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    ) {
+        let link = self.link;
+        match established {
+            Err(error) => {
+                let _ = self.events.send(Raw::HandshakeFailed { link, dialed, error });
+            }
+            Ok((stream, transport, channel)) => {
+                let _ = self.events.send(Raw::Established { link, dialed, channel });
+                run_link(stream, transport, channel, link, rx, self.events, self.stats).await;
             }
         }
     }
