@@ -16,4 +16,5 @@ pub mod node;
 pub mod persist;
 pub mod resources;
 pub mod store;
+pub mod timesync;
 pub mod wire;
