@@ -147,6 +147,17 @@ impl Trajectory {
         SystemUs(saturate_u64(u128::from(self.anchor_system.0) + advance_us))
     }
 
+    /// Offset change still to come from the correction at `mono`, µs (negative when catching
+    /// down or slewing back).
+    fn pending_signed_us(&self, mono: MonoUs) -> i64 {
+        let pending_us = i128::from(self.pending_us(mono));
+        saturate_i64(if self.correction_rate_ppb < self.rate_ppb {
+            -pending_us
+        } else {
+            pending_us
+        })
+    }
+
     /// Part of the correction not yet applied at `mono`, µs.
     fn pending_us(&self, mono: MonoUs) -> u64 {
         let elapsed_us = mono.0.saturating_sub(self.anchor_mono.0);
@@ -264,13 +275,13 @@ impl SystemClock {
     /// time does not jump. `source_changed_to_self` makes this server's own clock the reference.
     pub fn set_source(&mut self, source_changed_to_self: bool) {
         let now = self.latest_mono;
-        let system = self.trajectory.at(now);
         self.window.clear();
         self.recent.clear();
-        // A correction towards the old source's time is abandoned; the frequency is kept,
-        // since the new source was itself following the old one.
-        self.reanchor(now, system, PPB, 0);
         if source_changed_to_self {
+            // Our own time is the reference now: nothing left to correct towards. The
+            // frequency is kept so followers see no change of rate.
+            let system = self.trajectory.at(now);
+            self.reanchor(now, system, PPB, 0);
             self.synced = true;
             self.bound_base_us = 0;
             self.bound_since = now;
@@ -279,6 +290,8 @@ impl SystemClock {
             self.bound_base_us = 0;
             self.bound_since = now;
         }
+        // Changing to another remote source keeps the trajectory, a correction in progress
+        // included: the new source was following the old one, so that is still the way to go.
         self.own_source = source_changed_to_self;
         self.check_invariants();
     }
@@ -338,12 +351,15 @@ impl SystemClock {
     }
 
     /// Whether `sample` disagrees with what the clock believes by more than the window's
-    /// measurement noise allows. With no window, synced time itself is the reference; before
-    /// the first sample anything goes.
+    /// measurement noise allows. With no window, where synced time is heading (the offset
+    /// plus the correction in progress) is the reference; before the first sample anything goes.
     fn is_outlier(&self, sample: &TimeSample, now: MonoUs) -> bool {
         let reference_us = match self.estimate(now) {
             Some((estimate_us, _)) => estimate_us,
-            None if self.synced => self.offset_us(now),
+            None if self.synced => saturate_i64(
+                i128::from(self.offset_us(now))
+                    + i128::from(self.trajectory.pending_signed_us(now)),
+            ),
             None => return false,
         };
         let min_rtt_us = min_round_trip_us(&self.window).unwrap_or(sample.round_trip_us());
@@ -867,6 +883,22 @@ mod tests {
             "{corrections:?}"
         );
         assert!(run(&mut world, &mut clock, &lan(), 600) <= 1_000);
+    }
+
+    #[test]
+    fn catch_down_in_progress_continues_across_a_source_change() {
+        let (mut world, mut clock) = synced_world(9);
+        world.primary_jump_us = -2_000_000;
+        for _ in 0..CONFIRM_SAMPLES {
+            world.second(&mut clock, &lan());
+        }
+        assert!(clock.error_bound_us(world.mono()) > 1_000_000, "the catch-down is in the bound");
+        // The new primary shares the old one's time: its first sample continues the catch-down.
+        clock.set_source(false);
+        let (correction, _) = world.second(&mut clock, &lan());
+        assert!(matches!(correction, Correction::CatchDown { .. }), "{correction:?}");
+        run(&mut world, &mut clock, &lan(), 5);
+        assert!(run(&mut world, &mut clock, &lan(), 60) <= 1_000);
     }
 
     #[test]
