@@ -513,7 +513,7 @@ fn least_squares(samples: &[&TimeSample], now: MonoUs) -> Option<(i64, i64)> {
     let now_x = (i128::from(now.0) - x0) as f64;
     let y_now = y_mean + (now_x - x_mean) * freq_ppb as f64 / PPB as f64;
     // `as` saturates (and maps NaN to 0), so absurd samples cannot panic here.
-    Some((saturate_i64(y0 + y_now.round() as i128), freq_ppb))
+    Some((saturate_i64(y0.saturating_add(y_now.round() as i128)), freq_ppb))
 }
 
 /// System µs per monotonic µs, ppb, of a clock whose offset changes at `freq_ppb`.
