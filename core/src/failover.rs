@@ -25,6 +25,7 @@ pub struct ServerState {
     /// Reachable now and its cameras are not failed over: it records its own cameras.
     pub online: bool,
     /// Online, failover enabled and up at least the minimum time: it may take others' cameras.
+    /// Taken as given: the assignment does not check it against `online`.
     pub takes_failover: bool,
     /// Most cameras it records, its own included; limits only what it takes over.
     pub max_cameras: u32,
