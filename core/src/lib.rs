@@ -5,6 +5,7 @@
 //! a clock, touches a socket or the filesystem, or draws unseeded randomness.
 
 pub mod auth;
+pub mod failover;
 pub mod frame;
 pub mod hlc;
 pub mod identity;
