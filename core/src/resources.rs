@@ -40,6 +40,9 @@ pub enum Key {
     /// owner replacing it), under a key of its own so that no stale write of the server
     /// record can put an old key back.
     ServerKey(ServerId),
+    /// A server whose cameras failed over to others: they stay there until it has been
+    /// reachable for the stability time, so a bouncing server does not make them flap.
+    FailedOver(ServerId),
 }
 
 /// The value stored under a [`Key`].
@@ -66,6 +69,11 @@ pub enum Value {
     },
     /// A server's public link key.
     ServerKey(PublicKey),
+    /// A server's cameras failed over.
+    FailedOver {
+        /// System time the server was last heard of before its cameras moved, ms.
+        since_ms: u64,
+    },
 }
 
 /// A server as the system knows it.
@@ -81,6 +89,10 @@ pub struct ServerRecord {
     pub failover_enabled: bool,
     /// How many cameras it may record.
     pub max_cameras: u32,
+    /// An administrator's preference for this server as the primary time server (higher
+    /// first; servers with an external time source come before any priority).
+    #[serde(default)]
+    pub time_priority: u32,
 }
 
 /// How eagerly a camera moves to another server when its own fails.
@@ -103,9 +115,9 @@ pub struct CameraRecord {
     pub name: String,
     /// Stream URL (RTSP).
     pub url: String,
-    /// Server recording it now.
-    pub parent: ServerId,
-    /// Server it returns to after failover.
+    /// Server that records it while it is online, and that it returns to after a failover.
+    /// Who records it now is not stored: every server computes it from the view (see
+    /// [`crate::failover`]), and camera history says who recorded when.
     pub preferred: ServerId,
     /// Failover priority.
     pub failover_priority: FailoverPriority,
@@ -176,6 +188,7 @@ impl Value {
                 | (Key::ManualAddress(_), Value::ManualAddress)
                 | (Key::LicenseShortfall, Value::LicenseShortfall { .. })
                 | (Key::ServerKey(_), Value::ServerKey(_))
+                | (Key::FailedOver(_), Value::FailedOver { .. })
         )
     }
 }

@@ -11,8 +11,9 @@ use thiserror::Error;
 
 /// Version of the protocol spoken in beacons and on links; servers of another version are
 /// listed with the reason and never linked. 3: Noise links, OPAQUE merges, beacons MACed over
-/// every field with a sequence number.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// every field with a sequence number. 4: routes carry each server's status (up since, time
+/// source) and how long ago a withdrawn server was last heard; routed messages (time samples).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest beacon datagram, in bytes.
 pub const BEACON_LEN_MAX: usize = 1400;
@@ -237,17 +238,80 @@ pub enum Message {
         txns: Vec<Transaction>,
     },
     /// Routing: changes to the servers the sender reaches and in how many hops (the first one
-    /// on a link is the whole table).
+    /// on a link is the whole table, the sender itself included at 0 hops).
     Reach {
-        /// `(server, hops)`; hops of 8 or more withdraw the route.
-        routes: Vec<(ServerId, u8)>,
+        /// The changed entries; hops of 8 or more withdraw the route.
+        routes: Vec<RouteAd>,
     },
+    /// A message for a server that may be several hops away, forwarded along the routes.
+    Routed(Routed),
     /// Keeps an idle link alive.
     Ping,
     /// A rename or merge that every member applies.
     Identity(IdentityChange),
     /// A step of an administrator's merge.
     Merge(MergeMsg),
+}
+
+/// One entry of a routing table as a neighbour offers it.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct RouteAd {
+    /// The server reached.
+    pub server: ServerId,
+    /// Links on the way from the sender; [`crate::node::HOPS_MAX`] or more withdraws it.
+    pub hops: u8,
+    /// What the server announces of itself (meaningless in a withdrawal).
+    pub status: ServerStatus,
+    /// In a withdrawal: how long ago, in ms, the sender last heard of the server, so that
+    /// every server dates its silence alike however late the withdrawal reaches it.
+    pub heard_ago_ms: u32,
+}
+
+/// What a server announces of itself with its routes: every server judges failover and elects
+/// the primary time server from the same facts.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Debug, Default)]
+pub struct ServerStatus {
+    /// System time at which this run of the server started, ms.
+    pub up_since_ms: u64,
+    /// Whether it takes its time from an external (NTP) source.
+    pub external_time: bool,
+}
+
+/// A message addressed to one server, forwarded hop by hop along the routes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct Routed {
+    /// Sender.
+    pub from: ServerId,
+    /// Addressee.
+    pub to: ServerId,
+    /// Hops it may still take; a message whose ttl runs out is dropped.
+    pub ttl: u8,
+    /// What it carries.
+    pub body: RoutedBody,
+}
+
+/// Hops a routed message may take: the longest route.
+pub const ROUTED_TTL: u8 = 8;
+
+/// What a routed message carries.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub enum RoutedBody {
+    /// A time sample's request to the primary time server.
+    TimeRequest {
+        /// Matches the reply to the request.
+        id: u64,
+    },
+    /// The primary's answer: its system time when the request arrived and when it answered.
+    TimeReply {
+        /// The request's id.
+        id: u64,
+        /// System time at which the request was read from the socket, µs.
+        received_us: u64,
+        /// System time at which the answer was sent, µs.
+        sent_us: u64,
+        /// The primary's own error bound against its source, µs.
+        error_us: u64,
+    },
 }
 
 /// Why bytes could not be read as a beacon or message.
@@ -312,6 +376,7 @@ impl Message {
             Message::Writes { .. } => "Writes",
             Message::Push { .. } => "Push",
             Message::Reach { .. } => "Reach",
+            Message::Routed(_) => "Routed",
             Message::Ping => "Ping",
             Message::Identity(_) => "Identity",
             Message::Merge(_) => "Merge",

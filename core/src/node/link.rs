@@ -66,16 +66,24 @@ pub(super) struct Link {
     pub known: Vector,
     /// What we told the peer we cover.
     pub announced: Vector,
-    /// The peer's routing table.
-    pub reach: BTreeMap<ServerId, u8>,
+    /// The peer's routing table (itself at 0 hops).
+    pub reach: BTreeMap<ServerId, super::routing::Offer>,
     /// The table this neighbour last got from us, so later messages carry only changes.
-    pub reach_sent: BTreeMap<ServerId, u8>,
+    pub reach_sent: BTreeMap<ServerId, super::routing::Offer>,
 }
 
 impl Link {
     pub fn peer_boot(&self) -> Option<u64> {
         match self.phase {
             Phase::Up(_, boot) => Some(boot),
+            _ => None,
+        }
+    }
+
+    /// The member at the other end, once its Hello arrived.
+    pub fn peer(&self) -> Option<ServerId> {
+        match self.phase {
+            Phase::Up(server, _) => Some(server),
             _ => None,
         }
     }
@@ -139,6 +147,10 @@ impl Node {
         self.merge_link_closed(link);
         if let Phase::Up(server, _) = l.phase {
             if self.peers.get(&server) == Some(&link) {
+                // The peer vouched for itself and the servers behind it until it fell silent.
+                for dest in l.reach.keys().copied().chain([server]) {
+                    self.presence_heard(dest, l.last_rx_ms);
+                }
                 self.peers.remove(&server);
                 self.event(Event::PeerDown(server));
                 self.membership_changed();

@@ -118,7 +118,9 @@ impl Node {
         let manual = self.manual_addresses();
         let direct_to = |peer: ServerId| {
             self.peers.iter().any(|(&other, other_link)| {
-                other < me && other != peer && self.links[other_link].reach.get(&peer) == Some(&1)
+                other < me
+                    && other != peer
+                    && self.links[other_link].reach.get(&peer).map(|o| o.0) == Some(1)
             })
         };
         let surplus: Vec<_> = self

@@ -7,16 +7,21 @@ mod licensing;
 mod link;
 mod merge;
 mod mesh;
+mod presence;
+mod recording;
 mod routing;
 mod sync;
 #[cfg(test)]
 mod testing;
+mod time;
 mod view;
 
 pub use admin::{Command, CommandError, CommandId, Keep, Reply};
 pub use discovery::OtherSystem;
 pub use licensing::LicenseStatus;
 pub use link::{ChannelInfo, ChannelKind, LinkId};
+pub use routing::{Route, HOPS_MAX};
+pub use time::{TimeSource, TimeStatus, TIME_PRIMARY_SETTING};
 
 use crate::auth::{KdfParams, Secret};
 use crate::hlc::HlcClock;
@@ -39,6 +44,13 @@ pub struct Now {
     pub mono_ms: u64,
     /// Wall-clock time in ms since the Unix epoch (timestamps); may jump or be skewed.
     pub wall_ms: u64,
+}
+
+impl Now {
+    /// Monotonic time in µs.
+    pub fn mono_us(&self) -> u64 {
+        self.mono_ms.saturating_mul(1000)
+    }
 }
 
 /// Intervals and limits of the protocol.
@@ -74,6 +86,15 @@ pub struct Timing {
     /// one further ahead is closed as a clock violation. Wide enough for the skews the hive
     /// survives (clocks an hour apart), narrow enough that one bad stamp cannot end time.
     pub clock_offset_ms_max: u64,
+    /// How long a server may be silent (no route to it, nothing heard of it) before its
+    /// cameras move to other servers.
+    pub hold_ms: u64,
+    /// How long a server must have been up before it takes cameras of failed servers.
+    pub failover_min_uptime_ms: u64,
+    /// How long a failed server must stay reachable before its cameras return to it.
+    pub failover_stability_ms: u64,
+    /// Period of time samples to the primary time server.
+    pub time_poll_ms: u64,
 }
 
 impl Default for Timing {
@@ -92,6 +113,10 @@ impl Default for Timing {
             pull_timeout_ms: 5_000,
             sync_batch: 512,
             clock_offset_ms_max: 24 * 3_600_000,
+            hold_ms: 3_000,
+            failover_min_uptime_ms: 10_000,
+            failover_stability_ms: 30_000,
+            time_poll_ms: 1_000,
         }
     }
 }
@@ -169,6 +194,8 @@ pub enum Input {
         /// The command.
         cmd: Command,
     },
+    /// A sample of an external (NTP) time source, taken by the driver.
+    ExternalTime(crate::timesync::TimeSample),
 }
 
 /// What the node asks of its driver, in order. A `Persist` must be durable before any later
@@ -212,6 +239,16 @@ pub enum Output {
     },
     /// Something worth logging.
     Event(Event),
+    /// Start recording this camera: it falls to this server now.
+    StartRecording {
+        /// The camera.
+        camera: crate::ids::CameraId,
+    },
+    /// Stop recording this camera: it falls to another server, or to none.
+    StopRecording {
+        /// The camera.
+        camera: crate::ids::CameraId,
+    },
 }
 
 /// Notable happenings, for logs and tests.
@@ -280,6 +317,24 @@ pub enum Event {
     /// The persisted clock was ahead of the wall clock by more than the allowed offset and
     /// was brought back.
     ClockClamped,
+    /// System time stepped (the first sample of a run, or a correction forward beyond the
+    /// slew range).
+    TimeStepped {
+        /// By how much, µs.
+        by_us: i64,
+        /// The server sampled (`None`: an external source).
+        from: Option<ServerId>,
+    },
+    /// System time was ahead of the primary's beyond the slew range and runs slow until
+    /// caught up; it never goes back.
+    TimeCatchingDown {
+        /// By how much, µs.
+        by_us: u64,
+        /// The server sampled (`None`: an external source).
+        from: Option<ServerId>,
+    },
+    /// The primary time server changed.
+    PrimaryTimeServer(ServerId),
 }
 
 /// One server's state machine.
@@ -316,6 +371,16 @@ pub struct Node {
     started_ms: u64,
     /// Cameras, keys or membership changed since licenses were last checked.
     license_dirty: bool,
+    /// Since when servers have been reachable and when they were last heard of.
+    presence: presence::Presence,
+    /// Who records which camera.
+    recording: recording::Recording,
+    /// System time.
+    time: time::TimeState,
+    /// Monotonic µs at which the message being handled was read from its socket.
+    received_us: u64,
+    /// Routes, statuses or settings changed: elect the primary time server again.
+    time_recheck: bool,
 }
 
 impl Node {
@@ -374,6 +439,9 @@ impl Node {
             }
         };
         let boot = rng.gen();
+        // System time continues from the newest stamp this replica holds when the wall clock
+        // is behind it (clamped above); a first sample steps it back if that was too far.
+        let initial_ms = now.wall_ms.max(clock.last().wall_ms);
         let crypto_rng = ChaCha20Rng::from_seed(config.entropy);
         let mut node = Node {
             crypto_rng,
@@ -399,6 +467,11 @@ impl Node {
             mesh_dirty: true,
             started_ms: now.mono_ms,
             license_dirty: true,
+            presence: presence::Presence::default(),
+            recording: recording::Recording::default(),
+            time: time::TimeState::new(now.mono_ms, initial_ms),
+            received_us: now.mono_us(),
+            time_recheck: true,
         };
         if !records.is_empty() {
             node.outputs.push_back(Output::Persist(records));
@@ -414,6 +487,8 @@ impl Node {
             node.event(e);
         }
         node.publish_own_server_record();
+        node.close_own_stale_spans();
+        node.recording_dirty();
         node
     }
 
@@ -428,8 +503,12 @@ impl Node {
             }
             Input::DialFailed { addr } => self.on_dial_failed(&addr),
             Input::LinkClosed { link } => self.on_link_closed(link),
-            Input::Message { link, msg } => self.on_message(link, msg),
+            Input::Message { link, msg } => {
+                self.received_us = self.now.mono_us();
+                self.on_message(link, msg)
+            }
             Input::Command { id, cmd } => self.on_command(id, cmd),
+            Input::ExternalTime(sample) => self.on_external_time(sample),
         }
         self.run_timers();
     }
@@ -449,10 +528,10 @@ impl Node {
 
     /// Monotonic time at which the node wants a [`Input::Tick`].
     pub fn poll_timeout(&self) -> u64 {
-        match self.announce_at_ms {
-            Some(at) => at.min(self.next_tick_ms),
-            None => self.next_tick_ms,
-        }
+        [self.announce_at_ms, self.time_due_ms(), self.recording_due_ms()]
+            .into_iter()
+            .flatten()
+            .fold(self.next_tick_ms, u64::min)
     }
 
     /// The whole persistent state, for a periodic snapshot.
@@ -481,10 +560,18 @@ impl Node {
             self.mesh_dirty |= self.discovery.expire(now);
             self.expire_pulls();
             self.check_licenses();
+            self.time_recheck = true;
         }
         if self.announce_at_ms.is_some_and(|at| now >= at) {
             self.announce_at_ms = None;
             self.flush_announcements();
+        }
+        if std::mem::take(&mut self.time_recheck) || self.time_due_ms().is_some_and(|at| now >= at)
+        {
+            self.time_tick();
+        }
+        if self.recording_due_ms().is_some_and(|at| now >= at) {
+            self.reassign();
         }
     }
 
@@ -537,16 +624,23 @@ impl Node {
         txns
     }
 
-    /// Keeps this server's own record in the store up to date with its configuration.
+    /// Keeps this server's own record in the store up to date with its configuration: name,
+    /// hardware and addresses always; the failover settings and time priority only at first
+    /// start, since administrators change them in the replicated record from any server.
     fn publish_own_server_record(&mut self) {
+        let key = Key::Server(self.identity.server);
+        let (failover_enabled, max_cameras, time_priority) = match self.store.get(&key) {
+            Some(Value::Server(r)) => (r.failover_enabled, r.max_cameras, r.time_priority),
+            _ => (self.config.failover_enabled, self.config.max_cameras, 0),
+        };
         let record = ServerRecord {
             name: self.config.server_name.clone(),
             hardware_id: self.config.hardware_id.clone(),
             addresses: self.config.listen.clone(),
-            failover_enabled: self.config.failover_enabled,
-            max_cameras: self.config.max_cameras,
+            failover_enabled,
+            max_cameras,
+            time_priority,
         };
-        let key = Key::Server(self.identity.server);
         if self.store.get(&key) != Some(&Value::Server(record.clone())) {
             self.write(vec![(key, Some(Value::Server(record)))]);
         }
@@ -585,6 +679,18 @@ impl Node {
         }
         if matches!(key, Key::Server(_)) {
             self.mesh_dirty = true;
+        }
+        if matches!(
+            key,
+            Key::Camera(_)
+                | Key::License(_)
+                | Key::Server(_)
+                | Key::Setting { .. }
+                | Key::FailedOver(_)
+                | Key::LicenseShortfall
+        ) {
+            self.recording.dirty_by_store();
+            self.time_recheck = true;
         }
     }
 

@@ -1,10 +1,14 @@
 //! Routing: which servers are reachable, in how many hops and through which neighbour, by a
 //! distance-vector exchange with split horizon. A server is online for the system while a
 //! route to it exists; video to a server without a direct link follows `via`.
+//!
+//! Routes also carry what each server announces of itself ([`ServerStatus`]: when its run
+//! started, where it takes its time from), and a withdrawal says how long ago its sender last
+//! heard of the server, so that every server dates a death alike (see `presence`).
 
 use super::{LinkId, Node};
 use crate::ids::ServerId;
-use crate::wire::Message;
+use crate::wire::{Message, RouteAd, ServerStatus};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Longest route, in hops (a route this long or longer is unreachable).
@@ -19,9 +23,17 @@ pub struct Route {
     pub via: ServerId,
 }
 
+/// `heard_ago_ms` of a withdrawal that says nothing of when the server was heard.
+pub const NOT_HEARD: u32 = u32::MAX;
+
+/// A neighbour's entry for one server: hops from the neighbour and the server's status.
+pub(super) type Offer = (u8, ServerStatus);
+
 #[derive(Default)]
 pub(super) struct Routing {
     routes: BTreeMap<ServerId, Route>,
+    /// Status of each reachable server, from the neighbour its route goes through.
+    statuses: BTreeMap<ServerId, ServerStatus>,
     /// Links or neighbour tables changed: recompute and tell neighbours what changed at the
     /// next flush (changes arrive in bursts; once per burst is enough).
     stale: bool,
@@ -30,17 +42,34 @@ pub(super) struct Routing {
 impl Node {
     /// A neighbour's table changed: `routes` holds the changed entries, a hop count of
     /// [`HOPS_MAX`] or more withdrawing a route.
-    pub(super) fn on_reach(&mut self, link: LinkId, routes: Vec<(ServerId, u8)>) {
+    pub(super) fn on_reach(&mut self, link: LinkId, routes: Vec<RouteAd>) {
+        let now = self.now.mono_ms;
         let Some(l) = self.links.get_mut(&link) else { return };
+        let peer = l.peer();
         let mut changed = false;
         let mut lost_direct = Vec::new();
-        for (dest, hops) in routes {
-            let old =
-                if hops >= HOPS_MAX { l.reach.remove(&dest) } else { l.reach.insert(dest, hops) };
-            changed |= old != Some(hops);
-            if old == Some(1) && hops != 1 {
-                lost_direct.push(dest);
+        let mut heard = Vec::new();
+        for ad in routes {
+            // Only the neighbour itself sits at 0 hops of it.
+            if ad.hops == 0 && Some(ad.server) != peer {
+                continue;
             }
+            let old = if ad.hops >= HOPS_MAX {
+                if ad.heard_ago_ms != NOT_HEARD {
+                    heard.push((ad.server, now.saturating_sub(u64::from(ad.heard_ago_ms))));
+                }
+                l.reach.remove(&ad.server)
+            } else {
+                l.reach.insert(ad.server, (ad.hops, ad.status))
+            };
+            changed |= old.map(|o| o.0) != Some(ad.hops)
+                || ad.hops < HOPS_MAX && old.is_none_or(|o| o.1 != ad.status);
+            if old.is_some_and(|o| o.0 == 1) && ad.hops != 1 {
+                lost_direct.push(ad.server);
+            }
+        }
+        for (server, at_ms) in heard {
+            self.presence_heard(server, at_ms);
         }
         if changed {
             self.routes_changed();
@@ -62,18 +91,31 @@ impl Node {
     fn recompute_routes(&mut self) {
         let me = self.identity.server;
         let mut routes: BTreeMap<ServerId, Route> = BTreeMap::new();
+        let mut statuses: BTreeMap<ServerId, ServerStatus> = BTreeMap::new();
         for (&peer, link) in &self.peers {
+            let reach = &self.links[link].reach;
             routes.insert(peer, Route { hops: 1, via: peer });
-            for (&dest, &hops) in &self.links[link].reach {
-                if dest == me || hops + 1 >= HOPS_MAX {
+            statuses.insert(peer, reach.get(&peer).map(|o| o.1).unwrap_or_default());
+            for (&dest, &(hops, status)) in reach {
+                if dest == me || dest == peer || hops + 1 >= HOPS_MAX {
                     continue;
                 }
                 let candidate = Route { hops: hops + 1, via: peer };
-                routes.entry(dest).and_modify(|r| *r = (*r).min(candidate)).or_insert(candidate);
+                if routes.get(&dest).is_none_or(|r| candidate < *r) {
+                    routes.insert(dest, candidate);
+                    statuses.insert(dest, status);
+                }
             }
         }
+        let statuses_changed = statuses != self.routing.statuses;
+        self.routing.statuses = statuses;
+        if statuses_changed {
+            self.refresh_statuses();
+        }
         if routes != self.routing.routes {
+            let before: BTreeSet<ServerId> = self.routing.routes.keys().copied().collect();
             self.routing.routes = routes;
+            self.reachability_changed(&before);
             self.licenses_dirty();
         }
     }
@@ -83,25 +125,49 @@ impl Node {
             return;
         }
         self.recompute_routes();
+        let me = self.identity.server;
+        let own = (0, self.own_status());
+        let now = self.now.mono_ms;
         // Every neighbour gets what changed since its last table: a new link, everything.
         let peers: Vec<_> = self.peers.iter().map(|(p, l)| (*p, *l)).collect();
         for (peer, link) in peers {
-            let l = self.links.get_mut(&link).expect("peer links exist");
             // Split horizon: never offer a neighbour a route that goes through it.
-            let table: BTreeMap<ServerId, u8> = self
+            let mut table: BTreeMap<ServerId, Offer> = self
                 .routing
                 .routes
                 .iter()
                 .filter(|(dest, r)| **dest != peer && r.via != peer)
-                .map(|(dest, r)| (*dest, r.hops))
+                .map(|(dest, r)| (*dest, (r.hops, self.routing.statuses[dest])))
                 .collect();
+            table.insert(me, own);
+            let l = self.links.get(&link).expect("peer links exist");
             // Only what changed since the last table this neighbour got.
-            let withdrawn =
-                l.reach_sent.keys().filter(|d| !table.contains_key(d)).map(|d| (*d, HOPS_MAX));
-            let changed =
-                table.iter().filter(|(d, h)| l.reach_sent.get(d) != Some(h)).map(|(d, h)| (*d, *h));
+            let withdrawn = l.reach_sent.keys().filter(|d| !table.contains_key(d)).map(|d| {
+                // Still reached (through this neighbour, which split horizon hides): no news
+                // of when it was heard.
+                let heard_ago_ms = if self.routing.routes.contains_key(d) {
+                    NOT_HEARD
+                } else {
+                    let ago = now.saturating_sub(self.last_heard_ms(*d));
+                    u32::try_from(ago).unwrap_or(NOT_HEARD - 1)
+                };
+                RouteAd {
+                    server: *d,
+                    hops: HOPS_MAX,
+                    status: ServerStatus::default(),
+                    heard_ago_ms,
+                }
+            });
+            let changed = table.iter().filter(|(d, o)| l.reach_sent.get(d) != Some(o)).map(
+                |(d, (hops, status))| RouteAd {
+                    server: *d,
+                    hops: *hops,
+                    status: *status,
+                    heard_ago_ms: 0,
+                },
+            );
             let routes: Vec<_> = withdrawn.chain(changed).collect();
-            l.reach_sent = table;
+            self.links.get_mut(&link).expect("peer links exist").reach_sent = table;
             if !routes.is_empty() {
                 self.send(link, Message::Reach { routes });
             }
@@ -123,5 +189,15 @@ impl Node {
     /// The route to `server`, if it is reachable.
     pub fn route_to(&self, server: ServerId) -> Option<Route> {
         self.routing.routes.get(&server).copied()
+    }
+
+    /// Every route, by destination.
+    pub fn routes(&self) -> &BTreeMap<ServerId, Route> {
+        &self.routing.routes
+    }
+
+    /// What a reachable server announced, as its route carries it.
+    pub(super) fn routing_status(&self, server: ServerId) -> ServerStatus {
+        self.routing.statuses.get(&server).copied().unwrap_or_default()
     }
 }

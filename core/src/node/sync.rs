@@ -100,6 +100,7 @@ impl Node {
             }
             Message::Reach { routes } => self.on_reach(link, routes),
             Message::Ping => {}
+            Message::Routed(routed) => self.on_routed(routed),
             Message::Identity(change) => self.on_peer_identity(link, &change),
             other => {
                 self.violation(link, format!("unexpected {} on an established link", other.kind()))
@@ -233,7 +234,7 @@ impl Node {
             for &o in &dirty {
                 // A peer linked to the origin itself got its writes pushed directly; if that
                 // link breaks, its routing update makes us announce after all (see `on_reach`).
-                if o.server != me && l.reach.get(&o.server) == Some(&1) {
+                if o.server != me && l.reach.get(&o.server).map(|r| r.0) == Some(1) {
                     continue;
                 }
                 let mine = self.store.covered(o);

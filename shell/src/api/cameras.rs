@@ -1,7 +1,7 @@
 //! `/api/cameras`: list, add, change and remove cameras.
 
 use super::{camera_url, parse_id, rules, ApiError, AppState, Body, Caller};
-use crate::driver::{Clock, SystemClock};
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -58,8 +58,9 @@ pub struct CameraView {
     pub name: String,
     /// Stream URL.
     pub url: String,
-    /// Server recording it.
-    pub server: String,
+    /// Server recording it now, as the answering server's view says (`null`: nobody, e.g.
+    /// every server that could is down, or licenses ran out).
+    pub server: Option<String>,
     /// Server it returns to after failover.
     pub preferred_server: String,
     /// Failover priority.
@@ -70,7 +71,7 @@ pub struct CameraView {
 
 impl CameraView {
     /// The camera as `caller` may see it: viewers never see its credentials.
-    fn new(id: CameraId, c: &CameraRecord, caller: &Caller) -> Self {
+    fn new(id: CameraId, c: &CameraRecord, recorder: Option<ServerId>, caller: &Caller) -> Self {
         let url = match caller.role {
             Role::Owner | Role::Admin => c.url.clone(),
             Role::Viewer => camera_url::redacted(&c.url),
@@ -79,7 +80,7 @@ impl CameraView {
             id: id.to_string(),
             name: c.name.clone(),
             url,
-            server: c.parent.to_string(),
+            server: recorder.map(|s| s.to_string()),
             preferred_server: c.preferred.to_string(),
             failover_priority: c.failover_priority.into(),
             recording: c.recording,
@@ -138,7 +139,9 @@ pub async fn list(
 ) -> Result<Json<Vec<CameraView>>, ApiError> {
     let cams = state
         .handle
-        .read(move |n| n.cameras().map(|(id, c)| CameraView::new(id, c, &caller)).collect())
+        .read(move |n| {
+            n.cameras().map(|(id, c)| CameraView::new(id, c, n.recorder_of(id), &caller)).collect()
+        })
         .await?;
     Ok(Json(cams))
 }
@@ -160,7 +163,9 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> Result<Json<CameraView>, ApiError> {
     let id: CameraId = parse_id(&id, "camera")?;
-    Ok(Json(CameraView::new(id, &camera(&state, id).await?, &caller)))
+    let record = camera(&state, id).await?;
+    let recorder = state.handle.read(move |n| n.recorder_of(id)).await?;
+    Ok(Json(CameraView::new(id, &record, recorder, &caller)))
 }
 
 pub async fn create(
@@ -179,13 +184,12 @@ pub async fn create(
     let record = CameraRecord {
         name: new.name,
         url: new.url,
-        parent: server,
         preferred: server,
         failover_priority: new.failover_priority.unwrap_or(Priority::Medium).into(),
         recording: new.recording.unwrap_or(true),
-        created_ms: SystemClock::new().now().wall_ms,
+        created_ms: state.handle.read(|n| n.system_time_ms()).await?,
     };
-    let view = CameraView::new(id, &record, &caller);
+    let view = CameraView::new(id, &record, None, &caller);
     state
         .handle
         .command(Command::Put { key: Key::Camera(id), value: Value::Camera(record) })
@@ -212,7 +216,6 @@ pub async fn update(
     }
     if let Some(server) = change.server {
         let server = known_server(&state, &server).await?;
-        record.parent = server;
         record.preferred = server;
     }
     if let Some(p) = change.failover_priority {
@@ -221,7 +224,8 @@ pub async fn update(
     if let Some(r) = change.recording {
         record.recording = r;
     }
-    let view = CameraView::new(id, &record, &caller);
+    let recorder = state.handle.read(move |n| n.recorder_of(id)).await?;
+    let view = CameraView::new(id, &record, recorder, &caller);
     state
         .handle
         .command(Command::Put { key: Key::Camera(id), value: Value::Camera(record) })

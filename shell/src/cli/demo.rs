@@ -161,7 +161,6 @@ async fn add_licenses_and_cameras(
             let record = CameraRecord {
                 name: format!("Demo camera {}.{}", i + 1, c + 1),
                 url: format!("rtsp://127.0.0.1:8554/demo-{}-{}", i + 1, c + 1),
-                parent: me,
                 preferred: me,
                 failover_priority: FailoverPriority::Medium,
                 recording: true,

@@ -272,6 +272,12 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
                     report_loss(&loss, epoch, peers_known)
                 }
                 Output::Event(e) => log_event(&e),
+                Output::StartRecording { camera } => {
+                    tracing::info!(%camera, "recording starts here");
+                }
+                Output::StopRecording { camera } => {
+                    tracing::info!(%camera, "recording stops here");
+                }
             }
         }
         observer.observe(&node);

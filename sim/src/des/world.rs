@@ -141,6 +141,8 @@ struct Host {
     recovering: bool,
     /// Highest own write made durable, per origin.
     durable_own: Option<(ReplicaId, Seq)>,
+    /// Cameras it records, with the simulated time each started.
+    recording: BTreeMap<hive_core::ids::CameraId, u64>,
 }
 
 struct SimLink {
@@ -237,6 +239,7 @@ impl World {
             acked: Vec::new(),
             recovering: false,
             durable_own: None,
+            recording: BTreeMap::new(),
         });
         self.start(id);
         id
@@ -290,11 +293,18 @@ impl World {
         let h = &mut self.hosts[host];
         h.node = None;
         h.inc += 1;
+        // A dead server records nothing.
+        h.recording.clear();
         for l in self.links.values_mut() {
             if l.ends.iter().any(|(e, _)| *e == host) {
                 l.broken = true;
             }
         }
+    }
+
+    /// Cameras `host` records, with the simulated time each started.
+    pub fn recording(&self, host: HostId) -> &BTreeMap<hive_core::ids::CameraId, u64> {
+        &self.hosts[host].recording
     }
 
     /// Restarts a crashed host from its disk.
@@ -509,6 +519,12 @@ impl World {
                 self.replies.insert(id, result);
             }
             Output::Event(_) => {}
+            Output::StartRecording { camera } => {
+                self.hosts[host].recording.insert(camera, self.now);
+            }
+            Output::StopRecording { camera } => {
+                self.hosts[host].recording.remove(&camera);
+            }
         }
     }
 

@@ -1,0 +1,115 @@
+//! Presence: since when each server has been reachable, and when it was last heard of once
+//! it is not.
+//!
+//! A server is reachable while some route reaches it (see `routing`), so a single broken link
+//! or a neighbour's stalled loop does not make it look dead: every neighbour must lose it.
+//! When the last route goes, the server was last heard at the latest moment anyone vouched for
+//! it: a neighbour's last message from it, carried in route withdrawals as an age
+//! (`heard_ago_ms`), so that servers far from the dead one date its death as its neighbours
+//! do and the hold time overlaps detection instead of following it.
+
+use super::Node;
+use crate::ids::ServerId;
+use crate::wire::ServerStatus;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What this server knows of another's presence in this run.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Seen {
+    /// Monotonic ms since when a route has reached it, while one does.
+    pub reachable_since_ms: Option<u64>,
+    /// Monotonic ms at which it was last heard of, once unreachable.
+    pub last_heard_ms: u64,
+    /// The latest "heard of at" among withdrawals and closed links, and when that evidence
+    /// came; becomes `last_heard_ms` when the last route goes. Evidence older than a link's
+    /// silence timeout while the server stayed reachable is stale (a cut link, not a death)
+    /// and is dropped.
+    evidence: Option<(u64, u64)>,
+    /// What it last announced of itself.
+    pub status: ServerStatus,
+}
+
+#[derive(Default)]
+pub(super) struct Presence {
+    pub seen: BTreeMap<ServerId, Seen>,
+}
+
+impl Node {
+    /// Someone vouched for `server` at monotonic `at_ms` (a withdrawal's age, a closed link's
+    /// last message).
+    pub(super) fn presence_heard(&mut self, server: ServerId, at_ms: u64) {
+        let now = self.now.mono_ms;
+        let at_ms = at_ms.min(now);
+        let seen = self.presence.seen.entry(server).or_default();
+        seen.evidence = Some((seen.evidence.map_or(at_ms, |(e, _)| e.max(at_ms)), now));
+    }
+
+    /// The routes changed from reaching `before` to reaching what `routing` holds now.
+    pub(super) fn reachability_changed(&mut self, before: &BTreeSet<ServerId>) {
+        let now = self.now.mono_ms;
+        let silence_ms = self.config.timing.link_silence_ms;
+        let routes = self.routes().clone();
+        for server in routes.keys() {
+            let status = self.routing_status(*server);
+            let seen = self.presence.seen.entry(*server).or_default();
+            seen.reachable_since_ms.get_or_insert(now);
+            seen.evidence = seen.evidence.filter(|(_, came)| now <= came + silence_ms);
+            seen.status = status;
+        }
+        for server in before.iter().filter(|s| !routes.contains_key(s)) {
+            let seen = self.presence.seen.entry(*server).or_default();
+            seen.reachable_since_ms = None;
+            seen.last_heard_ms = seen.evidence.take().map_or(now, |(at, _)| at).min(now);
+        }
+        self.recording_dirty();
+        self.time_recheck = true;
+    }
+
+    /// Keeps the remembered statuses of reachable servers current.
+    pub(super) fn refresh_statuses(&mut self) {
+        let routes: Vec<ServerId> = self.routes().keys().copied().collect();
+        for server in routes {
+            let status = self.routing_status(server);
+            if let Some(seen) = self.presence.seen.get_mut(&server) {
+                if seen.status != status {
+                    seen.status = status;
+                    self.recording_dirty();
+                    self.time_recheck = true;
+                }
+            }
+        }
+    }
+
+    /// Monotonic ms at which `server` was last heard of: now while it is reachable, this run's
+    /// start if it has not been heard of since.
+    pub(super) fn last_heard_ms(&self, server: ServerId) -> u64 {
+        if server == self.identity.server || self.route_to(server).is_some() {
+            return self.now.mono_ms;
+        }
+        self.presence
+            .seen
+            .get(&server)
+            .map_or(self.started_ms, |s| s.last_heard_ms.max(self.started_ms))
+    }
+
+    /// Whether `server` was reachable at some time in this run.
+    pub(super) fn ever_reached(&self, server: ServerId) -> bool {
+        self.presence.seen.contains_key(&server)
+    }
+
+    /// Monotonic ms since when `server` has been reachable without a break.
+    pub(super) fn reachable_since_ms(&self, server: ServerId) -> Option<u64> {
+        if server == self.identity.server {
+            return Some(self.started_ms);
+        }
+        self.presence.seen.get(&server).and_then(|s| s.reachable_since_ms)
+    }
+
+    /// What `server` last announced of itself, if it was ever heard of.
+    pub(super) fn last_status(&self, server: ServerId) -> Option<ServerStatus> {
+        if server == self.identity.server {
+            return Some(self.own_status());
+        }
+        self.presence.seen.get(&server).map(|s| s.status)
+    }
+}
