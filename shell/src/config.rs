@@ -100,6 +100,8 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// Serve the API as plain HTTP instead of HTTPS.
     pub http_plain: Option<bool>,
+    /// NTP server (`host:port`) this server takes its time from when it is the primary.
+    pub ntp: Option<String>,
 }
 
 /// Flags of `hive serve`: the file's fields, set where a flag was given.
@@ -176,6 +178,8 @@ pub struct ServeSettings {
     pub init_owner: Option<(String, String)>,
     /// HTTPS or plain HTTP for the API.
     pub api_tls: ApiTls,
+    /// NTP server as `host:port`, checked for form only; the caller resolves the name.
+    pub ntp: Option<String>,
 }
 
 impl std::fmt::Debug for ServeSettings {
@@ -192,6 +196,7 @@ impl std::fmt::Debug for ServeSettings {
             .field("peers", &self.peers)
             .field("hardware_id", &self.hardware_id)
             .field("api_tls", &self.api_tls)
+            .field("ntp", &self.ntp)
             .finish_non_exhaustive()
     }
 }
@@ -318,6 +323,8 @@ impl ServeSettings {
             pick(flags.http_plain, file.http_plain),
             &invalid,
         )?;
+        let (ntp, f) = pick(flags.ntp, file.ntp);
+        let ntp = ntp.map(|n| parse_host_port(&n)).transpose().map_err(|r| invalid(f, "ntp", r))?;
         Ok(ServeSettings {
             data_dir,
             system_name,
@@ -339,6 +346,7 @@ impl ServeSettings {
             vendor_key,
             init_owner,
             api_tls,
+            ntp,
         })
     }
 }
@@ -372,6 +380,21 @@ fn resolve_api_tls(
 
 fn parse_socket(text: &str) -> Result<SocketAddr, String> {
     text.parse().map_err(|_| format!("{text:?} is not an address of the form IP:PORT"))
+}
+
+/// Checks `text` is `host:port` (an IPv6 host in brackets) and returns it trimmed.
+fn parse_host_port(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let bad = || format!("{text:?} is not of the form HOST:PORT (e.g. ntp.example.org:123)");
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => !host.is_empty() && !host.contains(':') && !host.contains(char::is_whitespace),
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 && host_ok => Ok(text.to_owned()),
+        _ => Err(bad()),
+    }
 }
 
 /// Parses a hex ed25519 public key.
@@ -543,6 +566,37 @@ mod tests {
         };
         let s = ServeSettings::resolve(minimal(), file, None).unwrap();
         assert_eq!(s.api_tls, ApiTls::Supplied { cert: "c.pem".into(), key: "k.pem".into() });
+    }
+
+    #[test]
+    fn an_ntp_server_is_host_and_port() {
+        let s = ServeSettings::resolve(minimal(), FileConfig::default(), None).unwrap();
+        assert_eq!(s.ntp, None);
+        for good in ["127.0.0.1:123", "ntp.example.org:123", "[::1]:11123"] {
+            let file = FileConfig { ntp: Some(good.into()), ..FileConfig::default() };
+            let s = ServeSettings::resolve(minimal(), file, None).unwrap();
+            assert_eq!(s.ntp.as_deref(), Some(good));
+        }
+    }
+
+    #[test]
+    fn a_bad_ntp_server_names_the_key_and_the_file() {
+        for bad in ["ntp.example.org", ":123", "host:0", "host:port", "::1:123", "[x]:123"] {
+            let file = FileConfig { ntp: Some(bad.into()), ..FileConfig::default() };
+            let err = ServeSettings::resolve(minimal(), file, Some(Path::new("/etc/hive.toml")))
+                .unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { field: "ntp", .. }), "{bad}: {err}");
+            assert!(err.to_string().contains("/etc/hive.toml"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_ntp_key_is_read_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hive.toml");
+        std::fs::write(&path, "ntp = \"127.0.0.1:11123\"\n").unwrap();
+        let file = FileConfig::load(&path).unwrap();
+        assert_eq!(file.ntp.as_deref(), Some("127.0.0.1:11123"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `hive`: the Hive server. The [`driver`] runs a core node over real (or simulated) sockets,
-//! timers and [`storage`]; [`server`] adds the [`api`]; [`cli`] is the `hive` command.
+//! timers and [`storage`]; [`server`] adds the [`api`]; [`cli`] is the `hive` command;
+//! [`time`] asks NTP servers for the time.
 
 pub mod api;
 pub mod cli;
@@ -9,3 +10,4 @@ pub mod fingerprint;
 pub mod hardware;
 pub mod server;
 pub mod storage;
+pub mod time;

@@ -80,6 +80,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             init_owner: Some((DEMO_USER.into(), DEMO_PASSWORD.into())),
             // Loopback only, which browsers treat as a secure context.
             api_tls: ApiTls::Plain,
+            ntp: None,
         };
         servers.push(server::start(settings).await?);
     }

@@ -68,6 +68,9 @@ pub struct ServeArgs {
     /// Serve the API as plain HTTP instead of HTTPS (passwords cross the network in clear).
     #[arg(long)]
     http_plain: bool,
+    /// NTP server, HOST:PORT, this server takes its time from when it is the primary.
+    #[arg(long)]
+    ntp: Option<String>,
 }
 
 impl ServeArgs {
@@ -95,6 +98,7 @@ impl ServeArgs {
                 tls_cert: self.tls_cert,
                 tls_key: self.tls_key,
                 http_plain: self.http_plain.then_some(true),
+                ntp: self.ntp,
             },
         )
     }

@@ -2,8 +2,31 @@
 //! simulation) and a wall clock that may be offset and drift, as real ones do.
 
 use hive_core::node::Now;
+use std::ffi::OsStr;
 use std::time::{SystemTime, UNIX_EPOCH};
+use thiserror::Error;
 use tokio::time::Instant;
+
+/// Environment variable of a fake wall-clock skew in signed ms, so that process tests can run
+/// servers on one machine that disagree about the time. A test aid: never set in production.
+pub const WALL_SKEW_ENV: &str = "HIVE_TEST_WALL_SKEW_MS";
+
+/// [`WALL_SKEW_ENV`] is set to something other than a signed integer.
+#[derive(Debug, Error)]
+#[error("{WALL_SKEW_ENV}={value:?} is not a signed integer number of milliseconds")]
+pub struct WallSkewError {
+    /// The value found.
+    pub value: String,
+}
+
+/// The skew [`WALL_SKEW_ENV`] asks for: 0 when unset.
+pub fn parse_wall_skew_ms(value: Option<&OsStr>) -> Result<i64, WallSkewError> {
+    let Some(value) = value else { return Ok(0) };
+    value
+        .to_str()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| WallSkewError { value: value.to_string_lossy().into_owned() })
+}
 
 /// Where the driver reads time.
 pub trait Clock: 'static {
@@ -16,12 +39,26 @@ pub trait Clock: 'static {
 /// The machine's clocks.
 pub struct SystemClock {
     start: Instant,
+    /// Added to every wall reading (a test aid, see [`WALL_SKEW_ENV`]).
+    wall_skew_ms: i64,
 }
 
 impl SystemClock {
-    /// Starts the monotonic count now.
+    /// Starts the monotonic count now; the wall clock is the machine's.
     pub fn new() -> Self {
-        SystemClock { start: Instant::now() }
+        SystemClock { start: Instant::now(), wall_skew_ms: 0 }
+    }
+
+    /// Like [`SystemClock::new`], with the wall clock skewed as [`WALL_SKEW_ENV`] says; read
+    /// once, here.
+    pub fn from_env() -> Result<Self, WallSkewError> {
+        let wall_skew_ms = parse_wall_skew_ms(std::env::var_os(WALL_SKEW_ENV).as_deref())?;
+        Ok(SystemClock { wall_skew_ms, ..SystemClock::new() })
+    }
+
+    /// The skew added to wall readings.
+    pub fn wall_skew_ms(&self) -> i64 {
+        self.wall_skew_ms
     }
 }
 
@@ -33,8 +70,10 @@ impl Default for SystemClock {
 
 impl Clock for SystemClock {
     fn now(&self) -> Now {
-        let wall_ms =
-            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+            .saturating_add_signed(self.wall_skew_ms);
         Now { mono_ms: self.start.elapsed().as_millis() as u64, wall_ms }
     }
 
@@ -71,5 +110,40 @@ impl Clock for SkewedClock {
 
     fn instant_at(&self, mono_ms: u64) -> Instant {
         self.start + std::time::Duration::from_millis(mono_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unset_wall_skew_is_zero() {
+        assert_eq!(parse_wall_skew_ms(None).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_wall_skew_is_signed_milliseconds() {
+        assert_eq!(parse_wall_skew_ms(Some(OsStr::new("-7000"))).unwrap(), -7_000);
+        assert_eq!(parse_wall_skew_ms(Some(OsStr::new("11000"))).unwrap(), 11_000);
+        assert_eq!(parse_wall_skew_ms(Some(OsStr::new("+250"))).unwrap(), 250);
+    }
+
+    #[test]
+    fn a_bad_wall_skew_is_refused_naming_the_variable() {
+        for bad in ["", "7s", "1.5", "ten", "99999999999999999999"] {
+            let err = parse_wall_skew_ms(Some(OsStr::new(bad))).unwrap_err();
+            assert!(err.to_string().contains(WALL_SKEW_ENV), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_skewed_wall_clock_reads_ahead_by_the_skew() {
+        let plain = SystemClock::new();
+        let skewed = SystemClock { wall_skew_ms: 3_600_000, ..SystemClock::new() };
+        let before_ms = plain.now().wall_ms;
+        let unskewed_ms = skewed.now().wall_ms - 3_600_000;
+        let after_ms = plain.now().wall_ms;
+        assert!((before_ms..=after_ms).contains(&unskewed_ms), "{before_ms} {unskewed_ms}");
     }
 }

@@ -13,7 +13,7 @@ mod links;
 pub mod net;
 mod stats;
 
-pub use clock::{Clock, SkewedClock, SystemClock};
+pub use clock::{Clock, SkewedClock, SystemClock, WallSkewError, WALL_SKEW_ENV};
 pub use net::{Net, TokioNet, TurmoilNet};
 pub use stats::{Traffic, TrafficStats};
 

@@ -62,6 +62,9 @@ pub enum ServeError {
     /// The API's certificate could not be loaded or made.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The test aid `HIVE_TEST_WALL_SKEW_MS` has a bad value.
+    #[error(transparent)]
+    WallSkew(#[from] driver::WallSkewError),
     /// The node loop ended unexpectedly.
     #[error("the server's node loop ended unexpectedly")]
     Ended,
@@ -85,6 +88,14 @@ pub const RESTORED_MARKER: &str = "RESTORED";
 
 /// Starts a server; returns once it listens and its replica is loaded.
 pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
+    let clock = SystemClock::from_env()?;
+    if clock.wall_skew_ms() != 0 {
+        tracing::warn!(
+            skew_ms = clock.wall_skew_ms(),
+            "the wall clock is skewed for tests ({})",
+            driver::WALL_SKEW_ENV
+        );
+    }
     let first_start =
         std::fs::read_dir(&settings.data_dir).map_or(true, |mut entries| entries.next().is_none());
     let init_owner = match &settings.init_owner {
@@ -129,16 +140,7 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
     let (handle, requests) = NodeHandle::new();
     let seed: u64 = rand::random();
     let driver = tokio::spawn(async move {
-        driver::run::<TokioNet, _, _, _>(
-            dc,
-            config,
-            fs,
-            SystemClock::new(),
-            seed,
-            requests,
-            &mut (),
-        )
-        .await
+        driver::run::<TokioNet, _, _, _>(dc, config, fs, clock, seed, requests, &mut ()).await
     });
     // The loop answers reads only once it listens and has persisted what loading produced.
     let identity = match handle.read(|n| n.identity().clone()).await {
