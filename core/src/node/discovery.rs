@@ -426,7 +426,11 @@ mod tests {
 
     /// `NOW` plus `ms`, on both clocks.
     fn at(ms: u64) -> Now {
-        Now { mono_ms: NOW.mono_ms + ms, wall_ms: NOW.wall_ms + ms }
+        Now {
+            mono_ms: NOW.mono_ms + ms,
+            mono_us: NOW.mono_us + ms * 1000,
+            wall_ms: NOW.wall_ms + ms,
+        }
     }
 
     fn drain(n: &mut Node) -> Vec<Output> {

@@ -13,7 +13,7 @@ mod links;
 pub mod net;
 mod stats;
 
-pub use clock::{Clock, SkewedClock, SystemClock};
+pub use clock::{Clock, MonoClock, SkewedClock, SystemClock};
 pub use net::{Net, TokioNet, TurmoilNet};
 pub use stats::{Traffic, TrafficStats};
 
@@ -221,7 +221,7 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
         addr: udp_addr.to_string(),
         source,
     })?;
-    let mut links: Links<N> = Links::new(Arc::clone(&dc.stats), dc.entropy.clone());
+    let mut links: Links<N> = Links::new(Arc::clone(&dc.stats), dc.entropy.clone(), clock.mono());
     let mut replies: BTreeMap<CommandId, oneshot::Sender<Result<Reply, CommandError>>> =
         BTreeMap::new();
     let mut next_command = 0u64;
@@ -282,7 +282,9 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
                     Some(Input::LinkOpened { link, dialed, channel })
                 }
                 LinkEvent::DialFailed(addr) => Some(Input::DialFailed { addr }),
-                LinkEvent::Message(link, msg) => Some(Input::Message { link, msg }),
+                LinkEvent::Message(link, msg, received_us) => {
+                    Some(Input::Message { link, msg, received_us })
+                }
                 LinkEvent::Closed(link, why) => {
                     tracing::debug!(?link, why, "link closed");
                     Some(Input::LinkClosed { link })
