@@ -343,15 +343,15 @@ impl Node {
         if self.peers.contains_key(&b.server) {
             return;
         }
-        if newcomer {
-            self.answer_newcomer();
-        }
+        // A newcomer our answer cannot reach soon (answers are rate-limited) is dialled by
+        // us whatever the ids say: it would learn of us only at our next beacon.
+        let unanswered = newcomer && !self.answer_newcomer();
         // Of a mesh pair the lower id dials; the higher one too if no link came for a while
         // (the lower one may be unable to reach it). Any member left unreachable that long is
         // dialled as well, mesh pair or not: the mesh must stay connected.
         let waited = now >= first_ms + 3 * self.config.timing.beacon_ms;
         let dial = if self.wants_link(b.server) {
-            (self.identity.server < b.server || waited) && !self.mesh_undecided()
+            (self.identity.server < b.server || waited || unanswered) && !self.mesh_undecided()
         } else {
             // Unreachable for three beacon periods, not for the moment a route changes.
             let routed = self.route_to(b.server).is_some();
@@ -373,14 +373,16 @@ impl Node {
     /// at most once per `beacon_ms`. A newcomer that started after our last beacon would
     /// otherwise wait for the next one (a second, or twenty once settled) to learn of us,
     /// and if it has the lower id, the link is its to dial.
-    fn answer_newcomer(&mut self) {
+    /// Whether it answered.
+    fn answer_newcomer(&mut self) -> bool {
         let now = self.now.mono_ms;
         let beacon_ms = self.config.timing.beacon_ms;
         if self.discovery.answered_ms.is_some_and(|at| now < at + beacon_ms) {
-            return;
+            return false;
         }
         self.discovery.answered_ms = Some(now);
         self.send_beacon();
+        true
     }
 
     fn request_dial(&mut self, addr: PeerAddr) {
@@ -476,7 +478,7 @@ mod tests {
     }
 
     #[test]
-    fn newcomers_are_answered_with_at_most_one_extra_beacon_per_beacon_period() {
+    fn newcomers_are_answered_with_at_most_one_extra_beacon_per_beacon_period_and_others_dialled() {
         let (mut a, mut b, mut c, mut d) =
             (node("north", 1), node("north", 2), node("north", 3), node("north", 4));
         let now = at(60_000);
@@ -487,7 +489,12 @@ mod tests {
         assert_eq!(beacons(&drain(&mut a)).len(), 1, "the first newcomer is answered");
         let soon = at(60_000 + period / 2);
         a.handle(soon, Input::Beacon(beacon_of(&mut c, soon)));
-        assert!(beacons(&drain(&mut a)).is_empty(), "a second one within the period is not");
+        let out = drain(&mut a);
+        assert!(beacons(&out).is_empty(), "a second one within the period is not");
+        let dialled = out
+            .iter()
+            .any(|o| matches!(o, Output::Dial { addr, .. } if *addr == c.config.listen[0]));
+        assert!(dialled, "but is dialled at once, whichever id is lower: {out:?}");
         a.handle(soon, Input::Beacon(beacon_of(&mut b, soon)));
         assert!(beacons(&drain(&mut a)).is_empty(), "nor is a member heard before");
         let later = at(60_000 + period + period / 2);
