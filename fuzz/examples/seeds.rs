@@ -133,6 +133,7 @@ impl Pair {
         pair.deliver();
         for _ in 0..5 {
             pair.now.mono_ms += 1_000;
+            pair.now.mono_us += 1_000_000;
             pair.now.wall_ms += 1_000;
             for i in 0..2 {
                 pair.handle(i, Input::Tick);
@@ -191,7 +192,8 @@ impl Pair {
     fn deliver(&mut self) {
         while let Some((to, msg)) = self.queue.pop_front() {
             self.traffic.push((to, msg.clone()));
-            self.handle(to, Input::Message { link: LinkId(1), msg });
+            let received_us = self.now.mono_us;
+            self.handle(to, Input::Message { link: LinkId(1), msg, received_us });
         }
     }
 }

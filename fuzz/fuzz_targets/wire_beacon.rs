@@ -58,6 +58,7 @@ fn deliver(b: Beacon) {
     let forged = !mac_eq(&b.proof, &b.expected_proof(&own.secret.beacon_key()));
     let dials = |node: &mut Node, now: &mut Now, b: &Beacon| {
         now.mono_ms += STEP_MS;
+        now.mono_us += STEP_MS * 1000;
         now.wall_ms += STEP_MS;
         node.handle(*now, Input::Beacon(b.clone()));
         std::iter::from_fn(|| node.poll_output()).any(|o| matches!(o, Output::Dial { .. }))

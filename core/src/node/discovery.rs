@@ -91,6 +91,9 @@ pub(super) struct Discovery {
     others_len: usize,
     /// No entry of `seen` expires before this.
     next_expire_ms: u64,
+    /// When the last beacon sent in answer to a newcomer went out: at most one such extra
+    /// beacon per `beacon_ms`.
+    answered_ms: Option<u64>,
 }
 
 impl Discovery {
@@ -300,7 +303,7 @@ impl Node {
             let other = Box::new((b.system, b.name.clone(), NotMember::OtherName));
             return self.discovery.note_other(b.server, b.boot, b.seq, other, now, ttl_ms);
         }
-        let first_ms = match self.discovery.seen.get_mut(&b.server) {
+        let (first_ms, newcomer) = match self.discovery.seen.get_mut(&b.server) {
             Some(s) if s.other.is_none() => {
                 if s.boot == b.boot && b.seq <= s.seq {
                     // A replay (or a duplicate): it proves nothing about the sender now.
@@ -313,7 +316,7 @@ impl Node {
                 if rebooted {
                     self.membership_changed();
                 }
-                first_ms
+                (first_ms, rebooted)
             }
             _ => {
                 if let Some(old) = self.discovery.seen.insert(
@@ -334,18 +337,21 @@ impl Node {
                 self.membership_changed();
                 // Count now: whom to link with depends on it.
                 self.recount_system();
-                now
+                (now, true)
             }
         };
         if self.peers.contains_key(&b.server) {
             return;
         }
+        // A newcomer our answer cannot reach soon (answers are rate-limited) is dialled by
+        // us whatever the ids say: it would learn of us only at our next beacon.
+        let unanswered = newcomer && !self.answer_newcomer();
         // Of a mesh pair the lower id dials; the higher one too if no link came for a while
         // (the lower one may be unable to reach it). Any member left unreachable that long is
         // dialled as well, mesh pair or not: the mesh must stay connected.
         let waited = now >= first_ms + 3 * self.config.timing.beacon_ms;
         let dial = if self.wants_link(b.server) {
-            (self.identity.server < b.server || waited) && !self.mesh_undecided()
+            (self.identity.server < b.server || waited || unanswered) && !self.mesh_undecided()
         } else {
             // Unreachable for three beacon periods, not for the moment a route changes.
             let routed = self.route_to(b.server).is_some();
@@ -361,6 +367,22 @@ impl Node {
                 self.request_dial(addr);
             }
         }
+    }
+
+    /// Answers a member heard for the first time (or in a new run) with a beacon at once,
+    /// at most once per `beacon_ms`. A newcomer that started after our last beacon would
+    /// otherwise wait for the next one (a second, or twenty once settled) to learn of us,
+    /// and if it has the lower id, the link is its to dial.
+    /// Whether it answered.
+    fn answer_newcomer(&mut self) -> bool {
+        let now = self.now.mono_ms;
+        let beacon_ms = self.config.timing.beacon_ms;
+        if self.discovery.answered_ms.is_some_and(|at| now < at + beacon_ms) {
+            return false;
+        }
+        self.discovery.answered_ms = Some(now);
+        self.send_beacon();
+        true
     }
 
     fn request_dial(&mut self, addr: PeerAddr) {
@@ -395,5 +417,90 @@ impl Node {
     /// Systems heard on the network that this server is not a member of.
     pub fn other_systems(&self) -> Vec<OtherSystem> {
         self.discovery.other_systems()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::node::testing::{node, NOW};
+    use crate::node::{Input, Node, Now, Output};
+    use crate::wire::Beacon;
+
+    /// `NOW` plus `ms`, on both clocks.
+    fn at(ms: u64) -> Now {
+        Now {
+            mono_ms: NOW.mono_ms + ms,
+            mono_us: NOW.mono_us + ms * 1000,
+            wall_ms: NOW.wall_ms + ms,
+        }
+    }
+
+    fn drain(n: &mut Node) -> Vec<Output> {
+        std::iter::from_fn(|| n.poll_output()).collect()
+    }
+
+    fn beacons(out: &[Output]) -> Vec<Beacon> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Beacon { beacon, .. } => Some(beacon.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `n` at time `now`, with whatever its timers did drained, and a fresh beacon of it.
+    fn beacon_of(n: &mut Node, now: Now) -> Beacon {
+        n.handle(now, Input::Tick);
+        drain(n);
+        n.send_beacon();
+        beacons(&drain(n)).pop().expect("a beacon")
+    }
+
+    #[test]
+    fn a_settled_server_answers_a_newcomers_beacon_at_once_and_the_lower_id_dials_at_once() {
+        let (mut a, mut b) = (node("north", 1), node("north", 2));
+        let now = at(60_000);
+        a.handle(now, Input::Tick);
+        drain(&mut a);
+        assert!(a.settled(), "a is settled: its next beacon would be 20 s away");
+        let newcomer = beacon_of(&mut b, now);
+        a.handle(now, Input::Beacon(newcomer));
+        let out_a = drain(&mut a);
+        let answer = beacons(&out_a).pop().expect("a answers the newcomer at once");
+        b.handle(now, Input::Beacon(answer));
+        let out_b = drain(&mut b);
+        let (lower_out, higher) =
+            if a.identity.server < b.identity.server { (&out_a, &b) } else { (&out_b, &a) };
+        let dialled = lower_out
+            .iter()
+            .any(|o| matches!(o, Output::Dial { addr, .. } if *addr == higher.config.listen[0]));
+        assert!(dialled, "the lower id dials without waiting for a timer: {lower_out:?}");
+    }
+
+    #[test]
+    fn newcomers_are_answered_with_at_most_one_extra_beacon_per_beacon_period_and_others_dialled() {
+        let (mut a, mut b, mut c, mut d) =
+            (node("north", 1), node("north", 2), node("north", 3), node("north", 4));
+        let now = at(60_000);
+        let period = a.config.timing.beacon_ms;
+        a.handle(now, Input::Tick);
+        drain(&mut a);
+        a.handle(now, Input::Beacon(beacon_of(&mut b, now)));
+        assert_eq!(beacons(&drain(&mut a)).len(), 1, "the first newcomer is answered");
+        let soon = at(60_000 + period / 2);
+        a.handle(soon, Input::Beacon(beacon_of(&mut c, soon)));
+        let out = drain(&mut a);
+        assert!(beacons(&out).is_empty(), "a second one within the period is not");
+        let dialled = out
+            .iter()
+            .any(|o| matches!(o, Output::Dial { addr, .. } if *addr == c.config.listen[0]));
+        assert!(dialled, "but is dialled at once, whichever id is lower: {out:?}");
+        a.handle(soon, Input::Beacon(beacon_of(&mut b, soon)));
+        assert!(beacons(&drain(&mut a)).is_empty(), "nor is a member heard before");
+        let later = at(60_000 + period + period / 2);
+        a.handle(later, Input::Tick);
+        drain(&mut a);
+        a.handle(later, Input::Beacon(beacon_of(&mut d, later)));
+        assert_eq!(beacons(&drain(&mut a)).len(), 1, "a period later the next one is");
     }
 }

@@ -434,7 +434,10 @@ mod tests {
     fn link_from(a: &mut Node, b: &Node, link: u64, key: PublicKey, hlc: Hlc) {
         let link = LinkId(link);
         a.handle(NOW, Input::LinkOpened { link, dialed: None, channel: member(key) });
-        a.handle(NOW, Input::Message { link, msg: Message::Hello(hello_from(b, hlc)) });
+        a.handle(
+            NOW,
+            Input::Message { link, msg: Message::Hello(hello_from(b, hlc)), received_us: 0 },
+        );
     }
 
     fn events(n: &mut Node) -> Vec<Event> {
@@ -524,7 +527,7 @@ mod secret_tests {
             for _ in 0..6 {
                 for (to_a, msg) in std::mem::take(&mut pending) {
                     let n = if to_a { &mut *a } else { &mut *b };
-                    n.handle(NOW, Input::Message { link: LinkId(1), msg });
+                    n.handle(NOW, Input::Message { link: LinkId(1), msg, received_us: 0 });
                 }
                 for (from_a, n) in [(true, &mut *a), (false, &mut *b)] {
                     while let Some(o) = n.poll_output() {

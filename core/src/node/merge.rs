@@ -404,7 +404,9 @@ mod two_node_tests {
             let mut to_b = Vec::new();
             while let Some(o) = a.poll_output() {
                 match o {
-                    Output::Send { msg, .. } => to_b.push(Input::Message { link: lb, msg }),
+                    Output::Send { msg, .. } => {
+                        to_b.push(Input::Message { link: lb, msg, received_us: 0 })
+                    }
                     Output::Close(_) => to_b.push(Input::LinkClosed { link: lb }),
                     Output::Reply { id: CommandId(1), result } => reply = Some(result),
                     _ => {}
@@ -420,7 +422,7 @@ mod two_node_tests {
                         if let Message::Merge(m) = &msg {
                             from_b.push(m.clone());
                         }
-                        to_a.push(Input::Message { link: la, msg });
+                        to_a.push(Input::Message { link: la, msg, received_us: 0 });
                     }
                     Output::Close(_) => to_a.push(Input::LinkClosed { link: la }),
                     Output::Event(e) => events.push(e),

@@ -40,17 +40,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 /// A reading of the server's clocks, passed in with every input.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default)]
 pub struct Now {
-    /// Monotonic time in ms (timers).
+    /// Monotonic time in ms (timers); always `mono_us / 1000`.
     pub mono_ms: u64,
+    /// The same monotonic reading in µs, the base of receive stamps.
+    pub mono_us: u64,
     /// Wall-clock time in ms since the Unix epoch (timestamps); may jump or be skewed.
     pub wall_ms: u64,
-}
-
-impl Now {
-    /// Monotonic time in µs.
-    pub fn mono_us(&self) -> u64 {
-        self.mono_ms.saturating_mul(1000)
-    }
 }
 
 /// Intervals and limits of the protocol.
@@ -186,6 +181,10 @@ pub enum Input {
         link: LinkId,
         /// The message.
         msg: Message,
+        /// Monotonic µs (the base of [`Now::mono_us`]) at which the driver read the frame
+        /// from the socket: not when the node got round to it (its loop awaits fsyncs), so
+        /// round trips measured from it are the network's.
+        received_us: u64,
     },
     /// An administrator's or API client's command.
     Command {
@@ -470,7 +469,7 @@ impl Node {
             presence: presence::Presence::default(),
             recording: recording::Recording::default(),
             time: time::TimeState::new(now.mono_ms, initial_ms),
-            received_us: now.mono_us(),
+            received_us: now.mono_us,
             time_recheck: true,
         };
         if !records.is_empty() {
@@ -503,8 +502,8 @@ impl Node {
             }
             Input::DialFailed { addr } => self.on_dial_failed(&addr),
             Input::LinkClosed { link } => self.on_link_closed(link),
-            Input::Message { link, msg } => {
-                self.received_us = self.now.mono_us();
+            Input::Message { link, msg, received_us } => {
+                self.received_us = received_us;
                 self.on_message(link, msg)
             }
             Input::Command { id, cmd } => self.on_command(id, cmd),
@@ -541,7 +540,9 @@ impl Node {
 
     fn advance_time(&mut self, now: Now) {
         // Monotonic time never goes back, even if a caller errs.
+        debug_assert_eq!(now.mono_ms, now.mono_us / 1000, "one monotonic reading");
         self.now.mono_ms = self.now.mono_ms.max(now.mono_ms);
+        self.now.mono_us = self.now.mono_us.max(now.mono_us);
         self.now.wall_ms = now.wall_ms;
     }
 

@@ -8,7 +8,7 @@ use crate::login;
 use crate::persist::Restored;
 use crate::resources::{Key, Role, UserRecord, Value};
 
-pub const NOW: Now = Now { mono_ms: 1_000, wall_ms: 1_700_000_000_000 };
+pub const NOW: Now = Now { mono_ms: 1_000, mono_us: 1_000_000, wall_ms: 1_700_000_000_000 };
 
 /// A node of system `name` (secret from the name) with users `owner` and `viewer`, both
 /// with password `pw-right`.

@@ -87,7 +87,7 @@ impl TimeState {
 
 impl Node {
     fn mono_us(&self) -> MonoUs {
-        MonoUs(self.now.mono_us())
+        MonoUs(self.now.mono_us)
     }
 
     /// System time now, ms: what the hive stamps (camera history, archives).

@@ -3,7 +3,7 @@
 //! the loop. The core hears of a link only once its channel is established.
 
 use super::channel::{self, ChannelError, Entropy, Keys, Role, Transport};
-use super::{Net, TrafficStats};
+use super::{MonoClock, Net, TrafficStats};
 use hive_core::ids::PeerAddr;
 use hive_core::node::{ChannelInfo, ChannelKind, LinkId};
 use hive_core::wire::{Message, MERGE_MESSAGE_LEN_MAX, MESSAGE_LEN_MAX};
@@ -33,8 +33,8 @@ pub enum LinkEvent {
     },
     /// A dial failed: no connection, or the handshake failed.
     DialFailed(PeerAddr),
-    /// A message arrived.
-    Message(LinkId, Message),
+    /// A message arrived, read from the socket at monotonic µs `received_us`.
+    Message(LinkId, Message, u64),
     /// A link ended: closed by the peer, broken, or closed for a malformed frame.
     Closed(LinkId, String),
 }
@@ -61,11 +61,13 @@ pub struct Links<N: Net> {
     stats: Arc<TrafficStats>,
     entropy: Entropy,
     half_open: Arc<AtomicUsize>,
+    mono: MonoClock,
     _net: std::marker::PhantomData<N>,
 }
 
 impl<N: Net> Links<N> {
-    pub fn new(stats: Arc<TrafficStats>, entropy: Entropy) -> Self {
+    /// No links yet; `mono` stamps what link tasks read.
+    pub fn new(stats: Arc<TrafficStats>, entropy: Entropy, mono: MonoClock) -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         Links {
             next: 0,
@@ -75,6 +77,7 @@ impl<N: Net> Links<N> {
             stats,
             entropy,
             half_open: Arc::default(),
+            mono,
             _net: std::marker::PhantomData,
         }
     }
@@ -106,6 +109,7 @@ impl<N: Net> Links<N> {
             events: self.events_tx.clone(),
             stats: Arc::clone(&self.stats),
             entropy: self.entropy.clone(),
+            mono: self.mono,
         };
         (link, mpsc::unbounded_channel(), ctx)
     }
@@ -174,7 +178,7 @@ impl<N: Net> Links<N> {
                     }
                 }
                 // Events of links closed meanwhile are stale.
-                Raw::Event(LinkEvent::Message(link, _) | LinkEvent::Closed(link, _))
+                Raw::Event(LinkEvent::Message(link, ..) | LinkEvent::Closed(link, _))
                     if !self.open.get(&link).is_some_and(|l| l.open) => {}
                 Raw::Event(LinkEvent::Closed(link, why)) => {
                     if let Some(l) = self.open.remove(&link) {
@@ -196,6 +200,7 @@ struct LinkContext {
     events: mpsc::UnboundedSender<Raw>,
     stats: Arc<TrafficStats>,
     entropy: Entropy,
+    mono: MonoClock,
 }
 
 impl LinkContext {
@@ -227,7 +232,7 @@ impl LinkContext {
             }
             Ok((stream, transport, channel)) => {
                 let _ = self.events.send(Raw::Established { link, dialed, channel });
-                run_link(stream, transport, channel, link, rx, self.events, self.stats).await;
+                run_link(self, stream, transport, channel, rx).await;
             }
         }
     }
@@ -236,14 +241,13 @@ impl LinkContext {
 /// Runs an established link: a writer that seals queued frames and a reader that opens
 /// messages, until either ends.
 async fn run_link<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>(
+    ctx: LinkContext,
     stream: S,
     transport: Transport,
     channel: ChannelInfo,
-    link: LinkId,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
-    events: mpsc::UnboundedSender<Raw>,
-    stats: Arc<TrafficStats>,
 ) {
+    let LinkContext { link, events, stats, mono, .. } = ctx;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let transport = Arc::new(transport);
     let writer_transport = Arc::clone(&transport);
@@ -263,7 +267,7 @@ async fn run_link<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
         ChannelKind::Member => MESSAGE_LEN_MAX,
         ChannelKind::Merge => MERGE_MESSAGE_LEN_MAX,
     };
-    let reading = read_frames(&mut rd, &transport, limit, link, &events, &stats);
+    let reading = read_frames(&mut rd, &transport, limit, link, &events, &stats, mono);
     let why = tokio::select! {
         why = reading => why,
         // Closed by us (frames drained), or a write failed.
@@ -279,7 +283,10 @@ async fn read_frames<R: AsyncRead + Unpin>(
     link: LinkId,
     events: &mpsc::UnboundedSender<Raw>,
     stats: &TrafficStats,
+    mono: MonoClock,
 ) -> String {
+    // When the bytes that completed the next message were read: its receive stamp.
+    let mut read_us = 0;
     let mut plain: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut sealed = Vec::with_capacity(channel::CHUNK_PLAIN_MAX + 16);
     let mut nonce = transport.recv_nonce;
@@ -288,7 +295,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
             match Message::decode_within(&plain, limit) {
                 Ok(Some((msg, used))) => {
                     plain.drain(..used);
-                    if events.send(Raw::Event(LinkEvent::Message(link, msg))).is_err() {
+                    if events.send(Raw::Event(LinkEvent::Message(link, msg, read_us))).is_err() {
                         return "driver gone".into();
                     }
                 }
@@ -298,6 +305,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
         }
         match channel::read_message(rd, usize::from(u16::MAX), &mut sealed).await {
             Ok(()) => {
+                read_us = mono.now_us();
                 stats.link_received(sealed.len() + 2);
                 if let Err(e) = transport.open_into(nonce, &sealed, &mut plain) {
                     return format!("{e}");

@@ -13,7 +13,7 @@ mod links;
 pub mod net;
 mod stats;
 
-pub use clock::{Clock, SkewedClock, SystemClock, WallSkewError, WALL_SKEW_ENV};
+pub use clock::{Clock, MonoClock, SkewedClock, SystemClock, WallSkewError, WALL_SKEW_ENV};
 pub use net::{Net, TokioNet, TurmoilNet};
 pub use stats::{Traffic, TrafficStats};
 
@@ -27,6 +27,7 @@ use hive_core::wire::{Beacon, BEACON_LEN_MAX};
 use links::{LinkEvent, Links};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -221,74 +222,119 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
         addr: udp_addr.to_string(),
         source,
     })?;
-    let mut links: Links<N> = Links::new(Arc::clone(&dc.stats), dc.entropy.clone());
+    let mut links: Links<N> = Links::new(Arc::clone(&dc.stats), dc.entropy.clone(), clock.mono());
     let mut replies: BTreeMap<CommandId, oneshot::Sender<Result<Reply, CommandError>>> =
         BTreeMap::new();
     let mut next_command = 0u64;
     let mut datagram = vec![0u8; BEACON_LEN_MAX + 1];
+    // A request taken from the channel while gathering a commit, answered after it.
+    let mut stashed: Option<Request> = None;
     loop {
-        // Outputs of the last event (or of loading) first: a `Persist` is durable before
-        // anything after it happens.
-        while let Some(out) = node.poll_output() {
-            match out {
-                Output::Persist(records) => {
-                    let bodies: Vec<Vec<u8>> = records.iter().map(Record::encode).collect();
-                    persistence.append(&bodies).await?;
-                    if persistence.log_len_bytes() >= dc.snapshot_after_bytes {
-                        persistence.write_snapshot(&node.snapshot().encode()).await?;
+        // Outputs of the last event (or of loading) first, as group commits: the records of
+        // every output queued, and of up to `COMMANDS_PER_COMMIT_MAX` commands waiting in the
+        // channel, are appended with one sync; the other outputs wait for it, so a `Persist`
+        // is durable before anything after it happens.
+        loop {
+            let mut records: Vec<Vec<u8>> = Vec::new();
+            let mut after: Vec<Output> = Vec::new();
+            let mut folded = 0;
+            loop {
+                while let Some(out) = node.poll_output() {
+                    match out {
+                        Output::Persist(r) => records.extend(r.iter().map(Record::encode)),
+                        Output::Snapshot(s) => {
+                            if !records.is_empty() {
+                                persistence.append(&std::mem::take(&mut records)).await?;
+                            }
+                            persistence.write_snapshot(&s.encode()).await?;
+                        }
+                        other => after.push(other),
                     }
                 }
-                Output::Snapshot(s) => persistence.write_snapshot(&s.encode()).await?,
-                Output::Send { link, msg } => links.send(link, msg.encode()),
-                Output::Beacon { beacon, unicast } => {
-                    let bytes = beacon.encode();
-                    dc.stats.beacon_sent(bytes.len(), 1 + unicast.len());
-                    let group = SocketAddr::V4(dc.discovery_group);
-                    if let Err(e) = N::send_to(&udp, &bytes, group).await {
-                        tracing::debug!(error = %e, "beacon not sent");
+                if records.is_empty() || folded == COMMANDS_PER_COMMIT_MAX || stashed.is_some() {
+                    break;
+                }
+                match commands.try_recv() {
+                    Ok(Request::Command(cmd, reply)) => {
+                        let id = register(&mut next_command, &mut replies, reply);
+                        node.handle(clock.now(), Input::Command { id, cmd });
+                        folded += 1;
                     }
-                    for addr in unicast {
-                        // Beacons go to the discovery port on the host of a manual address.
-                        if let Ok(to) = resolve(&addr) {
-                            let to = SocketAddr::new(to.ip(), dc.discovery_group.port());
-                            let _ = N::send_to(&udp, &bytes, to).await;
+                    Ok(other) => stashed = Some(other),
+                    Err(_) => break,
+                }
+            }
+            if !records.is_empty() {
+                persistence.append(&records).await?;
+                if persistence.log_len_bytes() >= dc.snapshot_after_bytes {
+                    persistence.write_snapshot(&node.snapshot().encode()).await?;
+                }
+            }
+            if after.is_empty() {
+                break;
+            }
+            for out in after {
+                match out {
+                    Output::Persist(_) | Output::Snapshot(_) => unreachable!("written above"),
+                    Output::Send { link, msg } => links.send(link, msg.encode()),
+                    Output::Beacon { beacon, unicast } => {
+                        let bytes = beacon.encode();
+                        dc.stats.beacon_sent(bytes.len(), 1 + unicast.len());
+                        let group = SocketAddr::V4(dc.discovery_group);
+                        if let Err(e) = N::send_to(&udp, &bytes, group).await {
+                            tracing::debug!(error = %e, "beacon not sent");
+                        }
+                        for addr in unicast {
+                            // Beacons go to the discovery port on the host of a manual address.
+                            if let Ok(to) = resolve(&addr) {
+                                let to = SocketAddr::new(to.ip(), dc.discovery_group.port());
+                                let _ = N::send_to(&udp, &bytes, to).await;
+                            }
                         }
                     }
-                }
-                Output::Dial { addr, kind } => match resolve(&addr) {
-                    Ok(to) => {
-                        let keys = channel_keys(&node);
-                        links.dial(addr, to, kind, dc.connect_timeout_ms, keys);
+                    Output::Dial { addr, kind } => match resolve(&addr) {
+                        Ok(to) => {
+                            let keys = channel_keys(&node);
+                            links.dial(addr, to, kind, dc.connect_timeout_ms, keys);
+                        }
+                        Err(()) => node.handle(clock.now(), Input::DialFailed { addr }),
+                    },
+                    Output::Close(link) => links.close(link),
+                    Output::Reply { id, result } => {
+                        if let Some(tx) = replies.remove(&id) {
+                            let _ = tx.send(result);
+                        }
                     }
-                    Err(()) => node.handle(clock.now(), Input::DialFailed { addr }),
-                },
-                Output::Close(link) => links.close(link),
-                Output::Reply { id, result } => {
-                    if let Some(tx) = replies.remove(&id) {
-                        let _ = tx.send(result);
+                    Output::Event(Event::WritesMayBeMissing { loss, epoch, peers_known }) => {
+                        report_loss(&loss, epoch, peers_known)
                     }
-                }
-                Output::Event(Event::WritesMayBeMissing { loss, epoch, peers_known }) => {
-                    report_loss(&loss, epoch, peers_known)
-                }
-                Output::Event(e) => log_event(&e),
-                Output::StartRecording { camera } => {
-                    tracing::info!(%camera, "recording starts here");
-                }
-                Output::StopRecording { camera } => {
-                    tracing::info!(%camera, "recording stops here");
+                    Output::Event(e) => log_event(&e),
+                    Output::StartRecording { camera } => {
+                        tracing::info!(%camera, "recording starts here");
+                    }
+                    Output::StopRecording { camera } => {
+                        tracing::info!(%camera, "recording stops here");
+                    }
                 }
             }
         }
         observer.observe(&node);
         let deadline = clock.instant_at(node.poll_timeout());
-        let input = tokio::select! {
+        let input = if let Some(request) = stashed.take() {
+            match take_request(request, &node, &mut next_command, &mut replies) {
+                ControlFlow::Continue(input) => input,
+                ControlFlow::Break(()) => return Ok(()),
+            }
+        } else {
+            tokio::select! {
             ev = links.next_event() => match ev {
                 LinkEvent::Opened { link, dialed, channel } => {
                     Some(Input::LinkOpened { link, dialed, channel })
                 }
                 LinkEvent::DialFailed(addr) => Some(Input::DialFailed { addr }),
-                LinkEvent::Message(link, msg) => Some(Input::Message { link, msg }),
+                LinkEvent::Message(link, msg, received_us) => {
+                    Some(Input::Message { link, msg, received_us })
+                }
                 LinkEvent::Closed(link, why) => {
                     tracing::debug!(?link, why, "link closed");
                     Some(Input::LinkClosed { link })
@@ -322,24 +368,56 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
                 }
             },
             request = commands.recv() => match request {
-                Some(Request::Command(cmd, reply)) => {
-                    next_command += 1;
-                    let id = CommandId(next_command);
-                    replies.insert(id, reply);
-                    Some(Input::Command { id, cmd })
-                }
-                Some(Request::Read(read)) => {
-                    read(&node);
-                    None
-                }
-                Some(Request::Stop) | None => return Ok(()),
+                Some(request) => match take_request(request, &node, &mut next_command, &mut replies) {
+                    ControlFlow::Continue(input) => input,
+                    ControlFlow::Break(()) => return Ok(()),
+                },
+                None => return Ok(()),
             },
             () = tokio::time::sleep_until(deadline) => Some(Input::Tick),
+            }
         };
         if let Some(input) = input {
             node.handle(clock.now(), input);
         }
     }
+}
+
+/// Most commands waiting in the channel folded into one group commit: bounds how long the
+/// outputs of the first wait for the sync.
+pub const COMMANDS_PER_COMMIT_MAX: usize = 256;
+
+/// What the loop does with a request: an input for the node, or nothing more (a read, run
+/// here), or stop.
+fn take_request(
+    request: Request,
+    node: &Node,
+    next_command: &mut u64,
+    replies: &mut BTreeMap<CommandId, oneshot::Sender<Result<Reply, CommandError>>>,
+) -> ControlFlow<(), Option<Input>> {
+    match request {
+        Request::Command(cmd, reply) => {
+            let id = register(next_command, replies, reply);
+            ControlFlow::Continue(Some(Input::Command { id, cmd }))
+        }
+        Request::Read(read) => {
+            read(node);
+            ControlFlow::Continue(None)
+        }
+        Request::Stop => ControlFlow::Break(()),
+    }
+}
+
+/// Gives a command its id and keeps its reply channel.
+fn register(
+    next_command: &mut u64,
+    replies: &mut BTreeMap<CommandId, oneshot::Sender<Result<Reply, CommandError>>>,
+    reply: oneshot::Sender<Result<Reply, CommandError>>,
+) -> CommandId {
+    *next_command += 1;
+    let id = CommandId(*next_command);
+    replies.insert(id, reply);
+    id
 }
 
 /// The keys a new link's handshake needs, as the node holds them now.

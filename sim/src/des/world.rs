@@ -273,7 +273,11 @@ impl World {
     fn clock(&self, host: HostId) -> Now {
         let s = &self.hosts[host].spec;
         let wall = self.now as i64 + s.clock_offset_ms + self.now as i64 * s.drift_ppm / 1_000_000;
-        Now { mono_ms: self.now, wall_ms: 1_700_000_000_000u64.saturating_add_signed(wall) }
+        Now {
+            mono_ms: self.now,
+            mono_us: self.now * 1000,
+            wall_ms: 1_700_000_000_000u64.saturating_add_signed(wall),
+        }
     }
 
     fn start(&mut self, host: HostId) {
@@ -659,7 +663,9 @@ impl World {
                 });
                 if alive {
                     self.mix(link.0 ^ ((to as u64) << 48));
-                    self.deliver(to, Input::Message { link, msg: *msg });
+                    // Delivered the moment it arrives: the delivery time is its receive stamp.
+                    let received_us = self.now * 1000;
+                    self.deliver(to, Input::Message { link, msg: *msg, received_us });
                 }
             }
             Ev::Opened { link, host, inc, dialed, channel } => {
