@@ -3,6 +3,7 @@
 
 mod admin;
 mod discovery;
+mod invariants;
 mod licensing;
 mod link;
 mod merge;
@@ -15,6 +16,7 @@ mod view;
 
 pub use admin::{Command, CommandError, CommandId, Keep, Reply};
 pub use discovery::OtherSystem;
+pub use invariants::{Broken, InvariantViolation};
 pub use licensing::LicenseStatus;
 pub use link::{ChannelInfo, ChannelKind, LinkId};
 
@@ -316,6 +318,8 @@ pub struct Node {
     started_ms: u64,
     /// Cameras, keys or membership changed since licenses were last checked.
     license_dirty: bool,
+    /// The clock was clamped at start below stamps the store holds ([`Event::ClockClamped`]).
+    clock_clamped: bool,
 }
 
 impl Node {
@@ -338,7 +342,8 @@ impl Node {
         }
         let mut clock = HlcClock::starting_after(store.hlc_max());
         let mut events = Vec::new();
-        if clock.clamp(now.wall_ms, config.timing.clock_offset_ms_max) {
+        let clock_clamped = clock.clamp(now.wall_ms, config.timing.clock_offset_ms_max);
+        if clock_clamped {
             events.push(Event::ClockClamped);
         }
         let identity = match identity {
@@ -399,6 +404,7 @@ impl Node {
             mesh_dirty: true,
             started_ms: now.mono_ms,
             license_dirty: true,
+            clock_clamped,
         };
         if !records.is_empty() {
             node.outputs.push_back(Output::Persist(records));
@@ -432,6 +438,7 @@ impl Node {
             Input::Command { id, cmd } => self.on_command(id, cmd),
         }
         self.run_timers();
+        self.debug_check_invariants();
     }
 
     /// Feeds a beacon by reference: the cheap path for a simulator delivering one multicast
@@ -440,6 +447,7 @@ impl Node {
         self.advance_time(now);
         self.on_beacon(beacon);
         self.run_timers();
+        self.debug_check_invariants();
     }
 
     /// The next output, if any.

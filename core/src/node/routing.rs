@@ -21,10 +21,10 @@ pub struct Route {
 
 #[derive(Default)]
 pub(super) struct Routing {
-    routes: BTreeMap<ServerId, Route>,
+    pub(super) routes: BTreeMap<ServerId, Route>,
     /// Links or neighbour tables changed: recompute and tell neighbours what changed at the
     /// next flush (changes arrive in bursts; once per burst is enough).
-    stale: bool,
+    pub(super) stale: bool,
 }
 
 impl Node {
