@@ -12,9 +12,14 @@ sim-demo:
 test:
     scripts/test-all
 
-# Sweep N seeds of randomised fault scenarios; failing seeds print their replay command.
+# Sweep N seeds of randomised scenarios (timing, server count, fault mix and schedule drawn
+# from each seed), e.g. `just sim 1000000`; failing seeds print their replay command.
 sim N="1000" START="0":
-    cargo run --release -p hive-sim -- sweep {{N}} --start {{START}}
+    cargo run --release -p hive-sim -- sweep {{N}} --start {{START}} --jobs "$(nproc)"
+
+# Sweep seeds from START for SECONDS of wall time, as `scripts/test-all` does.
+sim-for SECONDS="180" START="0":
+    cargo run --release -p hive-sim -- sweep --seconds {{SECONDS}} --start {{START}} --jobs "$(nproc)"
 
 # Replay one seed step by step.
 replay SEED:

@@ -96,6 +96,32 @@ pub struct Store {
     /// Which key each surviving write sits under, to answer range pulls by origin.
     #[serde(skip)]
     by_origin: BTreeMap<(ReplicaId, Seq), Key>,
+    /// The newest stamp among the entries, kept so the node's clock check is O(1). An entry is
+    /// only ever replaced by a higher-ranked one, so this is also the newest write that won.
+    #[serde(skip)]
+    hlc_max: Hlc,
+}
+
+/// A broken invariant of the store's sequence vector.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum StoreViolation {
+    /// A transaction is marked as held beyond the prefix although it continues the prefix
+    /// (or lies inside it): the vector should have absorbed it.
+    #[error("{origin:?}: write #{seq} held apart although the vector covers up to #{covered}")]
+    GapNotClosed {
+        /// The origin.
+        origin: ReplicaId,
+        /// The ahead-mark.
+        seq: Seq,
+        /// The origin's contiguous prefix.
+        covered: Seq,
+    },
+    /// The vector lists an origin at 0, which means nothing and should not be stored.
+    #[error("{origin:?}: covered up to #0")]
+    EmptyPrefix {
+        /// The origin.
+        origin: ReplicaId,
+    },
 }
 
 impl Store {
@@ -107,6 +133,7 @@ impl Store {
     /// Rebuilds the index after deserialising a snapshot.
     pub fn reindex(&mut self) {
         self.by_origin = self.entries.iter().map(|(k, e)| ((e.origin, e.seq), k.clone())).collect();
+        self.hlc_max = self.entries.values().map(|e| e.hlc).max().unwrap_or_default();
     }
 
     /// Whether this replica already reflects transaction `seq` of `origin`.
@@ -144,6 +171,7 @@ impl Store {
                     self.by_origin.remove(&(old.origin, old.seq));
                 }
                 self.by_origin.insert((txn.origin, txn.seq), txn.key.clone());
+                self.hlc_max = self.hlc_max.max(txn.hlc);
                 self.entries
                     .insert(txn.key.clone(), Entry { value: txn.value.clone(), ..incoming });
                 Applied::Won
@@ -238,7 +266,30 @@ impl Store {
 
     /// The newest timestamp in the store.
     pub fn hlc_max(&self) -> Hlc {
-        self.entries.values().map(|e| e.hlc).max().unwrap_or_default()
+        self.hlc_max
+    }
+
+    /// Checks that the vector is a contiguous prefix per origin: no transaction is held apart
+    /// that continues or lies inside its origin's prefix. O(origins), not O(store): it looks
+    /// at the first ahead-mark of each origin only, as the marks are sorted.
+    pub fn check_invariants(&self) -> Result<(), StoreViolation> {
+        if let Some((&origin, _)) = self.vector.iter().find(|(_, &covered)| covered == 0) {
+            return Err(StoreViolation::EmptyPrefix { origin });
+        }
+        let mut from = self.ahead.iter().next().copied();
+        while let Some((origin, seq)) = from {
+            let covered = self.covered(origin);
+            if seq <= covered + 1 {
+                return Err(StoreViolation::GapNotClosed { origin, seq, covered });
+            }
+            let next_origin = (origin, Seq::MAX);
+            from = self
+                .ahead
+                .range((std::ops::Bound::Excluded(next_origin), std::ops::Bound::Unbounded))
+                .next()
+                .copied();
+        }
+        Ok(())
     }
 
     /// Number of entries, tombstones included.

@@ -13,3 +13,4 @@ pub mod fixtures;
 pub mod report;
 pub mod scenario;
 pub mod turmoil_world;
+pub mod vopr;

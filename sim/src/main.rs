@@ -15,10 +15,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Runs the scenarios of N seeds and prints every failing seed with its replay command.
+    /// Runs the scenarios of N seeds (or as many as fit in `--seconds`) and prints every
+    /// failing seed with its replay command.
     Sweep {
-        /// Number of seeds.
-        seeds: u64,
+        /// Number of seeds (without `--seconds`: required).
+        seeds: Option<u64>,
+        /// Budget mode: run seeds from `--start` until this much wall time has passed.
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Fail unless at least this many seeds ran (for the budget mode).
+        #[arg(long, default_value_t = 0)]
+        min_seeds: u64,
         /// First seed.
         #[arg(long, default_value_t = 0)]
         start: u64,
@@ -91,7 +98,17 @@ enum Cmd {
 
 fn main() -> ExitCode {
     match Cli::parse().cmd {
-        Cmd::Sweep { seeds, start, jobs } => sweep(start, seeds, jobs),
+        Cmd::Sweep { seeds, seconds, min_seeds, start, jobs } => {
+            let budget = match (seeds, seconds) {
+                (Some(n), None) => Budget::Seeds(n),
+                (None, Some(s)) => Budget::Seconds(s),
+                _ => {
+                    eprintln!("sweep takes a number of seeds or --seconds S, not both");
+                    return ExitCode::FAILURE;
+                }
+            };
+            sweep(start, budget, min_seeds, jobs)
+        }
         Cmd::BenchDes { servers, seconds, beacon_ms } => {
             let speed = hive_sim::bench::des_speed(servers, seconds, beacon_ms);
             println!(
@@ -178,19 +195,44 @@ fn main() -> ExitCode {
     }
 }
 
-fn sweep(start: u64, seeds: u64, jobs: u64) -> ExitCode {
+/// How long a sweep runs.
+#[derive(Clone, Copy)]
+enum Budget {
+    /// This many seeds.
+    Seeds(u64),
+    /// Seeds until this much wall time has passed.
+    Seconds(u64),
+}
+
+fn sweep(start: u64, budget: Budget, min_seeds: u64, jobs: u64) -> ExitCode {
     let next = AtomicU64::new(start);
+    let ran = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
+    let slowest = Mutex::new((0.0f64, start));
     let began = std::time::Instant::now();
+    let more = |seed: u64| match budget {
+        Budget::Seeds(n) => seed < start + n,
+        Budget::Seconds(s) => began.elapsed().as_secs() < s,
+    };
     std::thread::scope(|s| {
         for _ in 0..jobs.max(1) {
             s.spawn(|| loop {
                 let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= start + seeds {
+                if !more(seed) {
                     break;
                 }
-                let o = scenario::run(seed);
-                if let Err(v) = o.result {
+                // A panic (an assertion in the core) fails the seed, not the sweep.
+                let seed_began = std::time::Instant::now();
+                let result = std::panic::catch_unwind(|| scenario::run(seed).result)
+                    .unwrap_or_else(|panic| Err(panic_violation(panic.as_ref())));
+                ran.fetch_add(1, Ordering::Relaxed);
+                let took_s = seed_began.elapsed().as_secs_f64();
+                let mut slow = slowest.lock().expect("no panics hold this lock");
+                if took_s > slow.0 {
+                    *slow = (took_s, seed);
+                }
+                drop(slow);
+                if let Err(v) = result {
                     println!(
                         "seed {seed} FAILED: {v}\n  replay: {}",
                         scenario::replay_command(seed)
@@ -201,15 +243,30 @@ fn sweep(start: u64, seeds: u64, jobs: u64) -> ExitCode {
         }
     });
     let failed = failures.into_inner().expect("no panics hold this lock");
+    let ran = ran.into_inner();
+    let (slowest_s, slowest_seed) = slowest.into_inner().expect("no panics hold this lock");
     println!(
-        "{} seeds from {start}: {} failed, {:.1} s",
-        seeds,
+        "{ran} seeds from {start}: {} failed, {:.1} s (slowest: seed {slowest_seed}, {slowest_s:.2} s)",
         failed.len(),
         began.elapsed().as_secs_f64()
     );
+    if ran < min_seeds {
+        println!("only {ran} seeds ran, fewer than the {min_seeds} required");
+        return ExitCode::FAILURE;
+    }
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// A panic's message as a violation.
+fn panic_violation(panic: &(dyn std::any::Any + Send)) -> hive_sim::check::Violation {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    hive_sim::check::Violation(format!("panicked: {what}"))
 }

@@ -1,12 +1,16 @@
-//! Randomised scenarios: a seed picks the servers, the network and a fault schedule; the
-//! checker runs after every step, and at the end the healed world must have converged.
+//! Randomised scenarios: a seed picks the number of servers, the protocol timing, the
+//! network, the fault mix and a fault schedule (see [`crate::vopr`]); every node's invariants
+//! are checked after every event, the shared checker after every step, and at the end the
+//! healed world must have converged.
 
 use crate::check::Violation;
 use crate::des::{HostId, ServerSpec, World, WorldConfig};
 use crate::fixtures::camera;
+use crate::vopr::{self, FaultMix};
 use hive_core::ids::SystemId;
 use hive_core::node::Command;
 use hive_core::resources::{Key, Value};
+use rand::distributions::{Distribution, WeightedIndex};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -33,20 +37,34 @@ pub fn replay_command(seed: u64) -> String {
 /// Runs the scenario of `seed`.
 pub fn run(seed: u64) -> Outcome {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let timing = vopr::random_timing(&mut rng);
+    let mix = FaultMix::random(&mut rng);
+    let pick = WeightedIndex::new(mix.weights()).expect("the camera weight is never 0");
+    let skew_ms_max: i64 = [0, 1_000, 60_000, 3_600_000][rng.gen_range(0..4)];
+    let drift_ppm_max: i64 = rng.gen_range(0..=200);
     let cfg = WorldConfig {
         latency_ms: rng.gen_range(1..=20),
         jitter_ms: rng.gen_range(0..=5),
         beacon_loss: [0.0, 0.05, 0.2][rng.gen_range(0..3)],
+        timing: timing.clone(),
         ..WorldConfig::default()
     };
-    let mut w = World::new(seed, cfg);
-    let mut steps = Vec::new();
-    let n = rng.gen_range(3..=12);
+    let mut w = World::new(seed, cfg.clone());
+    let mut steps = vec![
+        format!("timing {timing:?}"),
+        format!(
+            "network: latency {} ms + up to {} ms, beacon loss {}; clocks within ±{skew_ms_max} ms, \
+             drift up to ±{drift_ppm_max} ppm",
+            cfg.latency_ms, cfg.jitter_ms, cfg.beacon_loss
+        ),
+        format!("fault mix {mix:?}"),
+    ];
+    let n = rng.gen_range(vopr::SERVERS);
     let mut hosts = Vec::new();
     for i in 0..n {
         let mut spec = ServerSpec::new("hive", "secret");
-        spec.clock_offset_ms = rng.gen_range(-3_600_000..=3_600_000);
-        spec.drift_ppm = rng.gen_range(-200..=200);
+        spec.clock_offset_ms = rng.gen_range(-skew_ms_max..=skew_ms_max);
+        spec.drift_ppm = rng.gen_range(-drift_ppm_max..=drift_ppm_max);
         // Some servers sit in another subnet, some behind NAT, joined by address.
         if i > 0 && rng.gen_bool(0.2) {
             spec.segment = 1 + rng.gen_range(0..2);
@@ -66,9 +84,8 @@ pub fn run(seed: u64) -> Outcome {
     let result = (|| {
         for step in 0..40 {
             let h = *hosts.choose(&mut rng).expect("hosts");
-            let action = rng.gen_range(0..100);
-            let what = match action {
-                0..=39 => {
+            let what = match pick.sample(&mut rng) {
+                0 => {
                     next_camera += 1;
                     match w.node(h) {
                         Some(node) => {
@@ -79,7 +96,7 @@ pub fn run(seed: u64) -> Outcome {
                         None => format!("{h} is down"),
                     }
                 }
-                40..=49 => {
+                1 => {
                     let system = w.node(h).map(|n| n.identity().system).unwrap_or(SystemId(0));
                     let v = rng.gen_range(0..5).to_string();
                     w.command(
@@ -88,33 +105,33 @@ pub fn run(seed: u64) -> Outcome {
                     );
                     format!("setting = {v} on {h}")
                 }
-                50..=59 => {
+                2 => {
                     let mut side = hosts.clone();
                     side.shuffle(&mut rng);
                     side.truncate(rng.gen_range(1..n));
                     w.partition_sides(&side);
                     format!("partition {side:?}")
                 }
-                60..=64 => {
+                3 => {
                     let other = *hosts.choose(&mut rng).expect("hosts");
                     w.partition_oneway(h, other);
                     format!("one-way cut {h} -> {other}")
                 }
-                65..=74 => {
+                4 => {
                     w.heal();
                     "heal".into()
                 }
-                75..=82 => {
+                5 => {
                     w.crash(h);
                     format!("crash {h}")
                 }
-                83..=90 => {
+                6 => {
                     w.set_disk_full(h, false);
                     full.remove(&h);
                     w.restart(h);
                     format!("restart {h}")
                 }
-                91..=95 => {
+                7 => {
                     w.set_disk_full(h, true);
                     full.insert(h);
                     format!("disk full on {h}")
@@ -153,12 +170,15 @@ pub fn run(seed: u64) -> Outcome {
             w.restart(h);
         }
         steps.push(format!("heal and restart all @{}", w.now_ms()));
-        let settled = w.run_until_pred(500, 120_000, |w| settled(w, &hosts));
+        // A connection that broke silently while its peer's beacons still arrive is found dead
+        // only after three keepalive periods; writes pushed into it wait for that.
+        let settle_ms_max = 120_000 + 3 * timing.keepalive_ms;
+        let settled = w.run_until_pred(500, settle_ms_max, |w| settled(w, &hosts));
         w.check_converged()?;
         w.check_acknowledged(true)?;
         w.check()?;
         if settled.is_none() {
-            return Err(Violation("no convergence within 120 s of healing".into()));
+            return Err(Violation(format!("no convergence within {settle_ms_max} ms of healing")));
         }
         let systems: BTreeSet<_> =
             hosts.iter().filter_map(|h| w.node(*h)).map(|n| n.identity().system).collect();

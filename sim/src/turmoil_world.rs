@@ -13,9 +13,13 @@ use hive::driver::channel::Entropy;
 use hive::driver::{self, DriverConfig, Observer, Request, SkewedClock};
 use hive::storage::{DiskFaults, FaultyFs, SimFs};
 use hive_core::auth::{KdfParams, Secret};
+use hive_core::hlc::Hlc;
+use hive_core::ids::SystemId;
 use hive_core::ids::{HardwareId, PeerAddr, ServerId, SystemName};
 use hive_core::licenses::LicenseIssuer;
 use hive_core::node::{Command, CommandError, Config, Node, Reply, Timing};
+use hive_core::resources::{Key, Value};
+use hive_core::store::{ReplicaId, Seq};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -83,6 +87,27 @@ impl Observer for Observed {
     }
 }
 
+/// A command sent to a server whose reply the world passes on to the test, noting on the way
+/// the writes that were acknowledged.
+struct PendingReply {
+    host: usize,
+    /// The key and value (`None`: deleted) the command writes, if it is a write.
+    write: Option<(Key, Option<Value>)>,
+    from_server: oneshot::Receiver<Result<Reply, CommandError>>,
+    to_test: oneshot::Sender<Result<Reply, CommandError>>,
+}
+
+/// A write a server acknowledged: it must survive, on every server of its system.
+#[derive(Clone, Debug)]
+struct AckedWrite {
+    host: usize,
+    key: Key,
+    value: Option<Value>,
+    /// Once found in the acknowledging server's replica: the write's rank (stamp, origin,
+    /// sequence) and the system it was made in.
+    found: Option<((Hlc, ReplicaId, Seq), SystemId)>,
+}
+
 /// A turmoil simulation of Hive servers.
 pub struct TurmoilWorld<'a> {
     sim: turmoil::Sim<'a>,
@@ -91,6 +116,8 @@ pub struct TurmoilWorld<'a> {
     faults: Vec<DiskFaults>,
     isolated: BTreeSet<usize>,
     up: Vec<bool>,
+    pending: Vec<PendingReply>,
+    acked: Vec<AckedWrite>,
 }
 
 fn host_name(i: usize) -> String {
@@ -128,6 +155,8 @@ impl<'a> TurmoilWorld<'a> {
             faults: Vec::new(),
             isolated: BTreeSet::new(),
             up: Vec::new(),
+            pending: Vec::new(),
+            acked: Vec::new(),
         }
     }
 
@@ -229,6 +258,38 @@ impl<'a> TurmoilWorld<'a> {
         let until = self.sim.elapsed() + Duration::from_millis(ms);
         while self.sim.elapsed() < until {
             self.sim.step().expect("simulation step");
+            self.pass_replies();
+        }
+    }
+
+    /// Passes replies that arrived on to the test, noting acknowledged writes, and finds
+    /// acknowledged writes in their servers' replicas.
+    fn pass_replies(&mut self) {
+        let mut still = Vec::with_capacity(self.pending.len());
+        for mut p in std::mem::take(&mut self.pending) {
+            match p.from_server.try_recv() {
+                Ok(result) => {
+                    match (&result, p.write.take()) {
+                        (Ok(Reply::Split { .. }), _) => {
+                            // The server left its old system's data behind on purpose.
+                            self.acked.retain(|a| a.host != p.host);
+                        }
+                        (Ok(_), Some((key, value))) => {
+                            self.acked.push(AckedWrite { host: p.host, key, value, found: None })
+                        }
+                        _ => {}
+                    }
+                    let _ = p.to_test.send(result);
+                }
+                Err(oneshot::error::TryRecvError::Empty) => still.push(p),
+                // The server stopped: the test's receiver closes too.
+                Err(oneshot::error::TryRecvError::Closed) => {}
+            }
+        }
+        self.pending = still;
+        let shared = self.shared.borrow();
+        for a in self.acked.iter_mut().filter(|a| a.found.is_none()) {
+            a.found = shared[a.host].report.as_ref().and_then(|r| find_write(r, a));
         }
     }
 
@@ -259,10 +320,17 @@ impl<'a> TurmoilWorld<'a> {
         host: usize,
         cmd: Command,
     ) -> oneshot::Receiver<Result<Reply, CommandError>> {
-        let (tx, rx) = oneshot::channel();
+        let (to_test, rx) = oneshot::channel();
+        let (tx, from_server) = oneshot::channel();
+        let write = match &cmd {
+            Command::Put { key, value } => Some((key.clone(), Some(value.clone()))),
+            Command::Delete { key } => Some((key.clone(), None)),
+            _ => None,
+        };
         if let Some(c) = &self.shared.borrow()[host].commands {
             let _ = c.send(Request::Command(cmd, tx));
         }
+        self.pending.push(PendingReply { host, write, from_server, to_test });
         rx
     }
 
@@ -346,10 +414,49 @@ impl<'a> TurmoilWorld<'a> {
         check::is_converged(&self.reports())
     }
 
-    /// Checks convergence, with a reason.
+    /// Checks convergence, with a reason, and that every acknowledged write survived.
     pub fn check_converged(&self) -> Result<(), Violation> {
-        check::converged(&self.reports())
+        check::converged(&self.reports())?;
+        self.check_acknowledged()
     }
+
+    /// Checks that every write a server acknowledged (or a newer write of the same key) is
+    /// held by every running server of that server's system: for a settled, connected world.
+    /// A write never seen in its server's replica must at least have its key there.
+    pub fn check_acknowledged(&self) -> Result<(), Violation> {
+        let reports = self.reports();
+        for a in &self.acked {
+            let own = self.report(a.host);
+            let found = a.found.or_else(|| own.as_ref().and_then(|r| find_write(r, a)));
+            let Some((rank, made_in)) = found else {
+                if own.as_ref().is_some_and(|r| !r.entries.contains_key(&a.key)) {
+                    return Err(Violation(format!(
+                        "server-{}: acknowledged write of {:?} missing",
+                        a.host, a.key
+                    )));
+                }
+                continue;
+            };
+            let system = own.map_or(made_in, |r| r.system);
+            for r in reports.iter().filter(|r| r.system == system) {
+                let held = r.entries.get(&a.key).map(|e| (e.hlc, e.origin, e.seq));
+                if held.is_none_or(|h| h < rank) {
+                    return Err(Violation(format!(
+                        "{:?}: acknowledged write of {:?} by server-{} ({rank:?}) lost; holds {held:?}",
+                        r.server, a.key, a.host
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rank and system of acknowledged write `a` if its server's replica shows it.
+fn find_write(r: &NodeReport, a: &AckedWrite) -> Option<((Hlc, ReplicaId, Seq), SystemId)> {
+    let e = r.entries.get(&a.key)?;
+    (e.origin.server == r.server && e.value == a.value)
+        .then_some(((e.hlc, e.origin, e.seq), r.system))
 }
 
 /// Entropy for a simulated host's core, from the scenario's seed.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod discovery;
+mod invariants;
 mod licensing;
 mod link;
 mod merge;
@@ -18,6 +19,7 @@ mod view;
 
 pub use admin::{Command, CommandError, CommandId, Keep, Reply};
 pub use discovery::OtherSystem;
+pub use invariants::{Broken, InvariantViolation};
 pub use licensing::LicenseStatus;
 pub use link::{ChannelInfo, ChannelKind, LinkId};
 pub use routing::{Route, HOPS_MAX};
@@ -380,6 +382,8 @@ pub struct Node {
     received_us: u64,
     /// Routes, statuses or settings changed: elect the primary time server again.
     time_recheck: bool,
+    /// The clock was clamped at start below stamps the store holds ([`Event::ClockClamped`]).
+    clock_clamped: bool,
 }
 
 impl Node {
@@ -402,7 +406,8 @@ impl Node {
         }
         let mut clock = HlcClock::starting_after(store.hlc_max());
         let mut events = Vec::new();
-        if clock.clamp(now.wall_ms, config.timing.clock_offset_ms_max) {
+        let clock_clamped = clock.clamp(now.wall_ms, config.timing.clock_offset_ms_max);
+        if clock_clamped {
             events.push(Event::ClockClamped);
         }
         let identity = match identity {
@@ -471,6 +476,7 @@ impl Node {
             time: time::TimeState::new(now.mono_ms, initial_ms),
             received_us: now.mono_us,
             time_recheck: true,
+            clock_clamped,
         };
         if !records.is_empty() {
             node.outputs.push_back(Output::Persist(records));
@@ -510,6 +516,7 @@ impl Node {
             Input::ExternalTime(sample) => self.on_external_time(sample),
         }
         self.run_timers();
+        self.debug_check_invariants();
     }
 
     /// Feeds a beacon by reference: the cheap path for a simulator delivering one multicast
@@ -518,6 +525,7 @@ impl Node {
         self.advance_time(now);
         self.on_beacon(beacon);
         self.run_timers();
+        self.debug_check_invariants();
     }
 
     /// The next output, if any.

@@ -31,12 +31,12 @@ pub(super) type Offer = (u8, ServerStatus);
 
 #[derive(Default)]
 pub(super) struct Routing {
-    routes: BTreeMap<ServerId, Route>,
+    pub(super) routes: BTreeMap<ServerId, Route>,
     /// Status of each reachable server, from the neighbour its route goes through.
     statuses: BTreeMap<ServerId, ServerStatus>,
     /// Links or neighbour tables changed: recompute and tell neighbours what changed at the
     /// next flush (changes arrive in bursts; once per burst is enough).
-    stale: bool,
+    pub(super) stale: bool,
 }
 
 impl Node {

@@ -189,6 +189,8 @@ pub struct World {
     pub stats: NetStats,
     issuer: LicenseIssuer,
     isolated: BTreeSet<HostId>,
+    /// The first node invariant broken, found after the event that broke it.
+    broken: Option<Violation>,
 }
 
 impl World {
@@ -213,6 +215,7 @@ impl World {
             stats: NetStats::default(),
             issuer: LicenseIssuer::from_seed(VENDOR_SEED),
             isolated: BTreeSet::new(),
+            broken: None,
         }
     }
 
@@ -289,7 +292,21 @@ impl World {
         let restored = h.disk.restore();
         let seed = h.seed ^ u64::from(h.inc);
         h.node = Some(Node::new(config, restored, seed, now));
+        self.check_node(host, "start");
         self.drain(host);
+    }
+
+    /// Checks the invariants of the node that just handled an event; the first broken one is
+    /// kept for [`World::check`] with the time and the event.
+    fn check_node(&mut self, host: HostId, event: &str) {
+        if self.broken.is_some() {
+            return;
+        }
+        let Some(node) = self.hosts[host].node.as_ref() else { return };
+        if let Err(v) = node.check_invariants() {
+            let at = self.now;
+            self.broken = Some(Violation(format!("host {host} after {event} @{at}: {v}")));
+        }
     }
 
     /// Crashes a host: it loses everything not on its disk, its links break.
@@ -405,6 +422,7 @@ impl World {
         let now = self.clock(host);
         if let Some(node) = self.hosts[host].node.as_mut() {
             node.handle(now, Input::Command { id, cmd });
+            self.check_node(host, "a command");
             self.drain(host);
         }
         id
@@ -613,7 +631,9 @@ impl World {
     fn deliver(&mut self, host: HostId, input: Input) {
         let now = self.clock(host);
         if let Some(node) = self.hosts[host].node.as_mut() {
+            let event = input_kind(&input);
             node.handle(now, input);
+            self.check_node(host, event);
             self.drain(host);
         }
     }
@@ -629,6 +649,7 @@ impl World {
         if let Some(node) = self.hosts[to].node.as_mut() {
             self.stats.beacons += 1;
             node.handle_beacon(now, beacon);
+            self.check_node(to, "a beacon");
             self.drain(to);
         }
     }
@@ -683,10 +704,10 @@ impl World {
         }
     }
 
-    /// Runs until simulated time `until_ms`.
+    /// Runs until simulated time `until_ms`, or until a node invariant breaks.
     pub fn run_until(&mut self, until_ms: u64) {
         while let Some(Reverse(s)) = self.queue.peek() {
-            if s.at > until_ms {
+            if s.at > until_ms || self.broken.is_some() {
                 break;
             }
             let Reverse(s) = self.queue.pop().expect("peeked");
@@ -728,8 +749,12 @@ impl World {
             .collect()
     }
 
-    /// Checks the invariants that hold at every step.
+    /// Checks the invariants that hold at every step, and reports a node invariant broken
+    /// after any event since the start.
     pub fn check(&self) -> Result<(), Violation> {
+        if let Some(v) = &self.broken {
+            return Err(v.clone());
+        }
         let isolated = self
             .isolated
             .iter()
@@ -806,6 +831,20 @@ impl World {
     /// Checks convergence, with a reason on failure.
     pub fn check_converged(&self) -> Result<(), Violation> {
         check::converged(&self.reports())
+    }
+}
+
+/// What kind of input an event fed a node, for violation reports.
+fn input_kind(input: &Input) -> &'static str {
+    match input {
+        Input::Tick => "a tick",
+        Input::Beacon(_) => "a beacon",
+        Input::LinkOpened { .. } => "a link opening",
+        Input::DialFailed { .. } => "a failed dial",
+        Input::LinkClosed { .. } => "a link closing",
+        Input::Message { msg, .. } => msg.kind(),
+        Input::Command { .. } => "a command",
+        Input::ExternalTime(_) => "an external time sample",
     }
 }
 
