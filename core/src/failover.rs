@@ -4,7 +4,8 @@
 //! view computes the same answer without talking to the others:
 //! 1. A camera whose preferred server is online is recorded there, even beyond that server's
 //!    `max_cameras` (an administrator's choice is never overruled); it counts toward its load.
-//! 2. Any other camera is *displaced*. Displaced Never-priority cameras are not recorded. The rest
+//! 2. Any other camera, and one held elsewhere (see [`CameraDemand::held_elsewhere`]), is
+//!    *displaced*; it never goes to its own preferred server. Displaced Never-priority cameras are not recorded. The rest
 //!    are served High, Medium, Low, ties by camera id; each goes to the failover taker with room
 //!    (load below `max_cameras`) that has the highest [`rendezvous_score`] for it, or is left
 //!    unrecorded when no taker has room.
@@ -40,6 +41,9 @@ pub struct CameraDemand {
     pub preferred: ServerId,
     /// How eagerly it moves when its preferred server is not online.
     pub priority: FailoverPriority,
+    /// Another server took it over and holds it until its preferred server has been back for
+    /// the stability time: displaced although its preferred server is online.
+    pub held_elsewhere: bool,
 }
 
 /// Who records each camera; every camera asked about is in exactly one of the two.
@@ -71,7 +75,7 @@ pub fn assign(servers: &BTreeMap<ServerId, ServerState>, cameras: &[CameraDemand
     let mut home_load: BTreeMap<ServerId, u64> = BTreeMap::new();
     let mut displaced = Vec::new();
     for demand in &demands {
-        if servers.get(&demand.preferred).is_some_and(|s| s.online) {
+        if !demand.held_elsewhere && servers.get(&demand.preferred).is_some_and(|s| s.online) {
             assignment.recorder.insert(demand.camera, demand.preferred);
             *home_load.entry(demand.preferred).or_default() += 1;
         } else if demand.priority == FailoverPriority::Never {
@@ -95,9 +99,11 @@ pub fn assign(servers: &BTreeMap<ServerId, ServerState>, cameras: &[CameraDemand
     for demand in displaced {
         let camera_state = camera_hash_state(demand.camera);
         // Ties in score (astronomically rare) go to the smaller server id.
+        // A displaced camera never goes to its own preferred server.
         let best = takers
             .iter()
             .enumerate()
+            .filter(|(_, t)| t.server != demand.preferred)
             .max_by_key(|(_, t)| (score_from(camera_state, t.server), Reverse(t.server)))
             .map(|(index, _)| index);
         let Some(index) = best else {
@@ -176,7 +182,12 @@ mod tests {
     }
 
     fn demand(camera: u128, preferred: u128, priority: FailoverPriority) -> CameraDemand {
-        CameraDemand { camera: CameraId(camera), preferred: ServerId(preferred), priority }
+        CameraDemand {
+            camera: CameraId(camera),
+            preferred: ServerId(preferred),
+            priority,
+            held_elsewhere: false,
+        }
     }
 
     fn priority_from(n: u8) -> FailoverPriority {

@@ -40,9 +40,6 @@ pub enum Key {
     /// owner replacing it), under a key of its own so that no stale write of the server
     /// record can put an old key back.
     ServerKey(ServerId),
-    /// A server whose cameras failed over to others: they stay there until it has been
-    /// reachable for the stability time, so a bouncing server does not make them flap.
-    FailedOver(ServerId),
 }
 
 /// The value stored under a [`Key`].
@@ -69,11 +66,6 @@ pub enum Value {
     },
     /// A server's public link key.
     ServerKey(PublicKey),
-    /// A server's cameras failed over.
-    FailedOver {
-        /// System time the server was last heard of before its cameras moved, ms.
-        since_ms: u64,
-    },
 }
 
 /// A server as the system knows it.
@@ -188,7 +180,6 @@ impl Value {
                 | (Key::ManualAddress(_), Value::ManualAddress)
                 | (Key::LicenseShortfall, Value::LicenseShortfall { .. })
                 | (Key::ServerKey(_), Value::ServerKey(_))
-                | (Key::FailedOver(_), Value::FailedOver { .. })
         )
     }
 }

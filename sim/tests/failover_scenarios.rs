@@ -43,6 +43,7 @@ fn a_dead_servers_cameras_move_and_come_back() {
     assert!(before.values().all(|r| r == &vec![a]));
     w.crash(a);
     let took = w.run_until_pred(50, 20_000, |w| {
+        w.check_single_recorder().unwrap();
         let r = recorders(w);
         r.len() == 12 && r.values().all(|v| v.len() == 1 && v[0] != a)
     });
@@ -50,8 +51,40 @@ fn a_dead_servers_cameras_move_and_come_back() {
     println!("failover took {took} ms");
     assert!(took <= 5_000, "failover took {took} ms");
     w.restart(a);
-    w.run_for(20_000);
+    for _ in 0..200 {
+        w.run_for(100);
+        w.check_single_recorder().unwrap();
+    }
     assert!(recorders(&w).values().all(|v| v.len() == 1 && v[0] != a), "back too early");
-    w.run_until_pred(100, 40_000, |w| recorders(w).values().all(|v| v == &vec![a]))
-        .expect("cameras returned");
+    w.run_until_pred(100, 40_000, |w| {
+        w.check_single_recorder().unwrap();
+        recorders(w).values().all(|v| v == &vec![a])
+    })
+    .expect("cameras returned");
+    w.check().unwrap();
+}
+
+#[test]
+fn servers_with_clocks_minutes_apart_agree_on_system_time() {
+    let mut w = World::new(3, WorldConfig::default());
+    let hosts: Vec<_> = [-7_000i64, 0, 333_000]
+        .iter()
+        .map(|&skew| {
+            let mut spec = ServerSpec::new("lab", "s3cret");
+            spec.clock_offset_ms = skew;
+            spec.drift_ppm = 150;
+            w.add_server(spec)
+        })
+        .collect();
+    w.run_until_pred(100, 30_000, |w| w.converged()).expect("formed");
+    w.run_for(30_000);
+    let times: Vec<_> = hosts.iter().map(|h| w.node(*h).unwrap().time_status()).collect();
+    for t in &times {
+        println!("{t:?}");
+    }
+    let (lo, hi) = (
+        times.iter().map(|t| t.system_ms).min().unwrap(),
+        times.iter().map(|t| t.system_ms).max().unwrap(),
+    );
+    assert!(hi - lo <= 1, "system times {lo}..{hi}");
 }

@@ -98,6 +98,21 @@ pub enum Broken {
         /// The newest stored stamp.
         stored: Hlc,
     },
+    /// This server records a camera its own assignment gives to another server (or none)
+    /// after the assignment was computed.
+    #[error("records {camera:?}, which its assignment gives to {assigned:?}")]
+    RecordsUnassigned {
+        /// The camera.
+        camera: crate::ids::CameraId,
+        /// Its recorder in the assignment.
+        assigned: Option<ServerId>,
+    },
+    /// A server counts as reachable by presence but has no route, or the other way round.
+    #[error("presence of {server:?} disagrees with the routes")]
+    PresenceStale {
+        /// The server.
+        server: ServerId,
+    },
     /// More outputs wait for the driver than any input produces.
     #[error("{queued} outputs queued (bound {bound})")]
     OutputsUnbounded {
@@ -116,15 +131,50 @@ impl Node {
             .and_then(|()| self.check_store())
             .and_then(|()| self.check_clock())
             .and_then(|()| self.check_outputs())
+            .and_then(|()| self.check_recording())
+            .and_then(|()| self.check_presence())
             .map_err(|what| InvariantViolation { server: self.identity.server, what })
     }
 
-    /// In debug builds, panics on a broken invariant: called after every input.
+    /// In debug builds, panics on a broken invariant: called after every input. System time
+    /// checks its own (it never goes back; its window and rates stay in bounds).
     pub(super) fn debug_check_invariants(&self) {
         #[cfg(debug_assertions)]
-        if let Err(v) = self.check_invariants() {
-            panic!("invariant broken: {v}");
+        {
+            if let Err(v) = self.check_invariants() {
+                panic!("invariant broken: {v}");
+            }
+            self.time.clock.check_invariants();
         }
+    }
+
+    /// Once assigned, this server records exactly the cameras its assignment gives it.
+    fn check_recording(&self) -> Result<(), Broken> {
+        if self.recording_pending() {
+            return Ok(());
+        }
+        let me = self.identity.server;
+        for &camera in self.recording_here().keys() {
+            let assigned = self.recorder_of(camera);
+            if assigned != Some(me) {
+                return Err(Broken::RecordsUnassigned { camera, assigned });
+            }
+        }
+        Ok(())
+    }
+
+    /// Presence agrees with the routes: a server is reachable since some time exactly while a
+    /// route reaches it.
+    fn check_presence(&self) -> Result<(), Broken> {
+        if self.routing.stale {
+            return Ok(());
+        }
+        for (&server, seen) in &self.presence.seen {
+            if seen.reachable_since_ms.is_some() != self.routing.routes.contains_key(&server) {
+                return Err(Broken::PresenceStale { server });
+            }
+        }
+        Ok(())
     }
 
     /// `peers` and the links agree: each peer's link is open and up with it, and every up

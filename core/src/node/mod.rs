@@ -695,10 +695,10 @@ impl Node {
                 | Key::License(_)
                 | Key::Server(_)
                 | Key::Setting { .. }
-                | Key::FailedOver(_)
+                | Key::CameraHistory { .. }
                 | Key::LicenseShortfall
         ) {
-            self.recording.dirty_by_store();
+            self.recording.changed(self.now.mono_ms);
             self.time_recheck = true;
         }
     }

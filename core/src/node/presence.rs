@@ -92,11 +92,6 @@ impl Node {
             .map_or(self.started_ms, |s| s.last_heard_ms.max(self.started_ms))
     }
 
-    /// Whether `server` was reachable at some time in this run.
-    pub(super) fn ever_reached(&self, server: ServerId) -> bool {
-        self.presence.seen.contains_key(&server)
-    }
-
     /// Monotonic ms since when `server` has been reachable without a break.
     pub(super) fn reachable_since_ms(&self, server: ServerId) -> Option<u64> {
         if server == self.identity.server {

@@ -6,14 +6,17 @@
 //! apply to a server S:
 //! - S is *presumed alive* while a route reaches it, and for `hold_ms` after it was last
 //!   heard of (see `presence`): nothing moves during a short silence.
-//! - S's cameras are *displaced* when S is not presumed alive, or while the replicated
-//!   `FailedOver(S)` record exists (unless S is this server and it reaches nobody: alone, a
-//!   server records its own cameras). The lowest other online server writes that record when
-//!   S is no longer presumed alive, and removes it once S has been reachable for
-//!   `failover_stability_ms`: a bouncing server gets its cameras back only once it stays.
-//! - S *takes failover* when it is presumed alive, not displaced, has failover enabled in its
-//!   record, and has been up (by the `up_since_ms` it announces in system time, so everyone
-//!   judges alike) for `failover_min_uptime_ms`.
+//! - S's cameras are *displaced* when S is not presumed alive.
+//! - A camera of S is *held elsewhere* while another server T that is presumed alive has an
+//!   open span of it in the camera history (T took it over). T holds it until T has reached S
+//!   for `failover_stability_ms` without a break, then releases it (stops, closing its span);
+//!   S records it again once it sees no other open span. So a bouncing server gets its
+//!   cameras back only once it stays, S never records beside its taker, and after a partition
+//!   heals each side's taken cameras go back the same way. Servers other than S and T judge
+//!   "held" by their own view of S, which agrees with T's up to propagation.
+//! - S *takes failover* when it is presumed alive, has failover enabled in its record, and has
+//!   been up for `failover_min_uptime_ms` by the `up_since_ms` it announces in system time, so
+//!   every server judges it alike (while clocks agree: see docs/architecture.md).
 //! - Cameras stopped by a license shortfall past its grace period are not recorded anywhere.
 //!
 //! Camera history records who recorded what: a start writes an open span, a stop closes it,
@@ -22,7 +25,7 @@
 use super::{Node, Output};
 use crate::failover::{self, CameraDemand, ServerState};
 use crate::ids::{CameraId, ServerId};
-use crate::resources::{HistoryRecord, Key, Value};
+use crate::resources::{FailoverPriority, HistoryRecord, Key, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Default)]
@@ -31,32 +34,46 @@ pub(super) struct Recording {
     here: BTreeMap<CameraId, u64>,
     /// The last assignment of every camera.
     assignment: BTreeMap<CameraId, ServerId>,
-    /// The view changed since the last assignment.
-    dirty: bool,
+    /// Since when the view has changed without a new assignment.
+    dirty_since_ms: Option<u64>,
     /// Monotonic ms at which a hold, uptime or stability threshold next passes.
     due_ms: Option<u64>,
 }
 
 impl Recording {
-    /// The replicated view changed.
-    pub fn dirty_by_store(&mut self) {
-        self.dirty = true;
+    /// The view changed at monotonic `now_ms`.
+    pub fn changed(&mut self, now_ms: u64) {
+        self.dirty_since_ms.get_or_insert(now_ms);
     }
 }
 
 impl Node {
-    /// Something the assignment depends on changed.
+    /// Something the assignment depends on changed: compute it again after `announce_ms`,
+    /// which gathers a burst of changes (a bulk sync, a stream of API writes) into one pass.
     pub(super) fn recording_dirty(&mut self) {
-        self.recording.dirty = true;
+        self.recording.changed(self.now.mono_ms);
     }
 
-    /// When the assignment must be computed again though nothing changed.
+    /// When the assignment must be computed again.
     pub(super) fn recording_due_ms(&self) -> Option<u64> {
-        if self.recording.dirty {
-            Some(self.now.mono_ms)
-        } else {
-            self.recording.due_ms
+        match (self.recording.dirty_since_ms, self.recording.due_ms) {
+            (Some(since), due) => {
+                let soon = since + self.config.timing.announce_ms;
+                Some(due.map_or(soon, |d| d.min(soon)))
+            }
+            (None, due) => due,
         }
+    }
+
+    /// Whether the view changed since the last assignment.
+    pub(super) fn recording_pending(&self) -> bool {
+        self.recording.dirty_since_ms.is_some()
+    }
+
+    /// Since when `server` has been reachable without a break, in this server's monotonic ms
+    /// (this server: since it started).
+    pub fn connected_since_ms(&self, server: ServerId) -> Option<u64> {
+        self.reachable_since_ms(server)
     }
 
     /// Cameras this server records now, with the system time it started each (ms).
@@ -74,10 +91,27 @@ impl Node {
         self.now.mono_ms <= self.last_heard_ms(server) + self.config.timing.hold_ms
     }
 
-    fn failed_over_record(&self, server: ServerId) -> Option<u64> {
-        match self.store.get(&Key::FailedOver(server)) {
-            Some(Value::FailedOver { since_ms }) => Some(*since_ms),
-            _ => None,
+    /// Whether `camera` of `preferred` is held by a taker (see the module doc), and when that
+    /// may end by the clock alone.
+    fn held_elsewhere(&self, camera: CameraId, preferred: ServerId) -> (bool, Option<u64>) {
+        let taken = self
+            .open_spans(camera)
+            .into_iter()
+            .any(|(server, _)| server != preferred && self.presumed_alive(server));
+        if !taken {
+            return (false, None);
+        }
+        if preferred == self.identity.server {
+            // The preferred server defers to its taker until the taker lets go.
+            return (true, None);
+        }
+        let stable_at = self
+            .reachable_since_ms(preferred)
+            .map(|since| since + self.config.timing.failover_stability_ms);
+        match stable_at {
+            Some(at) if self.now.mono_ms >= at => (false, None),
+            Some(at) => (true, Some(at)),
+            None => (true, None),
         }
     }
 
@@ -88,7 +122,6 @@ impl Node {
         let me = self.identity.server;
         let now = self.now.mono_ms;
         let now_sys = self.system_peek_ms();
-        let alone = self.routes().is_empty();
         let mut due: Option<u64> = None;
         let mut due_at = |at: u64| due = Some(due.map_or(at, |d: u64| d.min(at)));
         let mut states = BTreeMap::new();
@@ -98,8 +131,7 @@ impl Node {
             if !reachable && alive {
                 due_at(self.last_heard_ms(server) + t.hold_ms + 1);
             }
-            let flagged = self.failed_over_record(server).is_some() && !(server == me && alone);
-            let online = alive && !flagged;
+            let online = alive;
             let up_since = self.last_status(server).map(|s| s.up_since_ms);
             let up_long_enough = up_since.is_some_and(|u| {
                 let ready = u.saturating_add(t.failover_min_uptime_ms);
@@ -119,23 +151,32 @@ impl Node {
 
     /// Computes who records every camera, and starts or stops this server's share.
     pub(super) fn reassign(&mut self) {
-        self.recording.dirty = false;
-        let stable_due = self.keep_failover_records();
-        let (states, due) = self.server_states();
-        let due = match (due, stable_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        self.recording.dirty_since_ms = None;
+        if !self.time_settled() {
+            // Nothing is recorded (or stamped in camera history) on provisional time.
+            let at = self.now.mono_ms + self.config.timing.announce_ms;
+            self.recording.due_ms = Some(at);
+            return;
+        }
+        let (states, mut due) = self.server_states();
         let stopped: BTreeSet<CameraId> = self.license_status().stopped.into_iter().collect();
-        let demands: Vec<CameraDemand> = self
+        let wanted: Vec<(CameraId, ServerId, FailoverPriority)> = self
             .cameras()
             .filter(|(id, c)| c.recording && !stopped.contains(id))
-            .map(|(camera, c)| CameraDemand {
-                camera,
-                preferred: c.preferred,
-                priority: c.failover_priority,
-            })
+            .map(|(camera, c)| (camera, c.preferred, c.failover_priority))
             .collect();
+        let mut demands = Vec::with_capacity(wanted.len());
+        for (camera, preferred, priority) in wanted {
+            let (held_elsewhere, until) = if priority == FailoverPriority::Never {
+                (false, None)
+            } else {
+                self.held_elsewhere(camera, preferred)
+            };
+            if let Some(at) = until {
+                due = Some(due.map_or(at, |d| d.min(at)));
+            }
+            demands.push(CameraDemand { camera, preferred, priority, held_elsewhere });
+        }
         let assignment = failover::assign(&states, &demands);
         let me = self.identity.server;
         let mine: BTreeSet<CameraId> =
@@ -239,42 +280,5 @@ impl Node {
             })
             .collect();
         self.write(changes);
-    }
-
-    /// Writes and removes `FailedOver` records; only the lowest online server other than the
-    /// one concerned does, so the system does not fill with concurrent copies of one fact.
-    /// Returns when a record may next be removed.
-    fn keep_failover_records(&mut self) -> Option<u64> {
-        let t = self.config.timing.clone();
-        let me = self.identity.server;
-        let now = self.now.mono_ms;
-        let online = self.online_servers();
-        let writer_for = |s: ServerId| online.iter().find(|o| **o != s) == Some(&me);
-        let mut changes = Vec::new();
-        let mut due: Option<u64> = None;
-        let servers: Vec<ServerId> = self.servers().map(|(s, _)| s).collect();
-        for server in servers {
-            let recorded = self.failed_over_record(server).is_some();
-            if !writer_for(server) {
-                continue;
-            }
-            if !recorded && self.ever_reached(server) && !self.presumed_alive(server) {
-                let since_ms = self.system_at_ms(self.last_heard_ms(server));
-                changes.push((Key::FailedOver(server), Some(Value::FailedOver { since_ms })));
-            } else if recorded {
-                match self.reachable_since_ms(server) {
-                    Some(since) if now >= since + t.failover_stability_ms => {
-                        changes.push((Key::FailedOver(server), None));
-                    }
-                    Some(since) => {
-                        let at = since + t.failover_stability_ms;
-                        due = Some(due.map_or(at, |d| d.min(at)));
-                    }
-                    None => {}
-                }
-            }
-        }
-        self.write(changes);
-        due
     }
 }

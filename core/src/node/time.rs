@@ -57,8 +57,9 @@ pub struct TimeStatus {
 
 pub(super) struct TimeState {
     pub clock: SystemClock,
-    /// The primary sampled now.
-    primary: Option<ServerId>,
+    /// The primary sampled now (`Some(None)`: this server is the primary; `None`: not
+    /// decided yet).
+    primary: Option<Option<ServerId>>,
     next_poll_ms: u64,
     /// Requests sent: id → monotonic time sent.
     pending: BTreeMap<u64, MonoUs>,
@@ -182,10 +183,17 @@ impl Node {
         let primary = self.primary_time_server();
         let me = self.identity.server;
         let source = (primary != me).then_some(primary);
-        if source != self.time.primary {
-            self.time.primary = source;
+        // A server just started waits a little to hear of a primary before it keeps time on
+        // its own: its first sample from a remote primary then steps its provisional time;
+        // later changes of primary keep the offset (no jump).
+        let startup = now < self.started_ms + self.time_startup_ms();
+        let decide = Some(source) != self.time.primary && !(source.is_none() && startup);
+        if decide {
+            if self.time.clock.synced() || source.is_none() {
+                self.time.clock.set_source(source.is_none());
+            }
+            self.time.primary = Some(source);
             self.time.pending.clear();
-            self.time.clock.set_source(source.is_none());
             self.event(Event::PrimaryTimeServer(primary));
         }
         if let Some(primary) = source {
@@ -199,7 +207,22 @@ impl Node {
 
     /// When time sync wants a tick.
     pub(super) fn time_due_ms(&self) -> Option<u64> {
-        self.time.primary.map(|_| self.time.next_poll_ms)
+        match self.time.primary {
+            None => Some(self.started_ms + self.time_startup_ms()),
+            Some(Some(_)) => Some(self.time.next_poll_ms),
+            Some(None) => None,
+        }
+    }
+
+    /// How long a new server listens for a primary before keeping time itself.
+    pub(super) fn time_startup_ms(&self) -> u64 {
+        2 * self.config.timing.beacon_ms
+    }
+
+    /// Whether system time is settled enough to stamp history with: synced to a primary, or
+    /// kept by this server as the primary.
+    pub(super) fn time_settled(&self) -> bool {
+        self.time.clock.synced()
     }
 
     fn request_time(&mut self, primary: ServerId) {
@@ -260,7 +283,7 @@ impl Node {
                 self.send_routed(msg.from, body);
             }
             RoutedBody::TimeReply { id, received_us, sent_us, error_us } => {
-                if self.time.primary != Some(msg.from) {
+                if self.time.primary != Some(Some(msg.from)) {
                     return;
                 }
                 let Some(sent) = self.time.pending.remove(&id) else { return };
