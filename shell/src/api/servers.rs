@@ -1,6 +1,7 @@
 //! `/api/servers`: the system's servers with their failover settings and load, and
 //! `PATCH /api/servers/{id}` to change those settings.
 
+use super::time::bounded_us;
 use super::{parse_id, ApiError, AppState, Body, Caller};
 use axum::extract::{Path, State};
 use axum::Json;
@@ -30,7 +31,8 @@ pub struct ServerView {
     cameras_recording: u32,
     /// Its system time minus its wall clock, ms; only the answering server knows its own.
     time_offset_ms: Option<i64>,
-    /// Bound on its time's error against the primary, µs; only for the answering server.
+    /// Bound on its time's error against the primary, µs; only for the answering server, and
+    /// `null` while it has none (not synced yet).
     time_error_bound_us: Option<u64>,
     /// Its pinned link key (hex), once known: compare with the server's own log.
     link_key: Option<String>,
@@ -63,7 +65,7 @@ pub fn server_views(node: &Node) -> Vec<ServerView> {
                 time_priority: r.time_priority,
                 cameras_recording: recording.get(&id).copied().unwrap_or(0),
                 time_offset_ms: is_self.then_some(time.offset_from_wall_ms),
-                time_error_bound_us: is_self.then_some(time.error_bound_us),
+                time_error_bound_us: bounded_us(&time, me).filter(|_| is_self),
                 link_key: node.pinned_key(id).map(|k| k.fingerprint()),
             }
         })

@@ -4,6 +4,7 @@
 use super::{ApiError, AppState, Caller};
 use axum::extract::State;
 use axum::Json;
+use hive_core::ids::ServerId;
 use hive_core::node::{Node, TimeSource, TimeStatus, TIME_PRIMARY_SETTING};
 use serde::Serialize;
 
@@ -16,8 +17,9 @@ pub struct TimeView {
     system_ms: u64,
     /// System time minus this machine's wall clock, ms.
     offset_from_wall_ms: i64,
-    /// Bound on the difference from the primary's time, µs.
-    error_bound_us: u64,
+    /// Bound on the difference from the primary's time, µs; `null` while there is none
+    /// (not synced yet).
+    error_bound_us: Option<u64>,
     /// The primary time server of the system.
     primary: String,
     /// The primary an administrator chose (setting `time_primary`), if any; it is the
@@ -35,7 +37,7 @@ fn time_view(node: &Node, t: TimeStatus) -> TimeView {
         server: node.identity().server.to_string(),
         system_ms: t.system_ms,
         offset_from_wall_ms: t.offset_from_wall_ms,
-        error_bound_us: t.error_bound_us,
+        error_bound_us: bounded_us(&t, node.identity().server),
         primary: t.primary.to_string(),
         primary_chosen: node.setting(TIME_PRIMARY_SETTING).map(str::to_owned),
         source: match t.source {
@@ -45,6 +47,15 @@ fn time_view(node: &Node, t: TimeStatus) -> TimeView {
         },
         synced: t.synced,
     }
+}
+
+/// The error bound as the API shows it: 0 for the primary itself (its time is the system's,
+/// though the core reports it unbounded), `None` for a follower not synced yet.
+pub fn bounded_us(t: &TimeStatus, me: ServerId) -> Option<u64> {
+    if t.primary == me {
+        return Some(0);
+    }
+    (t.error_bound_us != u64::MAX).then_some(t.error_bound_us)
 }
 
 pub async fn get_time(

@@ -79,11 +79,14 @@ fn time_text(system: &Value) -> String {
         .flatten()
         .find(|s| s["is_self"].as_bool() == Some(true));
     let Some(me) = me else { return String::new() };
+    let bound = match me["time_error_bound_us"].as_u64() {
+        Some(us) => format!("error bound {us} µs"),
+        None => "not synced yet".to_owned(),
+    };
     format!(
-        "\nTime: this server's system time is {:+} ms from its wall clock (error bound {} µs); \
+        "\nTime: this server's system time is {:+} ms from its wall clock ({bound}); \
          primary time server {}\n",
         me["time_offset_ms"].as_i64().unwrap_or(0),
-        text(&me["time_error_bound_us"]),
         short(&text(&system["time_primary"])),
     )
 }
