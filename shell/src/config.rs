@@ -102,6 +102,12 @@ pub struct FileConfig {
     pub http_plain: Option<bool>,
     /// NTP server (`host:port`) this server takes its time from when it is the primary.
     pub ntp: Option<String>,
+    /// How long a server may be silent before its cameras move, ms.
+    pub failover_hold_ms: Option<u64>,
+    /// How long a server must be up before it takes cameras of failed servers, ms.
+    pub failover_min_uptime_ms: Option<u64>,
+    /// How long a failed server must stay reachable before its cameras return, ms.
+    pub failover_stability_ms: Option<u64>,
 }
 
 /// Flags of `hive serve`: the file's fields, set where a flag was given.
@@ -180,7 +186,36 @@ pub struct ServeSettings {
     pub api_tls: ApiTls,
     /// NTP server as `host:port`, checked for form only; the caller resolves the name.
     pub ntp: Option<String>,
+    /// Failover timings: hold, minimum uptime and stability, ms.
+    pub failover_ms: FailoverMs,
 }
+
+/// The failover timings a server is configured with (see [`hive_core::node::Timing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailoverMs {
+    /// Silence after which a server's cameras move.
+    pub hold: u64,
+    /// Uptime a server needs before it takes cameras.
+    pub min_uptime: u64,
+    /// Reachable time after which cameras return.
+    pub stability: u64,
+}
+
+impl Default for FailoverMs {
+    fn default() -> Self {
+        let t = hive_core::node::Timing::default();
+        FailoverMs {
+            hold: t.hold_ms,
+            min_uptime: t.failover_min_uptime_ms,
+            stability: t.failover_stability_ms,
+        }
+    }
+}
+
+/// Longest failover timing accepted: an hour.
+pub const FAILOVER_MS_MAX: u64 = 3_600_000;
+/// Shortest hold accepted: below a heartbeat a live server would look dead.
+pub const FAILOVER_HOLD_MS_MIN: u64 = 1_000;
 
 impl std::fmt::Debug for ServeSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -197,6 +232,7 @@ impl std::fmt::Debug for ServeSettings {
             .field("hardware_id", &self.hardware_id)
             .field("api_tls", &self.api_tls)
             .field("ntp", &self.ntp)
+            .field("failover_ms", &self.failover_ms)
             .finish_non_exhaustive()
     }
 }
@@ -325,6 +361,39 @@ impl ServeSettings {
         )?;
         let (ntp, f) = pick(flags.ntp, file.ntp);
         let ntp = ntp.map(|n| parse_host_port(&n)).transpose().map_err(|r| invalid(f, "ntp", r))?;
+        let defaults = FailoverMs::default();
+        let ms = |(value, f): (Option<u64>, bool), field: &'static str, default: u64, min: u64| {
+            let value = value.unwrap_or(default);
+            if (min..=FAILOVER_MS_MAX).contains(&value) {
+                Ok(value)
+            } else {
+                Err(invalid(
+                    f,
+                    field,
+                    format!("{value} is not within {min} to {FAILOVER_MS_MAX} ms"),
+                ))
+            }
+        };
+        let failover_ms = FailoverMs {
+            hold: ms(
+                pick(flags.failover_hold_ms, file.failover_hold_ms),
+                "failover_hold_ms",
+                defaults.hold,
+                FAILOVER_HOLD_MS_MIN,
+            )?,
+            min_uptime: ms(
+                pick(flags.failover_min_uptime_ms, file.failover_min_uptime_ms),
+                "failover_min_uptime_ms",
+                defaults.min_uptime,
+                0,
+            )?,
+            stability: ms(
+                pick(flags.failover_stability_ms, file.failover_stability_ms),
+                "failover_stability_ms",
+                defaults.stability,
+                0,
+            )?,
+        };
         Ok(ServeSettings {
             data_dir,
             system_name,
@@ -347,6 +416,7 @@ impl ServeSettings {
             init_owner,
             api_tls,
             ntp,
+            failover_ms,
         })
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub mod chrony;
 pub mod hostile;
+pub mod netns;
 pub mod tls;
 
 /// Seed of the tests' license vendor.

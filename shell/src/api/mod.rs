@@ -1,4 +1,4 @@
-//! The HTTP JSON API: system, cameras, users, settings, licenses, merge/split/rename,
+//! The HTTP JSON API: system, servers, time, routes, cameras, users, settings, licenses, merge/split/rename,
 //! backup and Prometheus metrics. Every answer is JSON (metrics and backups aside); errors
 //! are `{ "error": code, "message": text }`.
 
@@ -15,8 +15,10 @@ mod login_migration;
 mod metrics;
 pub mod passwords;
 pub mod rules;
+mod servers;
 mod settings;
 mod system;
+mod time;
 mod users;
 
 pub use auth::{AuthState, Caller};
@@ -27,7 +29,7 @@ pub use passwords::PasswordPool;
 
 use crate::driver::TrafficStats;
 use crate::server::handle::NodeHandle;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::Router;
 use std::sync::Arc;
 
@@ -62,6 +64,10 @@ pub fn router(state: AppState) -> Router {
             "/api/cameras/{id}",
             get(cameras::get_one).patch(cameras::update).delete(cameras::remove),
         )
+        .route("/api/servers", get(servers::list))
+        .route("/api/servers/{id}", patch(servers::update))
+        .route("/api/time", get(time::get_time))
+        .route("/api/routes", get(time::routes))
         .route("/api/users", get(users::list).post(users::create))
         .route("/api/users/{id}", get(users::get_one).patch(users::update).delete(users::remove))
         .route("/api/settings", get(settings::list).post(settings::create).patch(settings::update))

@@ -1,10 +1,11 @@
 //! `/api/settings`: the system's named text settings.
 
-use super::{ApiError, AppState, Body, Caller};
+use super::{parse_id, ApiError, AppState, Body, Caller};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use hive_core::node::Command;
+use hive_core::ids::ServerId;
+use hive_core::node::{Command, TIME_PRIMARY_SETTING};
 use hive_core::resources::{Key, Value};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -33,6 +34,23 @@ fn check(name: &str, value: Option<&str>) -> Result<(), ApiError> {
     if value.is_some_and(|v| v.len() > VALUE_LEN_MAX) {
         return Err(ApiError::bad_request(format!(
             "value of {name} exceeds {VALUE_LEN_MAX} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// A setting whose value must name something: `time_primary` must be a server of the system.
+async fn check_reference(
+    state: &AppState,
+    name: &str,
+    value: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(value) = value.filter(|_| name == TIME_PRIMARY_SETTING) else { return Ok(()) };
+    let server: ServerId = parse_id(value, "server")?;
+    let known = state.handle.read(move |n| n.servers().any(|(s, _)| s == server)).await?;
+    if !known {
+        return Err(ApiError::bad_request(format!(
+            "{TIME_PRIMARY_SETTING}: server {value} is not in this system"
         )));
     }
     Ok(())
@@ -76,6 +94,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     caller.require_admin()?;
     check(&new.name, Some(&new.value))?;
+    check_reference(&state, &new.name, Some(&new.value)).await?;
     put(&state, new.name.clone(), Some(new.value.clone())).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "name": new.name, "value": new.value }))))
 }
@@ -89,6 +108,7 @@ pub async fn update(
     caller.require_admin()?;
     for (name, value) in &changes {
         check(name, value.as_deref())?;
+        check_reference(&state, name, value.as_deref()).await?;
     }
     for (name, value) in changes {
         put(&state, name, value).await?;

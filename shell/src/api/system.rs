@@ -1,24 +1,11 @@
 //! `GET /api/system` and the unauthenticated `GET /api/hello`.
 
+use super::servers::{server_views, ServerView};
 use super::{ApiError, AppState, Caller};
 use axum::extract::State;
 use axum::Json;
 use hive_core::resources::{Key, Value};
 use serde::Serialize;
-
-/// A server of the system.
-#[derive(Serialize)]
-pub struct ServerView {
-    id: String,
-    name: String,
-    status: &'static str,
-    addresses: Vec<String>,
-    is_self: bool,
-    failover: bool,
-    max_cameras: u32,
-    /// Its pinned link key (hex), once known: compare with the server's own log.
-    link_key: Option<String>,
-}
 
 /// Another system seen on the network.
 #[derive(Serialize)]
@@ -44,6 +31,8 @@ pub struct SystemView {
     name: String,
     server_id: String,
     servers: Vec<ServerView>,
+    /// The primary time server.
+    time_primary: String,
     licenses: LicenseSummary,
     other_systems: Vec<OtherSystemView>,
 }
@@ -56,26 +45,14 @@ pub async fn get_system(
         .handle
         .read(|node| {
             let me = node.identity().server;
-            let online = node.online_servers();
-            let servers = node
-                .servers()
-                .map(|(id, r)| ServerView {
-                    id: id.to_string(),
-                    name: r.name.clone(),
-                    status: if id == me || online.contains(&id) { "online" } else { "offline" },
-                    addresses: r.addresses.iter().map(|a| a.0.clone()).collect(),
-                    is_self: id == me,
-                    failover: r.failover_enabled,
-                    max_cameras: r.max_cameras,
-                    link_key: node.pinned_key(id).map(|k| k.fingerprint()),
-                })
-                .collect();
+            let servers = server_views(node);
             let licenses = node.license_status();
             SystemView {
                 id: node.identity().system.to_string(),
                 name: node.identity().name.as_str().to_owned(),
                 server_id: me.to_string(),
                 servers,
+                time_primary: node.primary_time_server().to_string(),
                 licenses: LicenseSummary { total: licenses.total, used: licenses.used },
                 other_systems: node
                     .other_systems()

@@ -2,7 +2,7 @@
 
 use super::client::{Client, ClientError, Trust};
 use super::table::{render, short};
-use super::{CameraCmd, CliError, Cmd, Conn, LicenseCmd, UserCmd};
+use super::{CameraCmd, CliError, Cmd, Conn, LicenseCmd, OnOff, ServerCmd, UserCmd};
 use serde_json::{json, Value};
 
 fn client(conn: &Conn) -> Result<Client, ClientError> {
@@ -29,24 +29,8 @@ fn text(v: &Value) -> String {
 pub fn system_text(system: &Value) -> String {
     let mut out =
         format!("System {:?} ({})\n\n", text(&system["name"]), short(&text(&system["id"])));
-    let rows: Vec<Vec<String>> = system["servers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            let me = if s["is_self"].as_bool() == Some(true) { " *" } else { "" };
-            vec![
-                format!("{}{me}", short(&text(&s["id"]))),
-                text(&s["name"]),
-                text(&s["status"]),
-                s["addresses"]
-                    .as_array()
-                    .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
-                    .unwrap_or_default(),
-            ]
-        })
-        .collect();
-    out.push_str(&render(&["SERVER", "NAME", "STATUS", "ADDRESSES"], &rows));
+    out.push_str(&servers_text(&system["servers"]));
+    out.push_str(&time_text(system));
     out.push_str(&format!(
         "\nLicenses: {} channels, {} cameras recording\n",
         system["licenses"]["total"], system["licenses"]["used"]
@@ -62,6 +46,51 @@ pub fn system_text(system: &Value) -> String {
     out
 }
 
+/// The servers as a table: status, failover settings and the cameras each records now.
+fn servers_text(servers: &Value) -> String {
+    let rows: Vec<Vec<String>> = servers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let me = if s["is_self"].as_bool() == Some(true) { " *" } else { "" };
+            let failover = if s["failover_enabled"].as_bool() == Some(true) { "on" } else { "off" };
+            vec![
+                format!("{}{me}", short(&text(&s["id"]))),
+                text(&s["name"]),
+                text(&s["status"]),
+                format!("{}/{}", text(&s["cameras_recording"]), text(&s["max_cameras"])),
+                failover.to_owned(),
+                s["addresses"]
+                    .as_array()
+                    .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    render(&["SERVER", "NAME", "STATUS", "RECORDING", "FAILOVER", "ADDRESSES"], &rows)
+}
+
+/// The answering server's time against its wall clock, and the primary time server.
+fn time_text(system: &Value) -> String {
+    let me = system["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["is_self"].as_bool() == Some(true));
+    let Some(me) = me else { return String::new() };
+    let bound = match me["time_error_bound_us"].as_u64() {
+        Some(us) => format!("error bound {us} µs"),
+        None => "not synced yet".to_owned(),
+    };
+    format!(
+        "\nTime: this server's system time is {:+} ms from its wall clock ({bound}); \
+         primary time server {}\n",
+        me["time_offset_ms"].as_i64().unwrap_or(0),
+        short(&text(&system["time_primary"])),
+    )
+}
+
 fn cameras_text(cams: &Value) -> String {
     let rows: Vec<Vec<String>> = cams
         .as_array()
@@ -72,12 +101,13 @@ fn cameras_text(cams: &Value) -> String {
                 text(&c["id"]),
                 text(&c["name"]),
                 short(&text(&c["server"])),
+                short(&text(&c["preferred_server"])),
                 if c["recording"].as_bool() == Some(true) { "yes".into() } else { "no".into() },
                 text(&c["url"]),
             ]
         })
         .collect();
-    render(&["CAMERA", "NAME", "SERVER", "RECORDING", "URL"], &rows)
+    render(&["CAMERA", "NAME", "RECORDED BY", "PREFERRED", "RECORDING", "URL"], &rows)
 }
 
 pub async fn run(cmd: Cmd) -> Result<(), CliError> {
@@ -207,6 +237,35 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
                     print_json(&json!({ "removed": id }));
                 } else {
                     println!("Removed camera {id}");
+                }
+            }
+        },
+        Cmd::Server { cmd, conn } => match cmd {
+            ServerCmd::List => {
+                let answer: Value = client(&conn)?.get("/api/servers").await?;
+                if conn.json {
+                    print_json(&answer);
+                } else {
+                    print!("{}", servers_text(&answer));
+                }
+            }
+            ServerCmd::Set { id, failover, max_cameras, time_priority } => {
+                let mut body = json!({});
+                if let Some(f) = failover {
+                    body["failover_enabled"] = json!(f == OnOff::On);
+                }
+                if let Some(m) = max_cameras {
+                    body["max_cameras"] = json!(m);
+                }
+                if let Some(p) = time_priority {
+                    body["time_priority"] = json!(p);
+                }
+                let answer: Value =
+                    client(&conn)?.patch(&format!("/api/servers/{id}"), &body).await?;
+                if conn.json {
+                    print_json(&answer);
+                } else {
+                    print!("{}", servers_text(&json!([answer])));
                 }
             }
         },

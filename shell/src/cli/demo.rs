@@ -4,7 +4,7 @@
 
 use super::commands::system_text;
 use super::error::CliError;
-use crate::config::{ApiTls, ServeSettings, DISCOVERY_GROUP};
+use crate::config::{ApiTls, FailoverMs, ServeSettings, DISCOVERY_GROUP};
 use crate::server::{self, Server};
 use clap::Args;
 use hive_core::ids::{CameraId, HardwareId, PeerAddr, SystemName};
@@ -59,6 +59,7 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     let secret = Some(hive_core::auth::Secret::from_bytes(rand::random()));
     println!("Starting {} servers on loopback in {} ...", args.servers, dir.path().display());
     let mut servers: Vec<Server> = Vec::new();
+    let mut all_settings: Vec<ServeSettings> = Vec::new();
     for i in 1..=args.servers {
         let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
         let settings = ServeSettings {
@@ -81,8 +82,10 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             // Loopback only, which browsers treat as a secure context.
             api_tls: ApiTls::Plain,
             ntp: None,
+            failover_ms: DEMO_FAILOVER_MS,
         };
-        servers.push(server::start(settings).await?);
+        servers.push(server::start(settings.clone()).await?);
+        all_settings.push(settings);
     }
     let merged = wait_merged(&servers, Duration::from_secs(20)).await;
     add_licenses_and_cameras(&servers, &issuer, args.cameras).await?;
@@ -102,15 +105,124 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         "\nTry:  HIVE_URL=http://{} HIVE_PASSWORD={DEMO_PASSWORD} cargo run --release -p hive -- camera list",
         servers[servers.len() - 1].http_addr
     );
+    let mut servers: Vec<Option<Server>> = servers.into_iter().map(Some).collect();
+    let recorders = recorders(&servers).await;
+    println!("\nCameras and the servers recording them:");
+    print!("{}", recorders_text(&recorders));
     if !args.once {
+        println!(
+            "\nTo watch a failover, type `stop 1` and Enter: server demo-1 stops and, {} s after \
+             it was last heard, its cameras are recorded by the others; `start 1` brings it back, \
+             and {} s after that they return to it. (All servers run in this process, pid {}.)",
+            DEMO_FAILOVER_MS.hold / 1000,
+            DEMO_FAILOVER_MS.stability / 1000,
+            std::process::id()
+        );
         println!("\nPress Ctrl-C to stop.");
-        let _ = tokio::signal::ctrl_c().await;
+        interact(&mut servers, &all_settings, recorders).await?;
     }
     println!("Stopping ...");
-    for s in servers {
+    for s in servers.into_iter().flatten() {
         s.stop().await?;
     }
     println!("Stopped; removed {}.", dir.path().display());
+    Ok(())
+}
+
+/// Failover timings of the demo: the defaults, with a shorter uptime and stability so that a
+/// failover and the return can be watched within a minute.
+const DEMO_FAILOVER_MS: FailoverMs =
+    FailoverMs { hold: 3_000, min_uptime: 5_000, stability: 10_000 };
+
+/// Each camera's name and the name of the server recording it (`None`: nobody), as the first
+/// running server sees it.
+async fn recorders(servers: &[Option<Server>]) -> Vec<(String, Option<String>)> {
+    let Some(server) = servers.iter().flatten().next() else { return Vec::new() };
+    let read = server.handle.read(|n| {
+        n.cameras()
+            .map(|(id, c)| {
+                let recorder = n.recorder_of(id).map(|s| {
+                    n.servers()
+                        .find(|(i, _)| *i == s)
+                        .map_or(s.to_string(), |(_, r)| r.name.clone())
+                });
+                (c.name.clone(), recorder)
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut cams = read.await.unwrap_or_default();
+    cams.sort();
+    cams
+}
+
+fn recorders_text(recorders: &[(String, Option<String>)]) -> String {
+    recorders
+        .iter()
+        .map(|(camera, server)| {
+            format!("  {camera}: {}\n", server.as_deref().unwrap_or("not recorded"))
+        })
+        .collect()
+}
+
+/// Reads `stop N` / `start N` from stdin until Ctrl-C, printing each camera whose recording
+/// server changes.
+async fn interact(
+    servers: &mut [Option<Server>],
+    settings: &[ServeSettings],
+    mut shown: Vec<(String, Option<String>)>,
+) -> Result<(), CliError> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            line = lines.next_line(), if stdin_open => match line {
+                Ok(Some(line)) => command(servers, settings, line.trim()).await?,
+                _ => stdin_open = false,
+            },
+            _ = tick.tick() => {
+                let now = recorders(servers).await;
+                for (camera, server) in &now {
+                    if shown.iter().all(|(c, s)| c != camera || s != server) {
+                        let server = server.as_deref().unwrap_or("nobody");
+                        println!("{camera} is now recorded by {server}");
+                    }
+                }
+                if !now.is_empty() {
+                    shown = now;
+                }
+            }
+        }
+    }
+}
+
+/// Carries out one line typed at the demo.
+async fn command(
+    servers: &mut [Option<Server>],
+    settings: &[ServeSettings],
+    line: &str,
+) -> Result<(), CliError> {
+    let parsed = line.split_once(' ').and_then(|(verb, n)| {
+        let i = n.trim().parse::<usize>().ok().filter(|i| (1..=servers.len()).contains(i))?;
+        Some((verb, i - 1))
+    });
+    match parsed {
+        Some(("stop", i)) => match servers[i].take() {
+            Some(s) => {
+                s.stop().await?;
+                println!("Stopped demo-{}.", i + 1);
+            }
+            None => println!("demo-{} is not running.", i + 1),
+        },
+        Some(("start", i)) if servers[i].is_none() => {
+            servers[i] = Some(server::start(settings[i].clone()).await?);
+            println!("Started demo-{}.", i + 1);
+        }
+        Some(("start", i)) => println!("demo-{} is running.", i + 1),
+        _ => println!("Type `stop N` or `start N`, N from 1 to {}.", servers.len()),
+    }
     Ok(())
 }
 

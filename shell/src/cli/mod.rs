@@ -123,6 +123,15 @@ pub enum Cmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Servers' failover settings.
+    Server {
+        /// What to do with them.
+        #[command(subcommand)]
+        cmd: ServerCmd,
+        /// Server and credentials.
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// User accounts.
     User {
         /// What to do with them.
@@ -184,6 +193,36 @@ pub enum CameraCmd {
     Rm {
         /// Camera id.
         id: String,
+    },
+}
+
+/// `on` or `off`, as `--failover` takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+/// `hive server ...`
+#[derive(Subcommand, Debug)]
+pub enum ServerCmd {
+    /// List servers with their failover settings and the cameras they record.
+    List,
+    /// Change a server's failover settings.
+    Set {
+        /// Server id.
+        id: String,
+        /// Whether it takes cameras of failed servers.
+        #[arg(long)]
+        failover: Option<OnOff>,
+        /// Most cameras it records.
+        #[arg(long)]
+        max_cameras: Option<u32>,
+        /// Preference as the primary time server (higher first).
+        #[arg(long)]
+        time_priority: Option<u32>,
     },
 }
 

@@ -71,6 +71,15 @@ pub struct ServeArgs {
     /// NTP server, HOST:PORT, this server takes its time from when it is the primary.
     #[arg(long)]
     ntp: Option<String>,
+    /// Silence after which a server's cameras move to others, ms (3000).
+    #[arg(long)]
+    failover_hold_ms: Option<u64>,
+    /// Uptime a server needs before it takes cameras of failed servers, ms (10000).
+    #[arg(long)]
+    failover_min_uptime_ms: Option<u64>,
+    /// Time a failed server must stay reachable before its cameras return, ms (30000).
+    #[arg(long)]
+    failover_stability_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -99,6 +108,9 @@ impl ServeArgs {
                 tls_key: self.tls_key,
                 http_plain: self.http_plain.then_some(true),
                 ntp: self.ntp,
+                failover_hold_ms: self.failover_hold_ms,
+                failover_min_uptime_ms: self.failover_min_uptime_ms,
+                failover_stability_ms: self.failover_stability_ms,
             },
         )
     }

@@ -11,6 +11,7 @@ pub mod channel;
 pub mod clock;
 mod links;
 pub mod net;
+pub mod ntp;
 mod stats;
 
 pub use clock::{Clock, MonoClock, SkewedClock, SystemClock, WallSkewError, WALL_SKEW_ENV};
@@ -20,7 +21,7 @@ pub use stats::{Traffic, TrafficStats};
 use crate::storage::{Fs, Persistence, StorageError};
 use hive_core::ids::PeerAddr;
 use hive_core::node::{
-    Command, CommandError, CommandId, Config, Event, Input, Node, Output, Reply,
+    Command, CommandError, CommandId, Config, Event, Input, Node, Output, Reply, TimeStatus,
 };
 use hive_core::persist::{ByteRange, DecodeError, LogDamage, Loss, Record, Restored, Snapshot};
 use hive_core::wire::{Beacon, BEACON_LEN_MAX};
@@ -52,6 +53,8 @@ pub struct DriverConfig {
     pub new_epoch: bool,
     /// Randomness of the links' handshakes: the OS's, or seeded per simulated host.
     pub entropy: channel::Entropy,
+    /// NTP server (`host:port`) polled for external time; none in simulation.
+    pub ntp: Option<String>,
 }
 
 impl DriverConfig {
@@ -66,6 +69,7 @@ impl DriverConfig {
             stats: Arc::default(),
             new_epoch: false,
             entropy: channel::Entropy::Os,
+            ntp: None,
         }
     }
 }
@@ -97,6 +101,9 @@ pub enum Request {
     Command(Command, oneshot::Sender<Result<Reply, CommandError>>),
     /// Look at the node between two events (the API's reads, backups).
     Read(Box<dyn FnOnce(&Node) + Send>),
+    /// This server's time now: the node's clock is brought to the present first (a read
+    /// alone sees the time of the last event, which may be a second old on an idle server).
+    Time(oneshot::Sender<TimeStatus>),
     /// Stop after the current event.
     Stop,
 }
@@ -229,6 +236,7 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
     let mut datagram = vec![0u8; BEACON_LEN_MAX + 1];
     // A request taken from the channel while gathering a commit, answered after it.
     let mut stashed: Option<Request> = None;
+    let mut ntp = dc.ntp.clone().map(|server| ntp::NtpFeed::start(server, clock.mono()));
     loop {
         // Outputs of the last event (or of loading) first, as group commits: the records of
         // every output queued, and of up to `COMMANDS_PER_COMMIT_MAX` commands waiting in the
@@ -321,7 +329,7 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
         observer.observe(&node);
         let deadline = clock.instant_at(node.poll_timeout());
         let input = if let Some(request) = stashed.take() {
-            match take_request(request, &node, &mut next_command, &mut replies) {
+            match take_request(request, &mut node, &clock, &mut next_command, &mut replies) {
                 ControlFlow::Continue(input) => input,
                 ControlFlow::Break(()) => return Ok(()),
             }
@@ -368,12 +376,13 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
                 }
             },
             request = commands.recv() => match request {
-                Some(request) => match take_request(request, &node, &mut next_command, &mut replies) {
+                Some(request) => match take_request(request, &mut node, &clock, &mut next_command, &mut replies) {
                     ControlFlow::Continue(input) => input,
                     ControlFlow::Break(()) => return Ok(()),
                 },
                 None => return Ok(()),
             },
+            sample = ntp::next_sample(&mut ntp) => Some(Input::ExternalTime(sample)),
             () = tokio::time::sleep_until(deadline) => Some(Input::Tick),
             }
         };
@@ -389,9 +398,10 @@ pub const COMMANDS_PER_COMMIT_MAX: usize = 256;
 
 /// What the loop does with a request: an input for the node, or nothing more (a read, run
 /// here), or stop.
-fn take_request(
+fn take_request<C: Clock>(
     request: Request,
-    node: &Node,
+    node: &mut Node,
+    clock: &C,
     next_command: &mut u64,
     replies: &mut BTreeMap<CommandId, oneshot::Sender<Result<Reply, CommandError>>>,
 ) -> ControlFlow<(), Option<Input>> {
@@ -402,6 +412,12 @@ fn take_request(
         }
         Request::Read(read) => {
             read(node);
+            ControlFlow::Continue(None)
+        }
+        Request::Time(reply) => {
+            // Whatever the tick makes the node do is carried out at the top of the loop.
+            node.handle(clock.now(), Input::Tick);
+            let _ = reply.send(node.time_status());
             ControlFlow::Continue(None)
         }
         Request::Stop => ControlFlow::Break(()),

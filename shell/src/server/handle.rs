@@ -1,7 +1,7 @@
 //! A cloneable handle to a running driver: commands, reads and stop.
 
 use crate::driver::Request;
-use hive_core::node::{Command, CommandError, Node, Reply};
+use hive_core::node::{Command, CommandError, Node, Reply, TimeStatus};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -51,6 +51,13 @@ impl NodeHandle {
             let _ = tx.send(f(node));
         });
         self.tx.send(Request::Read(read)).map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// This server's time, read at the moment the loop takes the request.
+    pub async fn time(&self) -> Result<TimeStatus, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::Time(tx)).map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
     }
 

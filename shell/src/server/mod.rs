@@ -130,12 +130,19 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
         kdf: KdfParams::STANDARD,
         failover_enabled: settings.failover,
         max_cameras: settings.max_cameras,
-        timing: Timing { clock_offset_ms_max: settings.clock_offset_ms_max, ..Timing::default() },
+        timing: Timing {
+            clock_offset_ms_max: settings.clock_offset_ms_max,
+            hold_ms: settings.failover_ms.hold,
+            failover_min_uptime_ms: settings.failover_ms.min_uptime,
+            failover_stability_ms: settings.failover_ms.stability,
+            ..Timing::default()
+        },
     };
     let mut dc = DriverConfig::new(settings.listen);
     dc.discovery_group = settings.discovery_group;
     dc.discovery_interface = settings.discovery_interface;
     dc.new_epoch = restored_from_backup;
+    dc.ntp = settings.ntp.clone();
     let stats = Arc::clone(&dc.stats);
     let (handle, requests) = NodeHandle::new();
     let seed: u64 = rand::random();
