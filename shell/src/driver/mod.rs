@@ -9,6 +9,7 @@
 
 pub mod channel;
 pub mod clock;
+mod lanes;
 mod links;
 pub mod net;
 mod stats;
@@ -276,7 +277,7 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
             for out in after {
                 match out {
                     Output::Persist(_) | Output::Snapshot(_) => unreachable!("written above"),
-                    Output::Send { link, msg } => links.send(link, msg.encode()),
+                    Output::Send { link, msg } => links.send(link, &msg),
                     Output::Beacon { beacon, unicast } => {
                         let bytes = beacon.encode();
                         dc.stats.beacon_sent(bytes.len(), 1 + unicast.len());
