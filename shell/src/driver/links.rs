@@ -344,3 +344,52 @@ async fn read_frames<R: AsyncRead + Unpin>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::TokioNet;
+    use hive_core::store::ReplicaId;
+
+    fn keys(seed: u64) -> Keys {
+        Keys { pair: Entropy::Seeded(seed).generate_keypair(), psk: [7; 32] }
+    }
+
+    #[tokio::test]
+    async fn a_link_whose_bulk_lane_fills_is_closed_as_too_slow_and_reported_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = listener.local_addr().unwrap();
+        // A peer that completes the handshake and then never reads.
+        let peer = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            channel::handshake(&mut stream, Role::Responder, &keys(2), &Entropy::Seeded(4), 0)
+                .await
+                .unwrap();
+            stream
+        });
+        let stats = Arc::new(TrafficStats::default());
+        let mut links: Links<TokioNet> =
+            Links::new(Arc::clone(&stats), Entropy::Seeded(3), MonoClock::new());
+        let addr = PeerAddr(to.to_string());
+        links.dial(addr, to, ChannelKind::Member, 5_000, keys(1));
+        let LinkEvent::Opened { link, .. } = links.next_event().await else {
+            panic!("the link opens")
+        };
+        let _held = peer.await.unwrap();
+        let origin = ReplicaId { server: hive_core::ids::ServerId(1), epoch: 0 };
+        let writes = Message::Writes { origin, upto: 1, txns: Vec::new() };
+        // Queued in one go, as one pass of the driver loop would, before the writer runs.
+        for _ in 0..=lanes::BULK_FRAMES_MAX {
+            links.send(link, &writes);
+        }
+        match links.next_event().await {
+            LinkEvent::Closed(closed, why) => {
+                assert_eq!((closed, why.as_str()), (link, "too slow"))
+            }
+            _ => panic!("the link is reported closed"),
+        }
+        assert_eq!(stats.read().links_too_slow, 1);
+        // Sends to it afterwards are dropped quietly.
+        links.send(link, &Message::Ping);
+    }
+}
