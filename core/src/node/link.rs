@@ -485,6 +485,26 @@ mod tests {
     }
 
     #[test]
+    fn a_push_of_another_servers_transaction_is_reported_as_that_violation() {
+        let (mut a, b) = (node("north", 1), node("north", 2));
+        link_from(&mut a, &b, 1, b.channel_keys().0.public, b.clock.last());
+        while a.poll_output().is_some() {}
+        let txn = crate::store::Transaction {
+            origin: crate::store::ReplicaId { server: ServerId(99), epoch: 0 },
+            seq: 1,
+            hlc: b.clock.last(),
+            key: crate::resources::Key::Setting { system: a.identity.system, name: "x".into() },
+            value: None,
+        };
+        let (link, msg) = (LinkId(1), Message::Push { txns: vec![txn] });
+        a.handle(NOW, Input::Message { link, msg, received_us: 0 });
+        let seen = events(&mut a);
+        let expected = Event::ProtocolViolation { link, what: Violation::PushOfAnotherServer };
+        assert!(seen.contains(&expected), "{seen:?}");
+        assert!(!a.links.contains_key(&link));
+    }
+
+    #[test]
     fn a_hello_of_another_protocol_version_is_reported_with_that_version() {
         let (mut a, b) = (node("north", 1), node("north", 2));
         let (link, channel) = (LinkId(1), member(b.channel_keys().0.public));

@@ -431,11 +431,12 @@ fn channel_keys(node: &Node) -> channel::Keys {
 fn log_event(e: &hive_core::node::Event) {
     use hive_core::node::Event;
     match e {
-        Event::KeyMismatch { .. }
-        | Event::ClockViolation { .. }
-        | Event::MergeLoginFailed { .. }
-        | Event::ProtocolViolation { .. }
-        | Event::ClockClamped => tracing::warn!(event = ?e, "node"),
+        // The reason spelled out, beside the event for whoever searches logs by its name.
+        Event::ProtocolViolation { what, .. } => tracing::warn!(event = ?e, reason = %what, "node"),
+        Event::ClockViolation { what, .. } => tracing::warn!(event = ?e, reason = %what, "node"),
+        Event::KeyMismatch { .. } | Event::MergeLoginFailed { .. } | Event::ClockClamped => {
+            tracing::warn!(event = ?e, "node")
+        }
         _ => tracing::info!(event = ?e, "node"),
     }
 }
