@@ -7,7 +7,7 @@
 //! and every byte after it is encrypted and authenticated. A merge channel (`Noise_XX`
 //! without the key) proves nothing by itself; an OPAQUE login runs inside it (see `merge`).
 
-use super::{Event, Node};
+use super::{Event, Node, Violation};
 use crate::hlc::Hlc;
 use crate::ids::{PeerAddr, ServerId, SystemId, SystemName};
 use crate::keys::PublicKey;
@@ -171,8 +171,9 @@ impl Node {
         }
     }
 
-    pub(super) fn violation(&mut self, link: LinkId, what: impl Into<String>) {
-        self.event(Event::ProtocolViolation { link, what: what.into() });
+    /// Reports that the peer on `link` broke the protocol, and closes the link.
+    pub(super) fn violation(&mut self, link: LinkId, what: Violation) {
+        self.event(Event::ProtocolViolation { link, what });
         self.close(link);
     }
 
@@ -183,7 +184,7 @@ impl Node {
         match self.clock.observe_bounded(stamp, self.now.wall_ms, max) {
             Ok(()) => true,
             Err(e) => {
-                self.event(Event::ClockViolation { link, what: e.to_string() });
+                self.event(Event::ClockViolation { link, what: e });
                 self.close(link);
                 false
             }
@@ -202,13 +203,18 @@ impl Node {
             (Phase::Up(peer, _), msg) => self.on_peer_message(link, peer, msg),
             (Phase::AwaitHello, Message::Hello(h)) => self.on_hello(link, h),
             (Phase::Merge, Message::Merge(m)) => self.on_merge_message(link, m),
-            (_, msg) => self.violation(link, format!("unexpected {}", msg.kind())),
+            (Phase::AwaitHello, msg) => {
+                self.violation(link, Violation::UnexpectedBeforeHello(msg.kind()))
+            }
+            (Phase::Merge, msg) => {
+                self.violation(link, Violation::UnexpectedOnMergeLink(msg.kind()))
+            }
         }
     }
 
     fn on_hello(&mut self, link: LinkId, hello: Hello) {
         if hello.version != PROTOCOL_VERSION {
-            return self.violation(link, format!("protocol version {}", hello.version));
+            return self.violation(link, Violation::Version(hello.version));
         }
         if hello.server == self.identity.server {
             // We dialled ourselves through one of our own addresses.
@@ -455,9 +461,60 @@ mod tests {
         let before = a.clock.last();
         let poison = Hlc { wall_ms: u64::MAX, logical: u32::MAX };
         link_from(&mut a, &b, 1, b.channel_keys().0.public, poison);
-        assert!(events(&mut a).iter().any(|e| matches!(e, Event::ClockViolation { .. })));
+        let seen = events(&mut a);
+        let what = seen.iter().find_map(|e| match e {
+            Event::ClockViolation { link: LinkId(1), what } => Some(*what),
+            _ => None,
+        });
+        assert_eq!(what.map(|w| w.stamp), Some(poison), "{seen:?}");
         assert!(!a.links.contains_key(&LinkId(1)));
         assert_eq!(a.clock.last(), before);
+    }
+
+    #[test]
+    fn a_message_before_hello_is_reported_as_that_violation_and_closes_the_link() {
+        let (mut a, b) = (node("north", 1), node("north", 2));
+        let (link, channel) = (LinkId(1), member(b.channel_keys().0.public));
+        a.handle(NOW, Input::LinkOpened { link, dialed: None, channel });
+        a.handle(NOW, Input::Message { link, msg: Message::Ping, received_us: 0 });
+        let seen = events(&mut a);
+        let expected =
+            Event::ProtocolViolation { link, what: Violation::UnexpectedBeforeHello("Ping") };
+        assert!(seen.contains(&expected), "{seen:?}");
+        assert!(!a.links.contains_key(&link));
+    }
+
+    #[test]
+    fn a_push_of_another_servers_transaction_is_reported_as_that_violation() {
+        let (mut a, b) = (node("north", 1), node("north", 2));
+        link_from(&mut a, &b, 1, b.channel_keys().0.public, b.clock.last());
+        while a.poll_output().is_some() {}
+        let txn = crate::store::Transaction {
+            origin: crate::store::ReplicaId { server: ServerId(99), epoch: 0 },
+            seq: 1,
+            hlc: b.clock.last(),
+            key: crate::resources::Key::Setting { system: a.identity.system, name: "x".into() },
+            value: None,
+        };
+        let (link, msg) = (LinkId(1), Message::Push { txns: vec![txn] });
+        a.handle(NOW, Input::Message { link, msg, received_us: 0 });
+        let seen = events(&mut a);
+        let expected = Event::ProtocolViolation { link, what: Violation::PushOfAnotherServer };
+        assert!(seen.contains(&expected), "{seen:?}");
+        assert!(!a.links.contains_key(&link));
+    }
+
+    #[test]
+    fn a_hello_of_another_protocol_version_is_reported_with_that_version() {
+        let (mut a, b) = (node("north", 1), node("north", 2));
+        let (link, channel) = (LinkId(1), member(b.channel_keys().0.public));
+        a.handle(NOW, Input::LinkOpened { link, dialed: None, channel });
+        let hello = Hello { version: PROTOCOL_VERSION + 1, ..b.hello() };
+        a.handle(NOW, Input::Message { link, msg: Message::Hello(hello), received_us: 0 });
+        let seen = events(&mut a);
+        let expected =
+            Event::ProtocolViolation { link, what: Violation::Version(PROTOCOL_VERSION + 1) };
+        assert!(seen.contains(&expected), "{seen:?}");
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! Failures are counted per user name *before* the login's work, with a back-off that doubles
 //! up to a minute: guessing slows to a crawl, and the owner is never locked out for longer.
 
-use super::{CommandError, CommandId, Event, Keep, LinkId, Node, Output, Reply};
+use super::{
+    CommandError, CommandId, Event, Keep, LinkId, MergeStep, Node, Output, Reply, Violation,
+};
 use crate::ids::{PeerAddr, ServerId};
 use crate::login::{self, ClientState, Direction, ServerState, SessionKey};
 use crate::resources::{Key, Role, Value};
@@ -164,7 +166,7 @@ impl Node {
     /// Remote: answers a login, after counting it as a failure until it succeeds.
     fn on_merge_login(&mut self, link: LinkId, user: String, ke1: &[u8]) {
         if !matches!(self.merges.incoming.get(&link), Some(Incoming::AwaitLogin)) {
-            return self.violation(link, "merge login out of order");
+            return self.violation(link, Violation::MergeOutOfOrder(MergeStep::Login));
         }
         let now = self.now.mono_ms;
         let f = self.merges.failures.get(&user).copied().unwrap_or_default();
@@ -188,7 +190,7 @@ impl Node {
                     .insert(link, Incoming::AwaitFinish { user, state: Box::new(state) });
                 self.send(link, Message::Merge(MergeMsg::Challenge { ke2, params }));
             }
-            Err(_) => self.violation(link, "malformed merge login"),
+            Err(_) => self.violation(link, Violation::MalformedMergeLogin),
         }
     }
 
@@ -219,12 +221,12 @@ impl Node {
         }
         let context = self.links[&link].channel.handshake_hash;
         let Some(m) = self.merges.outgoing.values_mut().find(|m| m.link == Some(link)) else {
-            return self.violation(link, "merge challenge on a link that asked for none");
+            return self.violation(link, Violation::MergeUnasked(MergeStep::Challenge));
         };
         let Outgoing::Started(Some(state)) =
             std::mem::replace(&mut m.stage, Outgoing::Started(None))
         else {
-            return self.violation(link, "merge challenge out of order");
+            return self.violation(link, Violation::MergeOutOfOrder(MergeStep::Challenge));
         };
         let keep_initiator = m.keep == Keep::Local;
         let password = m.password.clone();
@@ -249,7 +251,7 @@ impl Node {
     /// Remote: checks the finalization, then merges as the offer says.
     fn on_merge_finish(&mut self, link: LinkId, ke3: &[u8], offer: &[u8]) {
         let Some(Incoming::AwaitFinish { user, state }) = self.merges.incoming.remove(&link) else {
-            return self.violation(link, "merge finish out of order");
+            return self.violation(link, Violation::MergeOutOfOrder(MergeStep::Finish));
         };
         let Ok(key) = login::server_finish(*state, ke3) else {
             self.merge_login_failed(user);
@@ -260,7 +262,7 @@ impl Node {
             .ok()
             .and_then(|b| decode::<MergeOffer>(&b))
         else {
-            return self.violation(link, "merge offer does not open");
+            return self.violation(link, Violation::MergeSealBroken(MergeStep::Finish));
         };
         if offer.system == self.identity.system {
             return self.refuse(link, MergeRefusal::SameSystem);
@@ -271,7 +273,7 @@ impl Node {
         let stamp = self.clock.tick(self.now.wall_ms);
         let outcome = if offer.keep_initiator {
             let Some(secret) = offer.secret else {
-                return self.violation(link, "merge keeping the initiator without its secret");
+                return self.violation(link, Violation::MergeKeepsInitiatorWithoutSecret);
             };
             self.adopt(offer.system, offer.name.clone(), stamp, Some(secret));
             MergeOutcome { system: offer.system, name: offer.name, secret: None }
@@ -289,7 +291,7 @@ impl Node {
     /// Initiator: adopts the kept identity and answers the administrator.
     fn on_merge_accepted(&mut self, link: LinkId, outcome: &[u8]) {
         let Some((addr, m)) = self.take_outgoing(link) else {
-            return self.violation(link, "merge outcome on a link that asked for none");
+            return self.violation(link, Violation::MergeUnasked(MergeStep::Outcome));
         };
         let outcome = match &m.stage {
             Outgoing::Finished(key) => login::open(key, Direction::ToInitiator, outcome)
@@ -301,7 +303,7 @@ impl Node {
         let Some(o) = outcome.filter(|o| m.keep == Keep::Local || o.secret.is_some()) else {
             let why = CommandError::MergeRefused(MergeRefusal::NotVerified);
             self.outputs.push_back(Output::Reply { id: m.id, result: Err(why) });
-            return self.violation(link, "merge outcome out of order or does not open");
+            return self.violation(link, Violation::MergeSealBroken(MergeStep::Outcome));
         };
         if m.keep == Keep::Remote {
             let stamp = self.clock.tick(self.now.wall_ms);

@@ -16,6 +16,7 @@ mod sync;
 mod testing;
 mod time;
 mod view;
+mod violation;
 
 pub use admin::{Command, CommandError, CommandId, Keep, Reply};
 pub use discovery::OtherSystem;
@@ -24,6 +25,7 @@ pub use licensing::LicenseStatus;
 pub use link::{ChannelInfo, ChannelKind, LinkId};
 pub use routing::{Route, HOPS_MAX};
 pub use time::{TimeSource, TimeStatus, TIME_PRIMARY_SETTING};
+pub use violation::{MergeStep, Violation};
 
 use crate::auth::{KdfParams, Secret};
 use crate::hlc::HlcClock;
@@ -278,7 +280,7 @@ pub enum Event {
         /// The link.
         link: LinkId,
         /// What it did.
-        what: String,
+        what: Violation,
     },
     /// Writes this server acknowledged may be missing (its log was damaged, or its data
     /// restored from a backup): it took a new write epoch, so its sequence numbers are never
@@ -305,8 +307,8 @@ pub enum Event {
     ClockViolation {
         /// The link.
         link: LinkId,
-        /// What was wrong.
-        what: String,
+        /// The stamp refused and the limit it broke.
+        what: crate::hlc::ClockViolation,
     },
     /// A merge login for `user` failed (wrong password, unknown user, or a relayed channel).
     MergeLoginFailed {

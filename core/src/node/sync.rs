@@ -4,7 +4,7 @@
 //! server about once, and a partial mesh converges hop by hop.
 
 use super::link::Phase;
-use super::{LinkId, Node, Output};
+use super::{LinkId, Node, Output, Violation};
 use crate::ids::ServerId;
 use crate::persist::Record;
 use crate::store::{ReplicaId, Seq, Transaction};
@@ -83,7 +83,7 @@ impl Node {
             }
             Message::Writes { origin, upto, txns } => {
                 if txns.iter().any(|t| t.origin != origin) {
-                    return self.violation(link, "Writes holding another origin's transaction");
+                    return self.violation(link, Violation::WritesOfAnotherOrigin);
                 }
                 if self.sync.inflight.get(&origin).is_some_and(|(l, _)| *l == link) {
                     self.sync.inflight.remove(&origin);
@@ -94,7 +94,7 @@ impl Node {
             }
             Message::Push { txns } => {
                 if txns.iter().any(|t| t.origin.server != peer) {
-                    return self.violation(link, "Push of another server's transaction");
+                    return self.violation(link, Violation::PushOfAnotherServer);
                 }
                 self.apply_remote(link, txns, None);
             }
@@ -102,9 +102,7 @@ impl Node {
             Message::Ping => {}
             Message::Routed(routed) => self.on_routed(routed),
             Message::Identity(change) => self.on_peer_identity(link, &change),
-            other => {
-                self.violation(link, format!("unexpected {} on an established link", other.kind()))
-            }
+            other => self.violation(link, Violation::UnexpectedOnMemberLink(other.kind())),
         }
     }
 
@@ -116,8 +114,7 @@ impl Node {
         cover: Option<(ReplicaId, Seq)>,
     ) {
         if let Some(bad) = txns.iter().find(|t| t.value.as_ref().is_some_and(|v| !v.fits(&t.key))) {
-            let what = format!("value does not fit key {:?}", bad.key);
-            return self.violation(link, what);
+            return self.violation(link, Violation::ValueDoesNotFitKey(bad.key.clone()));
         }
         let limit_ms = self.now.wall_ms.saturating_add(self.config.timing.clock_offset_ms_max);
         if let Some(t) = txns.iter().find(|t| t.hlc.wall_ms > limit_ms) {

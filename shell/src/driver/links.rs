@@ -1,24 +1,35 @@
 //! Link tasks: per TCP connection, a handshake task that sets up the secure channel, then one
 //! reader and one writer talking to the driver loop over channels, so a slow peer never blocks
 //! the loop. The core hears of a link only once its channel is established.
+//!
+//! Every queue is bounded. Outbound, each link has a control and a bulk lane ([`lanes`]); the
+//! loop never waits on them: a link whose lane is full is closed as too slow. Waiting would
+//! stall every other link and the API, and dropping a frame would lose a push or a pull's
+//! answer for good (the core does not resend them), whereas a closed link is dialled again
+//! and its sync resumes from each side's `Have`. Inbound, the readers share one queue of
+//! [`INBOUND_EVENTS_MAX`] events and wait for room, so a fast peer meets TCP back-pressure and
+//! nothing read is dropped.
 
 use super::channel::{self, ChannelError, Entropy, Keys, Role, Transport};
+use super::lanes::{self, Inbox, Lane, Outbox, QueueError};
 use super::{MonoClock, Net, TrafficStats};
 use hive_core::ids::PeerAddr;
 use hive_core::node::{ChannelInfo, ChannelKind, LinkId};
 use hive_core::wire::{Message, MERGE_MESSAGE_LEN_MAX, MESSAGE_LEN_MAX};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Accepted connections still in their handshake at once; more are closed at once, so a
 /// flood of half-open connections costs a bounded amount of memory.
 pub const HALF_OPEN_MAX: usize = 64;
+/// Events of all links waiting for the loop at most; a reader with none free waits.
+pub const INBOUND_EVENTS_MAX: usize = 1_024;
 
 /// What happened on the links.
 pub enum LinkEvent {
@@ -46,7 +57,7 @@ enum Raw {
 }
 
 struct LinkTasks {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    outbox: Outbox,
     task: JoinHandle<()>,
     /// Whether the core knows of this link.
     open: bool,
@@ -56,8 +67,10 @@ struct LinkTasks {
 pub struct Links<N: Net> {
     next: u64,
     open: BTreeMap<LinkId, LinkTasks>,
-    events_tx: mpsc::UnboundedSender<Raw>,
-    events_rx: mpsc::UnboundedReceiver<Raw>,
+    events_tx: mpsc::Sender<Raw>,
+    events_rx: mpsc::Receiver<Raw>,
+    /// Links closed as too slow, to report to the core.
+    too_slow: VecDeque<LinkId>,
     stats: Arc<TrafficStats>,
     entropy: Entropy,
     half_open: Arc<AtomicUsize>,
@@ -68,12 +81,13 @@ pub struct Links<N: Net> {
 impl<N: Net> Links<N> {
     /// No links yet; `mono` stamps what link tasks read.
     pub fn new(stats: Arc<TrafficStats>, entropy: Entropy, mono: MonoClock) -> Self {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::channel(INBOUND_EVENTS_MAX);
         Links {
             next: 0,
             open: BTreeMap::new(),
             events_tx,
             events_rx,
+            too_slow: VecDeque::new(),
             stats,
             entropy,
             half_open: Arc::default(),
@@ -90,18 +104,18 @@ impl<N: Net> Links<N> {
             return;
         }
         self.half_open.fetch_add(1, Ordering::Relaxed);
-        let (link, (tx, rx), ctx) = self.new_link();
+        let (link, (outbox, inbox), ctx) = self.new_link();
         let half_open = Arc::clone(&self.half_open);
         let task = tokio::spawn(async move {
             let established = ctx.handshake(stream, Role::Responder, keys).await;
             half_open.fetch_sub(1, Ordering::Relaxed);
-            ctx.run(established, None, rx).await;
+            ctx.run(established, None, inbox).await;
         });
-        self.open.insert(link, LinkTasks { tx, task, open: false });
+        self.open.insert(link, LinkTasks { outbox, task, open: false });
     }
 
-    /// A new link's id, its frame queue and what its tasks share.
-    fn new_link(&mut self) -> (LinkId, FrameQueue, LinkContext) {
+    /// A new link's id, its lanes and what its tasks share.
+    fn new_link(&mut self) -> (LinkId, (Outbox, Inbox), LinkContext) {
         self.next += 1;
         let link = LinkId(self.next);
         let ctx = LinkContext {
@@ -111,13 +125,27 @@ impl<N: Net> Links<N> {
             entropy: self.entropy.clone(),
             mono: self.mono,
         };
-        (link, mpsc::unbounded_channel(), ctx)
+        (link, lanes::lanes(), ctx)
     }
 
-    /// Queues a frame on a link.
-    pub fn send(&mut self, link: LinkId, frame: Vec<u8>) {
-        if let Some(l) = self.open.get(&link) {
-            let _ = l.tx.send(frame);
+    /// Queues a message on its lane of a link; closes the link as too slow if that is full.
+    pub fn send(&mut self, link: LinkId, msg: &Message) {
+        let Some(l) = self.open.get(&link) else { return };
+        let lane = Lane::of(msg);
+        match l.outbox.push(lane, msg.encode()) {
+            Ok(()) => {}
+            Err(QueueError::Full(lane)) => {
+                tracing::warn!(?link, ?lane, "closed a link too slow to take what we send");
+                self.stats.link_too_slow();
+                if let Some(l) = self.open.remove(&link) {
+                    l.task.abort();
+                    if l.open {
+                        self.too_slow.push_back(link);
+                    }
+                }
+            }
+            // The link is ending; its `Closed` event is on the way.
+            Err(QueueError::Closed) => {}
         }
     }
 
@@ -142,7 +170,7 @@ impl<N: Net> Links<N> {
         timeout_ms: u64,
         keys: Keys,
     ) {
-        let (link, (tx, rx), ctx) = self.new_link();
+        let (link, (outbox, inbox), ctx) = self.new_link();
         let task = tokio::spawn(async move {
             let connect = tokio::time::timeout(Duration::from_millis(timeout_ms), N::connect(to));
             let established = match connect.await {
@@ -150,13 +178,16 @@ impl<N: Net> Links<N> {
                 Ok(Err(e)) => Err(ChannelError::Io(e)),
                 Err(_) => Err(ChannelError::Io(std::io::ErrorKind::TimedOut.into())),
             };
-            ctx.run(established, Some(addr), rx).await;
+            ctx.run(established, Some(addr), inbox).await;
         });
-        self.open.insert(link, LinkTasks { tx, task, open: false });
+        self.open.insert(link, LinkTasks { outbox, task, open: false });
     }
 
     /// The next event.
     pub async fn next_event(&mut self) -> LinkEvent {
+        if let Some(link) = self.too_slow.pop_front() {
+            return LinkEvent::Closed(link, "too slow".into());
+        }
         loop {
             match self.events_rx.recv().await.expect("the sender lives in self") {
                 Raw::Established { link, dialed, channel } => {
@@ -192,12 +223,10 @@ impl<N: Net> Links<N> {
     }
 }
 
-type FrameQueue = (mpsc::UnboundedSender<Vec<u8>>, mpsc::UnboundedReceiver<Vec<u8>>);
-
 /// What one link's tasks share.
 struct LinkContext {
     link: LinkId,
-    events: mpsc::UnboundedSender<Raw>,
+    events: mpsc::Sender<Raw>,
     stats: Arc<TrafficStats>,
     entropy: Entropy,
     mono: MonoClock,
@@ -223,29 +252,29 @@ impl LinkContext {
         self,
         established: Result<(S, Transport, ChannelInfo), ChannelError>,
         dialed: Option<PeerAddr>,
-        rx: mpsc::UnboundedReceiver<Vec<u8>>,
+        inbox: Inbox,
     ) {
         let link = self.link;
         match established {
             Err(error) => {
-                let _ = self.events.send(Raw::HandshakeFailed { link, dialed, error });
+                let _ = self.events.send(Raw::HandshakeFailed { link, dialed, error }).await;
             }
             Ok((stream, transport, channel)) => {
-                let _ = self.events.send(Raw::Established { link, dialed, channel });
-                run_link(self, stream, transport, channel, rx).await;
+                let _ = self.events.send(Raw::Established { link, dialed, channel }).await;
+                run_link(self, stream, transport, channel, inbox).await;
             }
         }
     }
 }
 
-/// Runs an established link: a writer that seals queued frames and a reader that opens
-/// messages, until either ends.
+/// Runs an established link: a writer that seals queued frames, control lane first, and a
+/// reader that opens messages, until either ends.
 async fn run_link<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static>(
     ctx: LinkContext,
     stream: S,
     transport: Transport,
     channel: ChannelInfo,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    inbox: Inbox,
 ) {
     let LinkContext { link, events, stats, mono, .. } = ctx;
     let (mut rd, mut wr) = tokio::io::split(stream);
@@ -254,14 +283,8 @@ async fn run_link<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
     let writer_stats = Arc::clone(&stats);
     let writer = tokio::spawn(async move {
         let mut nonce = writer_transport.send_nonce;
-        while let Some(frame) = rx.recv().await {
-            let Ok(sealed) = writer_transport.seal_frame(&mut nonce, &frame) else { break };
-            if wr.write_all(&sealed).await.is_err() {
-                return;
-            }
-            writer_stats.link_sent(sealed.len());
-        }
-        let _ = wr.shutdown().await;
+        let seal = |frame: &[u8]| writer_transport.seal_frame(&mut nonce, frame).ok();
+        lanes::write_frames(inbox, &mut wr, seal, &writer_stats).await;
     });
     let limit = match channel.kind {
         ChannelKind::Member => MESSAGE_LEN_MAX,
@@ -273,7 +296,7 @@ async fn run_link<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
         // Closed by us (frames drained), or a write failed.
         _ = writer => "closed".to_owned(),
     };
-    let _ = events.send(Raw::Event(LinkEvent::Closed(link, why)));
+    let _ = events.send(Raw::Event(LinkEvent::Closed(link, why))).await;
 }
 
 async fn read_frames<R: AsyncRead + Unpin>(
@@ -281,7 +304,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
     transport: &Transport,
     limit: usize,
     link: LinkId,
-    events: &mpsc::UnboundedSender<Raw>,
+    events: &mpsc::Sender<Raw>,
     stats: &TrafficStats,
     mono: MonoClock,
 ) -> String {
@@ -295,7 +318,9 @@ async fn read_frames<R: AsyncRead + Unpin>(
             match Message::decode_within(&plain, limit) {
                 Ok(Some((msg, used))) => {
                     plain.drain(..used);
-                    if events.send(Raw::Event(LinkEvent::Message(link, msg, read_us))).is_err() {
+                    let event = Raw::Event(LinkEvent::Message(link, msg, read_us));
+                    // Waiting here stops reading the socket: TCP back-pressure on the peer.
+                    if events.send(event).await.is_err() {
                         return "driver gone".into();
                     }
                 }
@@ -317,5 +342,54 @@ async fn read_frames<R: AsyncRead + Unpin>(
             }
             Err(e) => return format!("read failed: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::TokioNet;
+    use hive_core::store::ReplicaId;
+
+    fn keys(seed: u64) -> Keys {
+        Keys { pair: Entropy::Seeded(seed).generate_keypair(), psk: [7; 32] }
+    }
+
+    #[tokio::test]
+    async fn a_link_whose_bulk_lane_fills_is_closed_as_too_slow_and_reported_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = listener.local_addr().unwrap();
+        // A peer that completes the handshake and then never reads.
+        let peer = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            channel::handshake(&mut stream, Role::Responder, &keys(2), &Entropy::Seeded(4), 0)
+                .await
+                .unwrap();
+            stream
+        });
+        let stats = Arc::new(TrafficStats::default());
+        let mut links: Links<TokioNet> =
+            Links::new(Arc::clone(&stats), Entropy::Seeded(3), MonoClock::new());
+        let addr = PeerAddr(to.to_string());
+        links.dial(addr, to, ChannelKind::Member, 5_000, keys(1));
+        let LinkEvent::Opened { link, .. } = links.next_event().await else {
+            panic!("the link opens")
+        };
+        let _held = peer.await.unwrap();
+        let origin = ReplicaId { server: hive_core::ids::ServerId(1), epoch: 0 };
+        let writes = Message::Writes { origin, upto: 1, txns: Vec::new() };
+        // Queued in one go, as one pass of the driver loop would, before the writer runs.
+        for _ in 0..=lanes::BULK_FRAMES_MAX {
+            links.send(link, &writes);
+        }
+        match links.next_event().await {
+            LinkEvent::Closed(closed, why) => {
+                assert_eq!((closed, why.as_str()), (link, "too slow"))
+            }
+            _ => panic!("the link is reported closed"),
+        }
+        assert_eq!(stats.read().links_too_slow, 1);
+        // Sends to it afterwards are dropped quietly.
+        links.send(link, &Message::Ping);
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod channel;
 pub mod clock;
+mod lanes;
 mod links;
 pub mod net;
 pub mod ntp;
@@ -284,7 +285,7 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
             for out in after {
                 match out {
                     Output::Persist(_) | Output::Snapshot(_) => unreachable!("written above"),
-                    Output::Send { link, msg } => links.send(link, msg.encode()),
+                    Output::Send { link, msg } => links.send(link, &msg),
                     Output::Beacon { beacon, unicast } => {
                         let bytes = beacon.encode();
                         dc.stats.beacon_sent(bytes.len(), 1 + unicast.len());
@@ -446,11 +447,12 @@ fn channel_keys(node: &Node) -> channel::Keys {
 fn log_event(e: &hive_core::node::Event) {
     use hive_core::node::Event;
     match e {
-        Event::KeyMismatch { .. }
-        | Event::ClockViolation { .. }
-        | Event::MergeLoginFailed { .. }
-        | Event::ProtocolViolation { .. }
-        | Event::ClockClamped => tracing::warn!(event = ?e, "node"),
+        // The reason spelled out, beside the event for whoever searches logs by its name.
+        Event::ProtocolViolation { what, .. } => tracing::warn!(event = ?e, reason = %what, "node"),
+        Event::ClockViolation { what, .. } => tracing::warn!(event = ?e, reason = %what, "node"),
+        Event::KeyMismatch { .. } | Event::MergeLoginFailed { .. } | Event::ClockClamped => {
+            tracing::warn!(event = ?e, "node")
+        }
         _ => tracing::info!(event = ?e, "node"),
     }
 }

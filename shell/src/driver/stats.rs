@@ -11,6 +11,7 @@ pub struct TrafficStats {
     beacon_bytes_sent: AtomicU64,
     handshakes_failed: AtomicU64,
     half_open_refused: AtomicU64,
+    links_too_slow: AtomicU64,
 }
 
 /// A reading of [`TrafficStats`].
@@ -28,6 +29,8 @@ pub struct Traffic {
     pub handshakes_failed: u64,
     /// Accepted connections closed at once because too many were in their handshake.
     pub half_open_refused: u64,
+    /// Links closed because a lane of frames to send was full.
+    pub links_too_slow: u64,
 }
 
 impl TrafficStats {
@@ -52,6 +55,10 @@ impl TrafficStats {
         self.half_open_refused.fetch_add(1, Relaxed);
     }
 
+    pub(super) fn link_too_slow(&self) {
+        self.links_too_slow.fetch_add(1, Relaxed);
+    }
+
     /// The counters now.
     pub fn read(&self) -> Traffic {
         Traffic {
@@ -61,6 +68,7 @@ impl TrafficStats {
             beacon_bytes_sent: self.beacon_bytes_sent.load(Relaxed),
             handshakes_failed: self.handshakes_failed.load(Relaxed),
             half_open_refused: self.half_open_refused.load(Relaxed),
+            links_too_slow: self.links_too_slow.load(Relaxed),
         }
     }
 }
