@@ -464,24 +464,4 @@ mod tests {
             }
         }
     }
-
-    /// Worst case size from the brief; a figure, not an assertion: run with
-    /// `cargo test -p hive-core --release failover -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "figure, run on request in release"]
-    fn ten_thousand_displaced_cameras_over_a_hundred_takers() {
-        let mut view: BTreeMap<ServerId, ServerState> =
-            (1..=100).map(|s| (ServerId(s), taker(10_000))).collect();
-        view.insert(DEAD, offline());
-        let cameras: Vec<CameraDemand> =
-            (0..10_000u128).map(|c| demand(c << 70 | c, DEAD.0, High)).collect();
-        let started = std::time::Instant::now();
-        let a = assign(&view, &cameras);
-        eprintln!(
-            "assigned {} cameras over 100 takers in {:?}",
-            a.recorder.len(),
-            started.elapsed()
-        );
-        assert_eq!(a.recorder.len(), 10_000);
-    }
 }

@@ -22,7 +22,10 @@ use hive_core::node::{
 use hive_core::persist::Record;
 use hive_core::resources::{CameraRecord, FailoverPriority, HistoryRecord, Key, Value};
 use hive_core::store::{ReplicaId, Transaction};
-use hive_core::wire::{Beacon, IdentityChange, MergeMsg, MergeOffer, MergeOutcome, Message};
+use hive_core::wire::{
+    Beacon, IdentityChange, MergeMsg, MergeOffer, MergeOutcome, Message, RouteAd, Routed,
+    RoutedBody, ServerStatus,
+};
 use hive_fuzz::mem_fs::{block_on, MemFs};
 use hive_fuzz::merge::{self, Record as Held, Script, Side, Step};
 use hive_fuzz::opaque::{self, Edit, Reached, Transcript};
@@ -154,7 +157,6 @@ impl Pair {
         let camera = CameraRecord {
             name: "door".into(),
             url: "rtsp://10.0.0.50/stream".into(),
-            parent: me.server,
             preferred: me.server,
             failover_priority: FailoverPriority::Medium,
             recording: true,
@@ -218,7 +220,23 @@ fn member_messages(records: &[Record]) -> Vec<Message> {
         Message::Push { txns: txns[..half].to_vec() },
         Message::Writes { origin, upto, txns: txns[half..].to_vec() },
         Message::Pull { origin: node.replica(), after: 0, limit: 16 },
-        Message::Reach { routes: vec![(PEER, 0), (ServerId(9), 1)] },
+        Message::Reach {
+            routes: vec![
+                RouteAd { server: PEER, hops: 0, status: ServerStatus::default(), heard_ago_ms: 0 },
+                RouteAd {
+                    server: ServerId(9),
+                    hops: 1,
+                    status: ServerStatus { up_since_ms: 5, external_time: true },
+                    heard_ago_ms: 0,
+                },
+            ],
+        },
+        Message::Routed(Routed {
+            from: PEER,
+            to: node.server,
+            ttl: 8,
+            body: RoutedBody::TimeRequest { id: 1 },
+        }),
         Message::Ping,
         Message::Identity(IdentityChange {
             from: node.system,
