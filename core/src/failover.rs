@@ -16,6 +16,7 @@
 //! changes taker if its own best taker changed.
 
 use crate::ids::{CameraId, ServerId};
+use crate::mix::{absorb_u128, GOLDEN_GAMMA};
 use crate::resources::FailoverPriority;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -135,25 +136,12 @@ pub fn rendezvous_score(camera: CameraId, server: ServerId) -> u64 {
 
 /// The hash state after absorbing `camera`, shared by all the servers it is scored against.
 fn camera_hash_state(camera: CameraId) -> u64 {
-    let state = absorb(GOLDEN_GAMMA, camera.0 as u64);
-    absorb(state, (camera.0 >> 64) as u64)
+    absorb_u128(GOLDEN_GAMMA, camera.0)
 }
 
 /// Finishes a score from a camera's hash state.
 fn score_from(camera_state: u64, server: ServerId) -> u64 {
-    let state = absorb(camera_state, server.0 as u64);
-    absorb(state, (server.0 >> 64) as u64)
-}
-
-/// splitmix64's increment: the golden ratio in 64 bits.
-const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// Mixes `word` into `state` with one splitmix64 step and its finaliser.
-fn absorb(state: u64, word: u64) -> u64 {
-    let mut x = (state ^ word).wrapping_add(GOLDEN_GAMMA);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
+    absorb_u128(camera_state, server.0)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod keys;
 pub mod licenses;
 pub mod login;
+pub mod mix;
 pub mod node;
 pub mod persist;
 pub mod resources;

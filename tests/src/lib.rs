@@ -9,7 +9,7 @@ use hive_core::licenses::{LicenseId, LicenseIssuer};
 use serde_json::Value;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
@@ -518,4 +518,21 @@ pub fn proc_status_kib(pid: u32, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+}
+
+/// Runs the `hive` command against `h`'s API as the owner.
+pub fn hive(h: &Hive, args: &[&str]) -> Output {
+    Command::new(hive_bin())
+        .args(args)
+        .args(["--url", &format!("http://{}", h.http), "--user", "admin"])
+        .env("HIVE_PASSWORD", OWNER_PASSWORD)
+        .output()
+        .expect("the hive binary runs")
+}
+
+/// The standard output of a `hive` command that must succeed.
+pub fn ok(out: Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    text
 }

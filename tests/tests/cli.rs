@@ -3,22 +3,7 @@
 
 use hive_tests::*;
 use serde_json::Value;
-use std::process::{Command, Output};
-
-fn hive(h: &Hive, args: &[&str]) -> Output {
-    Command::new(hive_bin())
-        .args(args)
-        .args(["--url", &format!("http://{}", h.http), "--user", "admin"])
-        .env("HIVE_PASSWORD", OWNER_PASSWORD)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    text
-}
+use std::process::Command;
 
 #[test]
 fn status_cameras_users_and_licenses_from_the_command_line() {

@@ -2,11 +2,8 @@
 //! `/api/time`, `/api/routes`, the `time_primary` setting, the cameras' recording and
 //! preferred servers, `hive status`, `hive camera list` and `hive server set`.
 
-use hive_tests::{
-    discovery_port, hive_bin, merged, wait_for, Api, Hive, Spec, CONVERGE, OWNER_PASSWORD,
-};
+use hive_tests::{discovery_port, hive, merged, ok, wait_for, Api, Hive, Spec, CONVERGE};
 use serde_json::{json, Value};
-use std::process::{Command, Output};
 
 /// Two servers of one system, merged.
 fn pair(system: &str) -> (Hive, Hive) {
@@ -27,21 +24,6 @@ fn server_entry(h: &Hive, id: &str) -> Value {
     let (status, servers) = h.api().get("/api/servers");
     assert_eq!(status, 200, "{servers:#}");
     servers.as_array().unwrap().iter().find(|s| s["id"] == id).cloned().unwrap_or(Value::Null)
-}
-
-fn hive(h: &Hive, args: &[&str]) -> Output {
-    Command::new(hive_bin())
-        .args(args)
-        .args(["--url", &format!("http://{}", h.http), "--user", "admin"])
-        .env("HIVE_PASSWORD", OWNER_PASSWORD)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    text
 }
 
 #[test]

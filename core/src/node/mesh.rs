@@ -16,21 +16,13 @@
 
 use super::Node;
 use crate::ids::ServerId;
+use crate::mix::{absorb_u128, GOLDEN_GAMMA};
 use crate::resources::Key;
 
 /// A well-mixed 64-bit hash of an unordered pair of servers.
 fn pair_hash(a: ServerId, b: ServerId) -> u64 {
     let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    for word in [lo.0 as u64, (lo.0 >> 64) as u64, hi.0 as u64, (hi.0 >> 64) as u64] {
-        x ^= word;
-        // splitmix64 finaliser
-        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^= x >> 31;
-    }
-    x
+    absorb_u128(absorb_u128(GOLDEN_GAMMA, lo.0), hi.0)
 }
 
 /// Whether `a` and `b` should link directly in a system of `n` servers with mesh degree `d`.
