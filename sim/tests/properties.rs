@@ -146,8 +146,9 @@ impl Run {
         let took = self.w.run_until_pred(200, limit_ms, |w| settled(w, hosts));
         prop_assert!(
             took.is_some(),
-            "not one converged system {limit_ms} ms after healing: {:?}\n{}",
+            "not one converged system {limit_ms} ms after healing: {:?} (invariants: {:?})\n{}",
             self.w.check_converged(),
+            self.w.check(),
             self.w.describe().join("\n")
         );
         Ok(())

@@ -127,8 +127,6 @@ fn a_server_behind_nat_joins_by_address() {
 }
 
 #[test]
-#[ignore = "hangs since the failover/time-sync changes of issue 8 (a server spinning without \
-            simulated time advancing); to be fixed first, see the issue 8 note"]
 fn disk_errors_and_corruption_stop_a_server_but_lose_nothing_acknowledged() {
     let _ = tracing_subscriber::fmt().with_env_filter("hive=warn").with_test_writer().try_init();
     let opts = TurmoilOptions {

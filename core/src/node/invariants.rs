@@ -121,6 +121,14 @@ pub enum Broken {
         /// The bound.
         bound: usize,
     },
+    /// After an input the next timer is not in the future: a driver would spin on it.
+    #[error("next timer at {due_ms} ms is not after now ({now_ms} ms)")]
+    TimerNotAhead {
+        /// When the node asks to be woken (monotonic ms).
+        due_ms: u64,
+        /// The node's monotonic time.
+        now_ms: u64,
+    },
 }
 
 impl Node {
@@ -133,6 +141,7 @@ impl Node {
             .and_then(|()| self.check_outputs())
             .and_then(|()| self.check_recording())
             .and_then(|()| self.check_presence())
+            .and_then(|()| self.check_timer())
             .map_err(|what| InvariantViolation { server: self.identity.server, what })
     }
 
@@ -146,6 +155,18 @@ impl Node {
             }
             self.time.clock.check_invariants();
         }
+    }
+
+    /// Every timer that fell due has run and rearmed itself: the earliest is ahead of now
+    /// (once the first tick, due the moment the node starts, has run). A timer left in the
+    /// past makes a driver spin without time passing.
+    fn check_timer(&self) -> Result<(), Broken> {
+        let (due_ms, now_ms) = (self.poll_timeout(), self.now.mono_ms);
+        let first_tick_pending = self.next_tick_ms == self.started_ms;
+        if due_ms <= now_ms && !first_tick_pending {
+            return Err(Broken::TimerNotAhead { due_ms, now_ms });
+        }
+        Ok(())
     }
 
     /// Once assigned, this server records exactly the cameras its assignment gives it.

@@ -194,11 +194,15 @@ impl Node {
             }
             self.time.primary = Some(source);
             self.time.pending.clear();
+            // A new primary is asked at once.
+            self.time.next_poll_ms = now;
             self.event(Event::PrimaryTimeServer(primary));
         }
-        if let Some(primary) = source {
-            if now >= self.time.next_poll_ms {
-                self.time.next_poll_ms = now + self.config.timing.time_poll_ms;
+        // The poll timer rearms even when there is no one to ask (a primary lost during the
+        // start-up window): a timer left in the past would wake the node without end.
+        if now >= self.time.next_poll_ms {
+            self.time.next_poll_ms = now + self.config.timing.time_poll_ms;
+            if let Some(primary) = source {
                 self.request_time(primary);
             }
         }
