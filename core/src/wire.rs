@@ -275,6 +275,10 @@ pub struct ServerStatus {
     pub up_since_ms: u64,
     /// Whether it takes its time from an external (NTP) source.
     pub external_time: bool,
+    /// Whether it has run for its `failover_min_uptime_ms` (by its own monotonic clock) and so
+    /// may take other servers' cameras. Announced rather than derived from `up_since_ms`, so
+    /// servers whose system times still disagree judge every taker alike.
+    pub failover_ready: bool,
 }
 
 /// A message addressed to one server, forwarded hop by hop along the routes.
@@ -291,7 +295,7 @@ pub struct Routed {
 }
 
 /// Hops a routed message may take: the longest route.
-pub const ROUTED_TTL: u8 = 8;
+pub const ROUTED_TTL: u8 = crate::node::HOPS_MAX;
 
 /// What a routed message carries.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Debug)]

@@ -226,7 +226,7 @@ fn member_messages(records: &[Record]) -> Vec<Message> {
                 RouteAd {
                     server: ServerId(9),
                     hops: 1,
-                    status: ServerStatus { up_since_ms: 5, external_time: true },
+                    status: ServerStatus { up_since_ms: 5, external_time: true, failover_ready: true },
                     heard_ago_ms: 0,
                 },
             ],

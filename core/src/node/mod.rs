@@ -537,10 +537,15 @@ impl Node {
 
     /// Monotonic time at which the node wants a [`Input::Tick`].
     pub fn poll_timeout(&self) -> u64 {
-        [self.announce_at_ms, self.time_due_ms(), self.recording_due_ms()]
-            .into_iter()
-            .flatten()
-            .fold(self.next_tick_ms, u64::min)
+        [
+            self.announce_at_ms,
+            self.time_due_ms(),
+            self.recording_due_ms(),
+            self.failover_ready_due_ms(),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(self.next_tick_ms, u64::min)
     }
 
     /// The whole persistent state, for a periodic snapshot.
@@ -580,6 +585,9 @@ impl Node {
         if std::mem::take(&mut self.time_recheck) || self.time_due_ms().is_some_and(|at| now >= at)
         {
             self.time_tick();
+        }
+        if self.failover_ready_due_ms().is_some_and(|at| now >= at) {
+            self.check_own_status();
         }
         if self.recording_due_ms().is_some_and(|at| now >= at) {
             self.reassign();

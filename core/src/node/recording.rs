@@ -14,9 +14,10 @@
 //!   cameras back only once it stays, S never records beside its taker, and after a partition
 //!   heals each side's taken cameras go back the same way. Servers other than S and T judge
 //!   "held" by their own view of S, which agrees with T's up to propagation.
-//! - S *takes failover* when it is presumed alive, has failover enabled in its record, and has
-//!   been up for `failover_min_uptime_ms` by the `up_since_ms` it announces in system time, so
-//!   every server judges it alike (while clocks agree: see docs/architecture.md).
+//! - S *takes failover* when it is presumed alive, has failover enabled in its record, and
+//!   announces itself `failover_ready`: it has run for `failover_min_uptime_ms` by its own
+//!   monotonic clock. Announced as a flag with its routes rather than judged from its start in
+//!   system time, so servers judge every taker alike even while their clocks still disagree.
 //! - Cameras stopped by a license shortfall past its grace period are not recorded anywhere.
 //!
 //! Camera history records who recorded what: a start writes an open span, a stop closes it,
@@ -63,6 +64,17 @@ impl Node {
             }
             (None, due) => due,
         }
+    }
+
+    /// Monotonic ms from which this server may take failover: `failover_min_uptime_ms` after
+    /// it started. It announces the moment in its status (see `check_own_status`).
+    pub(super) fn failover_ready_at_ms(&self) -> u64 {
+        self.started_ms + self.config.timing.failover_min_uptime_ms
+    }
+
+    /// When this server's readiness to take failover still has to flip and be announced.
+    pub(super) fn failover_ready_due_ms(&self) -> Option<u64> {
+        (!self.time.announced.failover_ready).then(|| self.failover_ready_at_ms())
     }
 
     /// Whether the view changed since the last assignment.
@@ -120,8 +132,6 @@ impl Node {
     fn server_states(&self) -> (BTreeMap<ServerId, ServerState>, Option<u64>) {
         let t = &self.config.timing;
         let me = self.identity.server;
-        let now = self.now.mono_ms;
-        let now_sys = self.system_peek_ms();
         let mut due: Option<u64> = None;
         let mut due_at = |at: u64| due = Some(due.map_or(at, |d: u64| d.min(at)));
         let mut states = BTreeMap::new();
@@ -132,15 +142,8 @@ impl Node {
                 due_at(self.last_heard_ms(server) + t.hold_ms + 1);
             }
             let online = alive;
-            let up_since = self.last_status(server).map(|s| s.up_since_ms);
-            let up_long_enough = up_since.is_some_and(|u| {
-                let ready = u.saturating_add(t.failover_min_uptime_ms);
-                if now_sys < ready {
-                    due_at(now + (ready - now_sys));
-                }
-                now_sys >= ready
-            });
-            let takes_failover = online && record.failover_enabled && up_long_enough;
+            let ready = self.last_status(server).is_some_and(|s| s.failover_ready);
+            let takes_failover = online && record.failover_enabled && ready;
             states.insert(
                 server,
                 ServerState { online, takes_failover, max_cameras: record.max_cameras },
@@ -280,5 +283,28 @@ impl Node {
             })
             .collect();
         self.write(changes);
+    }
+}
+
+impl Node {
+    /// One line on how this server sees `camera`'s recording: its preferred server, the
+    /// assigned recorder, open history spans, whether it is held elsewhere, and the servers
+    /// that take failover. For failure reports of the simulators.
+    pub fn describe_recording(&self, camera: CameraId) -> String {
+        let preferred = self.cameras().find(|(c, _)| *c == camera).map(|(_, c)| c.preferred);
+        let (states, due) = self.server_states();
+        let held = preferred.map(|p| self.held_elsewhere(camera, p));
+        format!(
+            "{:?} at system {} ms: preferred {:?}, recorder {:?}, open spans {:?}, held (and until) {:?}, due {:?}, assignment due {:?}, takers {:?}",
+            self.identity.server,
+            self.system_peek_ms(),
+            preferred,
+            self.recorder_of(camera),
+            self.open_spans(camera),
+            held,
+            due,
+            self.recording_due_ms(),
+            states.iter().filter(|(_, s)| s.takes_failover).map(|(k, _)| *k).collect::<Vec<_>>(),
+        )
     }
 }

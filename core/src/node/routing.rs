@@ -11,8 +11,11 @@ use crate::ids::ServerId;
 use crate::wire::{Message, RouteAd, ServerStatus};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Longest route, in hops (a route this long or longer is unreachable).
-pub const HOPS_MAX: u8 = 8;
+/// Longest route, in hops (a route this long or longer is unreachable). Sparse meshes with
+/// servers in other subnets (linked only to the address they were joined by) reach eight
+/// hops across in the 30-server seed sweep; sixteen leaves room while keeping a withdrawal's
+/// count to infinity short.
+pub const HOPS_MAX: u8 = 16;
 
 /// A route to a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -81,7 +81,11 @@ impl TimeState {
             pending: BTreeMap::new(),
             next_id: 0,
             external_ms: None,
-            announced: ServerStatus { up_since_ms: initial_ms, external_time: false },
+            announced: ServerStatus {
+                up_since_ms: initial_ms,
+                external_time: false,
+                failover_ready: false,
+            },
         }
     }
 }
@@ -240,16 +244,21 @@ impl Node {
         self.send_routed(primary, RoutedBody::TimeRequest { id });
     }
 
-    /// Re-announces this server's status when what it would say changed: its time source, or
-    /// its start in system time by more than a second (a step of its clock).
-    fn check_own_status(&mut self) {
+    /// Re-announces this server's status when what it would say changed: its time source, its
+    /// readiness to take failover, or its start in system time by more than a second (a step
+    /// of its clock).
+    pub(super) fn check_own_status(&mut self) {
         let external =
             self.time.external_ms.is_some_and(|at| self.now.mono_ms < at + EXTERNAL_FRESH_MS);
         let up_since_ms = self.system_at_ms(self.started_ms);
+        let failover_ready = self.failover_ready_at_ms() <= self.now.mono_ms;
         let announced = self.time.announced;
-        if announced.external_time != external || announced.up_since_ms.abs_diff(up_since_ms) > 1000
+        if announced.external_time != external
+            || announced.failover_ready != failover_ready
+            || announced.up_since_ms.abs_diff(up_since_ms) > 1000
         {
-            self.time.announced = ServerStatus { up_since_ms, external_time: external };
+            self.time.announced =
+                ServerStatus { up_since_ms, external_time: external, failover_ready };
             self.routes_changed();
             self.recording_dirty();
         }

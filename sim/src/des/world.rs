@@ -43,6 +43,8 @@ pub struct WorldConfig {
     pub compact_every: usize,
     /// Whether to encode every message to count bytes (costs time).
     pub measure_bytes: bool,
+    /// Whether [`World::check`] also checks [`World::check_single_recorder`].
+    pub check_single_recorder: bool,
 }
 
 impl Default for WorldConfig {
@@ -55,6 +57,7 @@ impl Default for WorldConfig {
             timing: Timing::default(),
             compact_every: 10_000,
             measure_bytes: false,
+            check_single_recorder: false,
         }
     }
 }
@@ -766,7 +769,11 @@ impl World {
             .map(|n| n.identity().server)
             .collect();
         check::always(&self.reports(), &isolated)?;
-        self.check_acknowledged(false)
+        self.check_acknowledged(false)?;
+        if self.cfg.check_single_recorder {
+            self.check_single_recorder()?;
+        }
+        Ok(())
     }
 
     /// In one connected part no camera is recorded by two servers for longer than
@@ -789,8 +796,12 @@ impl World {
                         .max(met.1);
                     if self.now > since + DOUBLE_RECORDING_MS_MAX {
                         return Err(Violation(format!(
-                            "{camera} recorded by hosts {a} and {b}, which reach each other, for {} ms",
-                            self.now - since
+                            "{camera} recorded by hosts {a} and {b}, which reach each other, for {} ms\n  a: {}\n  b: {}\n  starts {} {} met {:?}; a has {} of b's {} writes, b has {} of a's {}; routes a->b {:?}, b->a {:?}",
+                            self.now - since, na.describe_recording(camera), nb.describe_recording(camera),
+                            self.hosts[a].recording[&camera], self.hosts[b].recording[&camera], met,
+                            na.store().highest(nb.identity().replica()), nb.store().highest(nb.identity().replica()),
+                            nb.store().highest(na.identity().replica()), na.store().highest(na.identity().replica()),
+                            na.route_to(sb), nb.route_to(sa),
                         )));
                     }
                 }
