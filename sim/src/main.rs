@@ -45,6 +45,13 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         beacon_ms: u64,
     },
+    /// Measures time sync: followers' distance from the primary's system time over random
+    /// systems, in a LAN and a WAN profile.
+    BenchTime {
+        /// Seeds per profile.
+        #[arg(long, default_value_t = 1000)]
+        seeds: u64,
+    },
     /// Measures the turmoil world's speed.
     BenchTurmoil {
         /// Servers.
@@ -114,6 +121,19 @@ fn main() -> ExitCode {
             println!(
                 "discrete-event simulator, {servers} servers, {seconds} s, beacons every {beacon_ms} ms: {speed:.0} simulated s per wall s"
             );
+            ExitCode::SUCCESS
+        }
+        Cmd::BenchTime { seeds } => {
+            use hive_sim::bench_time::{run, Profile};
+            println!("| profile | seeds | samples | p50 | p99 | max | wall |");
+            println!("|---|---|---|---|---|---|---|");
+            for profile in [Profile::Lan, Profile::Wan] {
+                let f = run(profile, seeds);
+                println!(
+                    "| {profile:?} | {} | {} | {} µs | {} µs | {} µs | {:.1} s |",
+                    f.seeds, f.samples, f.p50_us, f.p99_us, f.max_us, f.wall_s
+                );
+            }
             ExitCode::SUCCESS
         }
         Cmd::BenchTurmoil { servers, seconds } => {

@@ -117,6 +117,12 @@ impl Node {
         self.time.clock.peek(self.mono_us()).0 / 1000
     }
 
+    /// System time, µs, that this server's clock shows at monotonic `mono_us` (not before its
+    /// last input): lets a simulator compare servers at one true instant.
+    pub fn system_time_us_at(&self, mono_us: u64) -> u64 {
+        self.time.clock.peek(MonoUs(mono_us.max(self.now.mono_us))).0
+    }
+
     /// This server's status as it announces it with its routes.
     pub(super) fn own_status(&self) -> ServerStatus {
         self.time.announced

@@ -79,8 +79,12 @@ pub struct ServerSpec {
     pub nat: bool,
     /// Wall-clock offset from true time, ms.
     pub clock_offset_ms: i64,
-    /// Wall-clock drift, parts per million.
+    /// Drift of the host's oscillator, parts per million: its monotonic and wall clocks both
+    /// run this much fast (negative: slow) against true (simulated) time.
     pub drift_ppm: i64,
+    /// Extra one-way delay of every link message this host sends, ms: with another host's
+    /// default, an asymmetric path.
+    pub uplink_delay_ms: u64,
     /// Hosts whose addresses it dials and sends beacons to.
     pub manual_peers: Vec<HostId>,
 }
@@ -95,6 +99,7 @@ impl ServerSpec {
             nat: false,
             clock_offset_ms: 0,
             drift_ppm: 0,
+            uplink_delay_ms: 0,
             manual_peers: Vec::new(),
         }
     }
@@ -282,12 +287,38 @@ impl World {
 
     fn clock(&self, host: HostId) -> Now {
         let s = &self.hosts[host].spec;
-        let wall = self.now as i64 + s.clock_offset_ms + self.now as i64 * s.drift_ppm / 1_000_000;
-        Now {
-            mono_ms: self.now,
-            mono_us: self.now * 1000,
-            wall_ms: 1_700_000_000_000u64.saturating_add_signed(wall),
+        let mono_us = self.mono_us_at(host, self.now);
+        let mono_ms = mono_us / 1000;
+        let wall = mono_ms as i64 + s.clock_offset_ms;
+        Now { mono_ms, mono_us, wall_ms: 1_700_000_000_000u64.saturating_add_signed(wall) }
+    }
+
+    /// `host`'s monotonic clock, µs, at simulated time `at_ms`: true time scaled by its drift.
+    pub fn mono_us_at(&self, host: HostId, at_ms: u64) -> u64 {
+        let drift_ppm = self.hosts[host].spec.drift_ppm;
+        let true_us = i128::from(at_ms) * 1000;
+        let us = true_us + true_us * i128::from(drift_ppm) / 1_000_000;
+        u64::try_from(us.max(0)).unwrap_or(u64::MAX)
+    }
+
+    /// System time, µs, that running `host` shows now.
+    pub fn system_time_us(&self, host: HostId) -> Option<u64> {
+        let node = self.hosts[host].node.as_ref()?;
+        Some(node.system_time_us_at(self.mono_us_at(host, self.now)))
+    }
+
+    /// The first simulated ms at which `host`'s monotonic clock reads `mono_ms` or later.
+    pub fn true_ms_at_mono(&self, host: HostId, mono_ms: u64) -> u64 {
+        let drift_ppm = i128::from(self.hosts[host].spec.drift_ppm);
+        let guess = i128::from(mono_ms) * 1_000_000 / (1_000_000 + drift_ppm);
+        let mut at = u64::try_from(guess.max(0)).unwrap_or(u64::MAX);
+        while at > 0 && self.mono_us_at(host, at - 1) / 1000 >= mono_ms {
+            at -= 1;
         }
+        while self.mono_us_at(host, at) / 1000 < mono_ms {
+            at += 1;
+        }
+        at
     }
 
     fn start(&mut self, host: HostId) {
@@ -467,7 +498,7 @@ impl World {
             self.output(host, out);
         }
         let Some(node) = self.hosts[host].node.as_ref() else { return };
-        let at = node.poll_timeout().max(self.now);
+        let at = self.true_ms_at_mono(host, node.poll_timeout()).max(self.now);
         if self.hosts[host].timer_at != Some(at) {
             self.hosts[host].timer_at = Some(at);
             let inc = self.hosts[host].inc;
@@ -575,7 +606,7 @@ impl World {
                 self.stats.txn_bytes += n;
             }
         }
-        let lat = self.latency();
+        let lat = self.latency() + self.hosts[host].spec.uplink_delay_ms;
         let l = self.links.get_mut(&link).expect("present");
         let at = (self.now + lat).max(l.last_at[dir]);
         l.last_at[dir] = at;
@@ -692,7 +723,7 @@ impl World {
                 if alive {
                     self.mix(link.0 ^ ((to as u64) << 48));
                     // Delivered the moment it arrives: the delivery time is its receive stamp.
-                    let received_us = self.now * 1000;
+                    let received_us = self.mono_us_at(to, self.now);
                     self.deliver(to, Input::Message { link, msg: *msg, received_us });
                 }
             }
@@ -790,6 +821,7 @@ impl World {
                     let Some(met) = na.connected_since_ms(sb).zip(nb.connected_since_ms(sa)) else {
                         continue;
                     };
+                    let met = (self.true_ms_at_mono(a, met.0), self.true_ms_at_mono(b, met.1));
                     let since = self.hosts[a].recording[&camera]
                         .max(self.hosts[b].recording[&camera])
                         .max(met.0)
