@@ -33,6 +33,7 @@ bench:
     ./target/release/hive-sim bench-des --servers 100 --seconds 3600
     ./target/release/hive-sim bench-des --servers 20 --seconds 3600
     ./target/release/hive-sim bench-turmoil --servers 20 --seconds 300
+    ./target/release/hive-sim bench-time --seeds 1000
     cargo build --release -p hive -p hive-tests
     HIVE_BIN=target/release/hive ./target/release/hive-bench all
 
