@@ -1,7 +1,7 @@
 //! Invariants of one node, stated in code where the state lives: checked after every input in
 //! debug builds and by the discrete-event simulator after every event (TigerBeetle's VOPR
 //! does the same). Each concern is one function; all together cost O(links + routes +
-//! origins), never O(store), so debug runs stay fast.
+//! origins + cameras recorded here), never O(store), so debug runs stay fast.
 
 use super::link::Phase;
 use super::routing::HOPS_MAX;
@@ -107,6 +107,13 @@ pub enum Broken {
         /// Its recorder in the assignment.
         assigned: Option<ServerId>,
     },
+    /// This server records a camera but its camera history shows no open span of it here:
+    /// the history would say nobody records what this server records.
+    #[error("records {camera:?} without an open span in the camera history")]
+    RecordsWithoutOpenSpan {
+        /// The camera.
+        camera: crate::ids::CameraId,
+    },
     /// A server counts as reachable by presence but has no route, or the other way round.
     #[error("presence of {server:?} disagrees with the routes")]
     PresenceStale {
@@ -179,6 +186,9 @@ impl Node {
             let assigned = self.recorder_of(camera);
             if assigned != Some(me) {
                 return Err(Broken::RecordsUnassigned { camera, assigned });
+            }
+            if !self.open_spans(camera).iter().any(|(server, _)| *server == me) {
+                return Err(Broken::RecordsWithoutOpenSpan { camera });
             }
         }
         Ok(())

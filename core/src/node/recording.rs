@@ -196,6 +196,33 @@ impl Node {
         for camera in start {
             self.start_recording(camera);
         }
+        self.reopen_closed_spans();
+    }
+
+    /// Opens a new span for each camera this server still records whose open span another
+    /// server closed (a taker that presumed this server dead closes its spans at the time it
+    /// was last heard): the history then says again who records the camera, from now on.
+    fn reopen_closed_spans(&mut self) {
+        let me = self.identity.server;
+        let closed: Vec<CameraId> = self
+            .recording
+            .here
+            .keys()
+            .copied()
+            .filter(|c| !self.open_spans(*c).iter().any(|(server, _)| *server == me))
+            .collect();
+        if closed.is_empty() {
+            return;
+        }
+        let now_sys = self.system_now_ms();
+        let changes = closed
+            .into_iter()
+            .map(|camera| {
+                let key = Key::CameraHistory { camera, server: me, start_ms: now_sys };
+                (key, Some(Value::CameraHistory(HistoryRecord { end_ms: None })))
+            })
+            .collect();
+        self.write(changes);
     }
 
     fn start_recording(&mut self, camera: CameraId) {
@@ -239,7 +266,7 @@ impl Node {
     }
 
     /// Spans of `camera`'s history still open, as `(server, start_ms)`.
-    fn open_spans(&self, camera: CameraId) -> Vec<(ServerId, u64)> {
+    pub(super) fn open_spans(&self, camera: CameraId) -> Vec<(ServerId, u64)> {
         let from = Key::CameraHistory { camera, server: ServerId(0), start_ms: 0 };
         let to =
             Key::CameraHistory { camera: CameraId(camera.0 + 1), server: ServerId(0), start_ms: 0 };
