@@ -6,8 +6,9 @@
 //!   seeds with its links reset, [`World::kill_with_reset`]); per camera, the simulated ms from
 //!   the death to its start on a taker; then it restarts, and the ms until its last camera is
 //!   back; double recording inside one connected part is sampled throughout.
-//! - **Hours**, one per seed: 1 % link loss and a single link cut every 2–5 minutes (the
-//!   previous one repaired first, so the graph stays connected) for one simulated hour; every
+//! - **Hours**, one per seed: 1 % link loss and, every 2–5 minutes, one open link cut for a
+//!   minute, chosen among those whose loss leaves the links connected, for one simulated
+//!   hour; every
 //!   start of a camera anywhere but where it was is a false failover, since every server stays
 //!   alive and reachable. Each cut also gives a route repair time.
 
@@ -20,6 +21,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
+
+/// Failover time the issue aims at for p99, ms.
+const FAILOVER_TARGET_MS: u64 = 5_000;
 
 /// Sampling period of recorders during a failover and a return, ms.
 const SAMPLE_MS: u64 = 50;
@@ -36,6 +40,10 @@ const CHECK_EVERY: u64 = 20;
 
 /// Longest wait for anything the benchmark waits for (forming, a failover, a return), ms.
 const WAIT_MS_MAX: u64 = 120_000;
+
+/// How long a link stays cut, ms: long enough for routes around it to settle, short enough
+/// that the mesh has relinked it before the next cut.
+const CUT_MS: u64 = 60_000;
 
 /// Simulated time of one hour-loop seed, ms.
 const HOUR_MS: u64 = 3_600_000;
@@ -241,20 +249,23 @@ fn hour_run(seed: u64) -> Option<HourRun> {
     let began_ms = w.now_ms();
     let mut starts = starts_of(&w);
     // The link cut now, and the cut whose routes are still being repaired, with its time.
-    let mut cut: Option<(HostId, HostId)> = None;
+    let mut cut: Option<(HostId, HostId, u64)> = None;
     let mut repairing: Option<(HostId, HostId, u64)> = None;
     let mut next_cut_ms = began_ms + rng.gen_range(120_000..=300_000);
     let mut steps = 0u64;
     while w.now_ms() < began_ms + HOUR_MS {
-        if w.now_ms() >= next_cut_ms {
-            if let Some((a, b)) = cut.take() {
-                w.repair(a, b);
-            }
+        if let Some((a, b, _)) = cut.filter(|&(_, _, at)| w.now_ms() >= at + CUT_MS) {
+            w.repair(a, b);
+            cut = None;
+        }
+        if w.now_ms() >= next_cut_ms && cut.is_none() {
             let pairs = linked_pairs(&w);
-            if !pairs.is_empty() {
-                let (a, b) = pairs[rng.gen_range(0..pairs.len())];
+            let keeps_connected: Vec<_> =
+                pairs.iter().filter(|&&p| connected_without(&w, &pairs, p)).collect();
+            if !keeps_connected.is_empty() {
+                let (a, b) = *keeps_connected[rng.gen_range(0..keeps_connected.len())];
                 w.partition(a, b);
-                cut = Some((a, b));
+                cut = Some((a, b, w.now_ms()));
                 repairing = Some((a, b, w.now_ms()));
             }
             next_cut_ms = w.now_ms() + rng.gen_range(120_000..=300_000);
@@ -301,6 +312,29 @@ fn linked_pairs(w: &World) -> Vec<(HostId, HostId)> {
         }
     }
     pairs
+}
+
+/// Whether the hosts up stay connected over the links `pairs` without link `cut`.
+fn connected_without(w: &World, pairs: &[(HostId, HostId)], cut: (HostId, HostId)) -> bool {
+    let up: Vec<HostId> = (0..w.len()).filter(|h| w.is_up(*h)).collect();
+    let Some(&first) = up.first() else { return true };
+    let mut reached = BTreeSet::from([first]);
+    let mut todo = vec![first];
+    while let Some(h) = todo.pop() {
+        for &(a, b) in pairs.iter().filter(|&&p| p != cut) {
+            let next = if a == h {
+                b
+            } else if b == h {
+                a
+            } else {
+                continue;
+            };
+            if reached.insert(next) {
+                todo.push(next);
+            }
+        }
+    }
+    reached.len() == up.len()
 }
 
 /// Whether every server has a route to every other, and `a` and `b` no longer route to each
@@ -376,6 +410,19 @@ impl Figures {
             hours.iter().map(|h| h.unrepaired).sum::<usize>(),
             hours.iter().filter(|h| h.violation.is_some()).count(),
             self.hours_wall_s,
+        );
+        let slow: Vec<String> = self
+            .deaths
+            .iter()
+            .enumerate()
+            .filter_map(|(seed, d)| Some((seed, d.as_ref()?.failover_ms.iter().max()?)))
+            .filter(|(_, ms)| **ms > FAILOVER_TARGET_MS)
+            .map(|(seed, ms)| format!("{seed} ({ms} ms)"))
+            .collect();
+        out += &format!(
+            "death seeds with a camera started later than {FAILOVER_TARGET_MS} ms: {} {:?}\n",
+            slow.len(),
+            &slow[..slow.len().min(20)]
         );
         for (seed, d) in self.deaths.iter().enumerate() {
             if let Some(v) = d.as_ref().and_then(|d| d.violation.as_ref()) {

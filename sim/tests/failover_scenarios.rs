@@ -285,6 +285,10 @@ fn one_cut_link_between_servers_that_reach_each_other_moves_no_camera() {
     assert_eq!(route.map(|r| r.hops), Some(2), "0 reaches 1 through 2: {route:?}");
     assert!(s.w.node(1).expect("up").route_to(a).is_some());
     s.w.repair(0, 1);
+    // Back within an idle beacon period: the next cut must not find a server hanging by one link.
+    let relinked =
+        s.run_until(30_000, |s| s.w.node(0).expect("up").linked_peers().any(|(p, _)| p == b));
+    relinked.expect("0 and 1 linked again after the repair");
     s.run(30_000);
     assert!(s.all_home());
     assert!(s.preferred.keys().all(|c| s.changes(*c) == 0), "{:?}", s.history);
