@@ -424,6 +424,15 @@ impl Figures {
             slow.len(),
             &slow[..slow.len().min(20)]
         );
+        let falsely: Vec<String> = self
+            .hours
+            .iter()
+            .enumerate()
+            .filter_map(|(seed, h)| Some((seed, h.as_ref()?.false_failovers)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(seed, n)| format!("{seed} ({n})"))
+            .collect();
+        out += &format!("hour seeds with false failovers: {falsely:?}\n");
         for (seed, d) in self.deaths.iter().enumerate() {
             if let Some(v) = d.as_ref().and_then(|d| d.violation.as_ref()) {
                 out += &format!("death seed {seed}: {v}\n");
