@@ -5,6 +5,7 @@
 //! - [`check`]: the invariant checker both levels share, over [`report::NodeReport`]s.
 
 pub mod bench;
+pub mod bench_failover;
 pub mod bench_time;
 pub mod check;
 pub mod counting_net;

@@ -85,6 +85,19 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         latency_ms: u64,
     },
+    /// Measures failover: deaths of a recorder and its return over random systems, and false
+    /// failovers under link loss and link cuts.
+    BenchFailover {
+        /// Seeds of the death loop (one death and return each).
+        #[arg(long, default_value_t = 1000)]
+        seeds: u64,
+        /// Seeds of the hour loop (one simulated hour of 1 % loss and link cuts each).
+        #[arg(long, default_value_t = 100)]
+        hour_seeds: u64,
+        /// Worker threads.
+        #[arg(long, default_value_t = 2)]
+        jobs: u64,
+    },
     /// A large system: servers on one LAN, cameras added through all of them.
     Large {
         /// Servers.
@@ -177,6 +190,11 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Cmd::BenchFailover { seeds, hour_seeds, jobs } => {
+            let figures = hive_sim::bench_failover::run(seeds, hour_seeds, jobs);
+            print!("{}", figures.table());
+            ExitCode::SUCCESS
         }
         Cmd::Large { servers, cameras } => match hive_sim::bench::large_system(servers, cameras) {
             Ok(f) => {

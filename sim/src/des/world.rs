@@ -1,5 +1,8 @@
 //! The world of the discrete-event simulator: hosts, a virtual network and an event queue.
 
+mod death;
+mod loss;
+
 use super::disk::Disk;
 use crate::check::{self, Violation};
 use crate::report::NodeReport;
@@ -203,6 +206,8 @@ pub struct World {
     isolated: BTreeSet<HostId>,
     /// The first node invariant broken, found after the event that broke it.
     broken: Option<Violation>,
+    /// Fraction of link messages late by a retransmission (see `loss`).
+    link_loss: f64,
 }
 
 impl World {
@@ -228,6 +233,7 @@ impl World {
             issuer: LicenseIssuer::from_seed(VENDOR_SEED),
             isolated: BTreeSet::new(),
             broken: None,
+            link_loss: 0.0,
         }
     }
 
@@ -606,7 +612,8 @@ impl World {
                 self.stats.txn_bytes += n;
             }
         }
-        let lat = self.latency() + self.hosts[host].spec.uplink_delay_ms;
+        let lat =
+            self.latency() + self.hosts[host].spec.uplink_delay_ms + self.retransmit_delay_ms();
         let l = self.links.get_mut(&link).expect("present");
         let at = (self.now + lat).max(l.last_at[dir]);
         l.last_at[dir] = at;
