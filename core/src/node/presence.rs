@@ -20,6 +20,11 @@ pub(super) struct Seen {
     pub reachable_since_ms: Option<u64>,
     /// Monotonic ms at which it was last heard of, once unreachable.
     pub last_heard_ms: u64,
+    /// Whether `last_heard_ms` is someone's word (a closed link's last message, a withdrawal's
+    /// age) rather than the moment the last route here went. Only someone's word is passed on:
+    /// a server that merely lost its route late (a route counting up through a loop) would
+    /// otherwise vouch for the dead one "just now" and restart everyone's hold.
+    pub vouched: bool,
     /// The latest "heard of at" among withdrawals and closed links, and when that evidence
     /// came; becomes `last_heard_ms` when the last route goes. Evidence older than a link's
     /// silence timeout while the server stayed reachable is stale (a cut link, not a death)
@@ -40,8 +45,31 @@ impl Node {
     pub(super) fn presence_heard(&mut self, server: ServerId, at_ms: u64) {
         let now = self.now.mono_ms;
         let at_ms = at_ms.min(now);
+        let unreachable = self.route_to(server).is_none();
         let seen = self.presence.seen.entry(server).or_default();
+        if unreachable && seen.reachable_since_ms.is_none() && seen.last_heard_ms > 0 {
+            // Word that comes after the last route went (a neighbour that lost it later):
+            // it dates the death better than the moment our route went, and is passed on once.
+            // Later word only moves the date (each hop adds its transit, so passing every
+            // change on would echo between neighbours).
+            if seen.vouched {
+                seen.last_heard_ms = seen.last_heard_ms.max(at_ms);
+            } else {
+                seen.last_heard_ms = at_ms;
+                seen.vouched = true;
+                self.vouch_onward(server);
+            }
+            self.recording_dirty();
+            return;
+        }
         seen.evidence = Some((seen.evidence.map_or(at_ms, |(e, _)| e.max(at_ms)), now));
+    }
+
+    /// Passes this server's word of when `server` was last heard to the neighbours at the next
+    /// route flush, also to those that got a withdrawal without it.
+    fn vouch_onward(&mut self, server: ServerId) {
+        self.routing.vouch_pending.insert(server);
+        self.routes_changed();
     }
 
     /// The routes changed from reaching `before` to reaching what `routing` holds now.
@@ -56,10 +84,28 @@ impl Node {
             seen.evidence = seen.evidence.filter(|(_, came)| now <= came + silence_ms);
             seen.status = status;
         }
+        let mut vouched = Vec::new();
         for server in before.iter().filter(|s| !routes.contains_key(s)) {
             let seen = self.presence.seen.entry(*server).or_default();
-            seen.reachable_since_ms = None;
-            seen.last_heard_ms = seen.evidence.take().map_or(now, |(at, _)| at).min(now);
+            let since = seen.reachable_since_ms.take();
+            match seen.evidence.take() {
+                Some((at, _)) => {
+                    seen.last_heard_ms = at.min(now);
+                    seen.vouched = true;
+                    vouched.push(*server);
+                }
+                // A route back for less than a link's silence timeout, without word since, is
+                // a ghost (a route counting up through a loop): the earlier word still dates
+                // the death.
+                None if seen.vouched && since.is_some_and(|s| now < s + silence_ms) => {}
+                None => {
+                    seen.last_heard_ms = now;
+                    seen.vouched = false;
+                }
+            }
+        }
+        for server in vouched {
+            self.vouch_onward(server);
         }
         self.recording_dirty();
         self.time_recheck = true;
@@ -90,6 +136,15 @@ impl Node {
             .seen
             .get(&server)
             .map_or(self.started_ms, |s| s.last_heard_ms.max(self.started_ms))
+    }
+
+    /// When `server`, unreachable, was last heard of by someone's word (see `Seen::vouched`).
+    pub(super) fn vouched_heard_ms(&self, server: ServerId) -> Option<u64> {
+        if self.route_to(server).is_some() {
+            return None;
+        }
+        let seen = self.presence.seen.get(&server)?;
+        seen.vouched.then(|| seen.last_heard_ms.max(self.started_ms))
     }
 
     /// Monotonic ms since when `server` has been reachable without a break.

@@ -40,6 +40,10 @@ pub(super) struct Routing {
     /// Links or neighbour tables changed: recompute and tell neighbours what changed at the
     /// next flush (changes arrive in bursts; once per burst is enough).
     pub(super) stale: bool,
+    /// Unreachable servers whose last-heard time this server learned or improved since the
+    /// last flush: every neighbour gets it in a withdrawal, also one that had a withdrawal
+    /// without it (sent while this server still had another route).
+    pub(super) vouch_pending: BTreeSet<ServerId>,
 }
 
 impl Node {
@@ -131,6 +135,7 @@ impl Node {
         let me = self.identity.server;
         let own = (0, self.own_status());
         let now = self.now.mono_ms;
+        let vouch_pending = std::mem::take(&mut self.routing.vouch_pending);
         // Every neighbour gets what changed since its last table: a new link, everything.
         let peers: Vec<_> = self.peers.iter().map(|(p, l)| (*p, *l)).collect();
         for (peer, link) in peers {
@@ -145,14 +150,19 @@ impl Node {
             table.insert(me, own);
             let l = self.links.get(&link).expect("peer links exist");
             // Only what changed since the last table this neighbour got.
-            let withdrawn = l.reach_sent.keys().filter(|d| !table.contains_key(d)).map(|d| {
-                // Still reached (through this neighbour, which split horizon hides): no news
-                // of when it was heard.
-                let heard_ago_ms = if self.routing.routes.contains_key(d) {
-                    NOT_HEARD
-                } else {
-                    let ago = now.saturating_sub(self.last_heard_ms(*d));
-                    u32::try_from(ago).unwrap_or(NOT_HEARD - 1)
+            let gone: BTreeSet<ServerId> = l
+                .reach_sent
+                .keys()
+                .filter(|d| !table.contains_key(d))
+                .chain(vouch_pending.iter().filter(|d| **d != peer && !table.contains_key(d)))
+                .copied()
+                .collect();
+            let withdrawn = gone.iter().map(|d| {
+                // Still reached (through this neighbour, which split horizon hides), or lost
+                // without anyone's word of when it was heard: no news of when it was heard.
+                let heard_ago_ms = match self.vouched_heard_ms(*d) {
+                    Some(at) => u32::try_from(now.saturating_sub(at)).unwrap_or(NOT_HEARD - 1),
+                    None => NOT_HEARD,
                 };
                 RouteAd {
                     server: *d,
