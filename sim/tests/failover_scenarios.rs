@@ -413,3 +413,25 @@ fn a_bouncing_server_gets_its_cameras_back_once_it_stays_up() {
         assert!(s.w.recording(0)[c] >= restarted_ms + stability_ms, "{c:?} back too early");
     }
 }
+
+#[test]
+fn in_a_sparse_mesh_a_silent_death_moves_cameras_within_the_bound() {
+    // Twelve servers link sparsely (about three links each): the dead server's neighbours
+    // notice its silence, and everyone else must date its death by their word, not by when
+    // its last route went through a loop.
+    for seed in 20..24 {
+        let mut s = servers_with_eight_cameras_each(seed, 12);
+        let degree = s.w.node(0).expect("up").linked_peers().count();
+        assert!(degree < 11, "seed {seed}: the mesh is sparse ({degree} links)");
+        let victim = (seed % 12) as HostId;
+        let eligible = s.eligible_of(victim);
+        kill(&mut s.w, victim, Death::Silent);
+        let moved = s.run_until(2 * FAILOVER_MS_MAX, |s| {
+            let r = s.recorders();
+            eligible.iter().all(|c| r.get(c).is_some_and(|v| !v.contains(&victim)))
+        });
+        let moved = moved.unwrap_or_else(|| panic!("seed {seed}: cameras not taken over"));
+        println!("seed {seed}: cameras of host {victim} moved in {moved} ms");
+        assert!(moved <= FAILOVER_MS_MAX, "seed {seed}: took {moved} ms");
+    }
+}
