@@ -129,8 +129,10 @@ pub enum Broken {
         bound: usize,
     },
     /// After an input the next timer is not in the future: a driver would spin on it.
-    #[error("next timer at {due_ms} ms is not after now ({now_ms} ms)")]
+    #[error("timer {timer:?} at {due_ms} ms is not after now ({now_ms} ms)")]
     TimerNotAhead {
+        /// The timer.
+        timer: super::Timer,
         /// When the node asks to be woken (monotonic ms).
         due_ms: u64,
         /// The node's monotonic time.
@@ -168,10 +170,15 @@ impl Node {
     /// (once the first tick, due the moment the node starts, has run). A timer left in the
     /// past makes a driver spin without time passing.
     fn check_timer(&self) -> Result<(), Broken> {
-        let (due_ms, now_ms) = (self.poll_timeout(), self.now.mono_ms);
-        let first_tick_pending = self.next_tick_ms == self.started_ms;
-        if due_ms <= now_ms && !first_tick_pending {
-            return Err(Broken::TimerNotAhead { due_ms, now_ms });
+        let now_ms = self.now.mono_ms;
+        if self.next_tick_ms == self.started_ms {
+            // The first tick, due the moment the node starts, has not run yet.
+            return Ok(());
+        }
+        for (timer, due) in self.timers() {
+            if let Some(due_ms) = due.filter(|due_ms| *due_ms <= now_ms) {
+                return Err(Broken::TimerNotAhead { timer, due_ms, now_ms });
+            }
         }
         Ok(())
     }

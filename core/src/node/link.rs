@@ -149,7 +149,7 @@ impl Node {
             if self.peers.get(&server) == Some(&link) {
                 // The peer vouched for itself and the servers behind it until it fell silent.
                 for dest in l.reach.keys().copied().chain([server]) {
-                    self.presence_heard(dest, l.last_rx_ms);
+                    self.presence_heard(dest, l.last_rx_ms, false);
                 }
                 self.peers.remove(&server);
                 self.event(Event::PeerDown(server));

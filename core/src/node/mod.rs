@@ -152,6 +152,22 @@ pub struct Config {
     pub timing: Timing,
 }
 
+/// A timer of the node: what it wakes the node for ([`Node::timers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    /// Beacons, link checks, dials, pull expiry and license checks, every `beacon_ms`.
+    Housekeeping,
+    /// Gathered route and sync announcements go out.
+    Announce,
+    /// Time sync: the next sample of the primary, or the end of the start-up window.
+    TimeSync,
+    /// Who records each camera is computed again (a changed view, or a hold, uptime or
+    /// stability threshold passing).
+    Recording,
+    /// This server's minimum uptime for taking failover passes and is announced.
+    FailoverReady,
+}
+
 /// Something that happened to the node: for the driver to act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
@@ -535,17 +551,20 @@ impl Node {
         self.outputs.pop_front()
     }
 
-    /// Monotonic time at which the node wants a [`Input::Tick`].
+    /// Monotonic time at which the node wants a [`Input::Tick`]: the earliest of its timers.
     pub fn poll_timeout(&self) -> u64 {
+        self.timers().into_iter().filter_map(|(_, at)| at).min().unwrap_or(self.next_tick_ms)
+    }
+
+    /// Every timer of the node with the monotonic ms it is due at (`None`: not armed).
+    pub fn timers(&self) -> [(Timer, Option<u64>); 5] {
         [
-            self.announce_at_ms,
-            self.time_due_ms(),
-            self.recording_due_ms(),
-            self.failover_ready_due_ms(),
+            (Timer::Housekeeping, Some(self.next_tick_ms)),
+            (Timer::Announce, self.announce_at_ms),
+            (Timer::TimeSync, self.time_due_ms()),
+            (Timer::Recording, self.recording_due_ms()),
+            (Timer::FailoverReady, self.failover_ready_due_ms()),
         ]
-        .into_iter()
-        .flatten()
-        .fold(self.next_tick_ms, u64::min)
     }
 
     /// The whole persistent state, for a periodic snapshot.

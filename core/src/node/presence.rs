@@ -30,6 +30,12 @@ pub(super) struct Seen {
     /// silence timeout while the server stayed reachable is stale (a cut link, not a death)
     /// and is dropped.
     evidence: Option<(u64, u64)>,
+    /// Whether `evidence` includes another server's word (a route withdrawal), not only the
+    /// last message of this server's own link to it.
+    evidence_confirmed: bool,
+    /// Monotonic ms at which its last route went, while no one else has confirmed the loss
+    /// (this server's own link to it closed, and nobody's withdrawal said it was gone).
+    pub unconfirmed_loss_ms: Option<u64>,
     /// What it last announced of itself.
     pub status: ServerStatus,
 }
@@ -42,12 +48,16 @@ pub(super) struct Presence {
 impl Node {
     /// Someone vouched for `server` at monotonic `at_ms` (a withdrawal's age, a closed link's
     /// last message).
-    pub(super) fn presence_heard(&mut self, server: ServerId, at_ms: u64) {
+    /// `confirmed`: the word is another server's (a withdrawal), not this server's own link.
+    pub(super) fn presence_heard(&mut self, server: ServerId, at_ms: u64, confirmed: bool) {
         let now = self.now.mono_ms;
         let at_ms = at_ms.min(now);
         let unreachable = self.route_to(server).is_none();
         let seen = self.presence.seen.entry(server).or_default();
         if unreachable && seen.reachable_since_ms.is_none() && seen.last_heard_ms > 0 {
+            if confirmed {
+                seen.unconfirmed_loss_ms = None;
+            }
             // Word that comes after the last route went (a neighbour that lost it later):
             // it dates the death better than the moment our route went, and is passed on once.
             // Later word only moves the date (each hop adds its transit, so passing every
@@ -63,6 +73,15 @@ impl Node {
             return;
         }
         seen.evidence = Some((seen.evidence.map_or(at_ms, |(e, _)| e.max(at_ms)), now));
+        seen.evidence_confirmed |= confirmed;
+    }
+
+    /// When `server`'s last route went, if only this server's own link lost it so far.
+    pub(super) fn unconfirmed_loss_ms(&self, server: ServerId) -> Option<u64> {
+        if self.route_to(server).is_some() {
+            return None;
+        }
+        self.presence.seen.get(&server).and_then(|s| s.unconfirmed_loss_ms)
     }
 
     /// Passes this server's word of when `server` was last heard to the neighbours at the next
@@ -81,15 +100,22 @@ impl Node {
             let status = self.routing_status(*server);
             let seen = self.presence.seen.entry(*server).or_default();
             seen.reachable_since_ms.get_or_insert(now);
+            seen.unconfirmed_loss_ms = None;
             seen.evidence = seen.evidence.filter(|(_, came)| now <= came + silence_ms);
+            if seen.evidence.is_none() {
+                seen.evidence_confirmed = false;
+            }
             seen.status = status;
         }
         let mut vouched = Vec::new();
         for server in before.iter().filter(|s| !routes.contains_key(s)) {
             let seen = self.presence.seen.entry(*server).or_default();
             let since = seen.reachable_since_ms.take();
+            let confirmed = std::mem::take(&mut seen.evidence_confirmed);
+            seen.unconfirmed_loss_ms = None;
             match seen.evidence.take() {
                 Some((at, _)) => {
+                    seen.unconfirmed_loss_ms = (!confirmed).then_some(now);
                     seen.last_heard_ms = at.min(now);
                     seen.vouched = true;
                     vouched.push(*server);

@@ -100,7 +100,24 @@ impl Node {
 
     /// Whether `server` is presumed alive: reachable, or heard of within the hold time.
     fn presumed_alive(&self, server: ServerId) -> bool {
-        self.now.mono_ms <= self.last_heard_ms(server) + self.config.timing.hold_ms
+        self.now.mono_ms <= self.presumed_alive_until_ms(server)
+    }
+
+    /// Until when `server` is presumed alive: `hold_ms` after it was last heard of, and at
+    /// least a moment after its last route went if only this server's own link lost it (no
+    /// one else confirmed it gone): a cut link is routed around by neighbours within that
+    /// moment, and acting sooner would fail a live server over.
+    fn presumed_alive_until_ms(&self, server: ServerId) -> u64 {
+        let held = self.last_heard_ms(server) + self.config.timing.hold_ms;
+        match self.unconfirmed_loss_ms(server) {
+            Some(lost_ms) => held.max(lost_ms + self.reroute_grace_ms()),
+            None => held,
+        }
+    }
+
+    /// How long a loss that nobody confirmed waits for a route around it.
+    fn reroute_grace_ms(&self) -> u64 {
+        self.config.timing.beacon_ms / 2
     }
 
     /// Whether `camera` of `preferred` is held by a taker (see the module doc), and when that
@@ -130,7 +147,6 @@ impl Node {
     /// Each server's state for the assignment, and the next monotonic time one changes by
     /// the clock alone.
     fn server_states(&self) -> (BTreeMap<ServerId, ServerState>, Option<u64>) {
-        let t = &self.config.timing;
         let me = self.identity.server;
         let mut due: Option<u64> = None;
         let mut due_at = |at: u64| due = Some(due.map_or(at, |d: u64| d.min(at)));
@@ -139,7 +155,7 @@ impl Node {
             let reachable = server == me || self.route_to(server).is_some();
             let alive = self.presumed_alive(server);
             if !reachable && alive {
-                due_at(self.last_heard_ms(server) + t.hold_ms + 1);
+                due_at(self.presumed_alive_until_ms(server) + 1);
             }
             let online = alive;
             let ready = self.last_status(server).is_some_and(|s| s.failover_ready);

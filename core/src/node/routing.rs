@@ -76,7 +76,7 @@ impl Node {
             }
         }
         for (server, at_ms) in heard {
-            self.presence_heard(server, at_ms);
+            self.presence_heard(server, at_ms, true);
         }
         if changed {
             self.routes_changed();
