@@ -37,9 +37,13 @@ fn three_servers_merge_and_a_change_through_one_is_read_through_the_others() {
         });
     }
     // The server recording the camera is the one it was added through.
+    // (C computes recorders a moment after the camera reaches it: wait for its answer.)
     let id = cam["id"].as_str().unwrap();
-    let (_, seen) = c.api().get(&format!("/api/cameras/{id}"));
-    assert_eq!(seen["server"], a.system()["server_id"]);
+    let a_id = a.system()["server_id"].clone();
+    wait_for("the recorder shown through C", CONVERGE, || {
+        let (_, seen) = c.api().get(&format!("/api/cameras/{id}"));
+        (seen["server"] == a_id, seen)
+    });
 }
 
 #[test]
