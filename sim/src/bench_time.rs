@@ -43,21 +43,18 @@ const SAMPLE_MS: u64 = 60_000;
 /// Runs `seeds` random systems in `profile` and gathers the followers' errors.
 pub fn run(profile: Profile, seeds: u64) -> TimeFigures {
     let began = std::time::Instant::now();
-    let mut errors_us = Vec::new();
+    let mut errors_us: Vec<u64> = Vec::new();
     for seed in 0..seeds {
         errors_us.extend(one(profile, seed));
     }
-    errors_us.sort_unstable();
-    let at = |q: f64| {
-        let i = ((errors_us.len() as f64 - 1.0) * q).round() as usize;
-        errors_us.get(i).copied().unwrap_or(0)
-    };
+    let (p50_us, p99_us, max_us) =
+        crate::bench_failover::percentiles(&errors_us).unwrap_or_default();
     TimeFigures {
         seeds,
         samples: errors_us.len(),
-        p50_us: at(0.5),
-        p99_us: at(0.99),
-        max_us: errors_us.last().copied().unwrap_or(0),
+        p50_us,
+        p99_us,
+        max_us,
         wall_s: began.elapsed().as_secs_f64(),
     }
 }

@@ -24,7 +24,7 @@ pub(super) struct Seen {
     /// age) rather than the moment the last route here went. Only someone's word is passed on:
     /// a server that merely lost its route late (a route counting up through a loop) would
     /// otherwise vouch for the dead one "just now" and restart everyone's hold.
-    pub vouched: bool,
+    vouched: bool,
     /// The latest "heard of at" among withdrawals and closed links, and when that evidence
     /// came; becomes `last_heard_ms` when the last route goes. Evidence older than a link's
     /// silence timeout while the server stayed reachable is stale (a cut link, not a death)
@@ -35,7 +35,7 @@ pub(super) struct Seen {
     evidence_confirmed: bool,
     /// Monotonic ms at which its last route went, while no one else has confirmed the loss
     /// (this server's own link to it closed, and nobody's withdrawal said it was gone).
-    pub unconfirmed_loss_ms: Option<u64>,
+    unconfirmed_loss_ms: Option<u64>,
     /// What it last announced of itself.
     pub status: ServerStatus,
 }
