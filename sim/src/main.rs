@@ -23,7 +23,7 @@ enum Cmd {
         /// Budget mode: run seeds from `--start` until this much wall time has passed.
         #[arg(long)]
         seconds: Option<u64>,
-        /// Fail unless at least this many seeds ran (for the budget mode).
+        /// Budget mode: run at least this many seeds, however long they take.
         #[arg(long, default_value_t = 0)]
         min_seeds: u64,
         /// First seed.
@@ -250,7 +250,9 @@ fn sweep(start: u64, budget: Budget, min_seeds: u64, jobs: u64) -> ExitCode {
     let began = std::time::Instant::now();
     let more = |seed: u64| match budget {
         Budget::Seeds(n) => seed < start + n,
-        Budget::Seconds(s) => began.elapsed().as_secs() < s,
+        // The time budget is a floor on exploration, never a cut below the minimum:
+        // a slow machine runs longer rather than checking fewer seeds.
+        Budget::Seconds(s) => seed < start + min_seeds || began.elapsed().as_secs() < s,
     };
     std::thread::scope(|s| {
         for _ in 0..jobs.max(1) {
