@@ -4,11 +4,13 @@
 //! view computes the same answer without talking to the others:
 //! 1. A camera whose preferred server is online is recorded there, even beyond that server's
 //!    `max_cameras` (an administrator's choice is never overruled); it counts toward its load.
-//! 2. Any other camera, and one held elsewhere (see [`CameraDemand::held_elsewhere`]), is
-//!    *displaced*; it never goes to its own preferred server. Displaced Never-priority cameras are not recorded. The rest
-//!    are served High, Medium, Low, ties by camera id; each goes to the failover taker with room
-//!    (load below `max_cameras`) that has the highest [`rendezvous_score`] for it, or is left
-//!    unrecorded when no taker has room.
+//! 2. Any other camera, and one held elsewhere (see [`CameraDemand::held_by`]), is
+//!    *displaced*; it never goes to its own preferred server. Displaced Never-priority cameras
+//!    are not recorded. The rest are served High, Medium, Low, ties by camera id; each stays
+//!    with the taker holding it while that taker has room (load below `max_cameras`), else goes
+//!    to the taker with room that has the highest [`rendezvous_score`] for it, or is left
+//!    unrecorded when no taker has room. Staying with the holder means a camera moves only
+//!    when it must: a server that sees the holder's span never starts it beside the holder.
 //! 3. The order of the input does not matter.
 //!
 //! Rendezvous (highest-random-weight) hashing spreads displaced cameras evenly over the takers
@@ -42,9 +44,10 @@ pub struct CameraDemand {
     pub preferred: ServerId,
     /// How eagerly it moves when its preferred server is not online.
     pub priority: FailoverPriority,
-    /// Another server took it over and holds it until its preferred server has been back for
-    /// the stability time: displaced although its preferred server is online.
-    pub held_elsewhere: bool,
+    /// The taker that took it over and holds it until its preferred server has been back for
+    /// the stability time: while that server takes failover, the camera is displaced although
+    /// its preferred server is online, and kept by that taker while it has room.
+    pub held_by: Option<ServerId>,
 }
 
 /// Who records each camera; every camera asked about is in exactly one of the two.
@@ -76,7 +79,9 @@ pub fn assign(servers: &BTreeMap<ServerId, ServerState>, cameras: &[CameraDemand
     let mut home_load: BTreeMap<ServerId, u64> = BTreeMap::new();
     let mut displaced = Vec::new();
     for demand in &demands {
-        if !demand.held_elsewhere && servers.get(&demand.preferred).is_some_and(|s| s.online) {
+        if held_by_taker(servers, demand).is_none()
+            && servers.get(&demand.preferred).is_some_and(|s| s.online)
+        {
             assignment.recorder.insert(demand.camera, demand.preferred);
             *home_load.entry(demand.preferred).or_default() += 1;
         } else if demand.priority == FailoverPriority::Never {
@@ -99,14 +104,18 @@ pub fn assign(servers: &BTreeMap<ServerId, ServerState>, cameras: &[CameraDemand
 
     for demand in displaced {
         let camera_state = camera_hash_state(demand.camera);
-        // Ties in score (astronomically rare) go to the smaller server id.
         // A displaced camera never goes to its own preferred server.
-        let best = takers
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.server != demand.preferred)
-            .max_by_key(|(_, t)| (score_from(camera_state, t.server), Reverse(t.server)))
-            .map(|(index, _)| index);
+        let holder =
+            held_by_taker(servers, demand).and_then(|h| takers.iter().position(|t| t.server == h));
+        // Ties in score (astronomically rare) go to the smaller server id.
+        let best = holder.or_else(|| {
+            takers
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.server != demand.preferred)
+                .max_by_key(|(_, t)| (score_from(camera_state, t.server), Reverse(t.server)))
+                .map(|(index, _)| index)
+        });
         let Some(index) = best else {
             assignment.unrecorded.insert(demand.camera);
             continue;
@@ -124,6 +133,17 @@ pub fn assign(servers: &BTreeMap<ServerId, ServerState>, cameras: &[CameraDemand
     debug_assert_eq!(assignment.recorder.len() + assignment.unrecorded.len(), demands.len());
     debug_assert!(assignment.unrecorded.iter().all(|c| !assignment.recorder.contains_key(c)));
     assignment
+}
+
+/// The server holding `demand`'s camera, if it is a taker other than the camera's preferred
+/// server; a hold by anyone else (a server that stopped taking failover) does not count.
+fn held_by_taker(
+    servers: &BTreeMap<ServerId, ServerState>,
+    demand: &CameraDemand,
+) -> Option<ServerId> {
+    demand
+        .held_by
+        .filter(|h| *h != demand.preferred && servers.get(h).is_some_and(|s| s.takes_failover))
 }
 
 /// How much `server` wants `camera` when it is displaced: the taker with the highest score wins.
@@ -174,7 +194,7 @@ mod tests {
             camera: CameraId(camera),
             preferred: ServerId(preferred),
             priority,
-            held_elsewhere: false,
+            held_by: None,
         }
     }
 
@@ -275,6 +295,21 @@ mod tests {
     }
 
     #[test]
+    fn a_held_camera_stays_with_its_holder_not_the_best_taker() {
+        let view = servers(&[(1, taker(10)), (2, taker(10)), (3, taker(10)), (4, offline())]);
+        for c in 100..120 {
+            let best = best_of(c, &[1, 2, 3]);
+            let holder = [1, 2, 3].into_iter().map(ServerId).find(|s| *s != best).unwrap();
+            let held = CameraDemand { held_by: Some(holder), ..demand(c, 4, Medium) };
+            assert_eq!(assign(&view, &[held]).recorder[&CameraId(c)], holder, "camera {c}");
+        }
+        // A holder that no longer takes failover passes the camera to the best taker.
+        let view = servers(&[(1, taker(10)), (2, state(true, false, 10)), (4, offline())]);
+        let held = CameraDemand { held_by: Some(ServerId(2)), ..demand(7, 4, Medium) };
+        assert_eq!(assign(&view, &[held]).recorder[&CameraId(7)], ServerId(1));
+    }
+
+    #[test]
     fn camera_listed_twice_counts_once() {
         let view = servers(&[(1, taker(1)), (2, offline())]);
         let a = assign(&view, &[demand(7, 2, Low), demand(7, 2, Low), demand(8, 2, Low)]);
@@ -305,17 +340,23 @@ mod tests {
                         .map(|(id, (online, takes, max))| (ServerId(id), state(online, takes, max)))
                         .collect::<BTreeMap<_, _>>()
                 });
-        let cameras = prop::collection::btree_map(0u128..200, (0u128..12, any::<u8>()), 0..60)
-            .prop_map(|m| {
-                m.into_iter()
-                    .map(|(c, (preferred, p))| demand(c, preferred, priority_from(p)))
-                    .collect::<Vec<_>>()
-            });
+        // About one camera in four is held by a taker (any server, perhaps not one that takes).
+        let holder = prop::option::weighted(0.25, 0u128..12);
+        let cameras =
+            prop::collection::btree_map(0u128..200, (0u128..12, any::<u8>(), holder), 0..60)
+                .prop_map(|m| {
+                    m.into_iter()
+                        .map(|(c, (preferred, p, held_by))| CameraDemand {
+                            held_by: held_by.map(ServerId),
+                            ..demand(c, preferred, priority_from(p))
+                        })
+                        .collect::<Vec<_>>()
+                });
         (servers, cameras)
     }
 
     fn is_home(view: &BTreeMap<ServerId, ServerState>, d: &CameraDemand) -> bool {
-        view.get(&d.preferred).is_some_and(|s| s.online)
+        held_by_taker(view, d).is_none() && view.get(&d.preferred).is_some_and(|s| s.online)
     }
 
     fn config(cases: u32) -> ProptestConfig {
@@ -356,6 +397,23 @@ mod tests {
             let a = assign(&view, &cameras);
             for d in cameras.iter().filter(|d| is_home(&view, d)) {
                 prop_assert_eq!(a.recorder.get(&d.camera), Some(&d.preferred));
+            }
+        }
+
+        #[test]
+        fn a_held_camera_stays_with_its_holder_while_it_takes_and_has_room(
+            (mut view, cameras) in views(),
+        ) {
+            for s in view.values_mut() {
+                s.max_cameras = 1_000;
+            }
+            let a = assign(&view, &cameras);
+            for d in &cameras {
+                let Some(holder) = d.held_by else { continue };
+                let takes = view.get(&holder).is_some_and(|s| s.takes_failover);
+                if takes && holder != d.preferred && d.priority != Never {
+                    prop_assert_eq!(a.recorder.get(&d.camera), Some(&holder), "{:?}", d);
+                }
             }
         }
 

@@ -279,6 +279,11 @@ pub struct ServerStatus {
     /// may take other servers' cameras. Announced rather than derived from `up_since_ms`, so
     /// servers whose system times still disagree judge every taker alike.
     pub failover_ready: bool,
+    /// When the server announced this status, by its HLC: of the statuses of a server that
+    /// different neighbours relay, the newest counts, so a relay that died (its link not yet
+    /// found silent) cannot keep an old one alive.
+    #[serde(default)]
+    pub stamp: Hlc,
 }
 
 /// A message addressed to one server, forwarded hop by hop along the routes.

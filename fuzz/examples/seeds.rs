@@ -226,7 +226,12 @@ fn member_messages(records: &[Record]) -> Vec<Message> {
                 RouteAd {
                     server: ServerId(9),
                     hops: 1,
-                    status: ServerStatus { up_since_ms: 5, external_time: true, failover_ready: true },
+                    status: ServerStatus {
+                        up_since_ms: 5,
+                        external_time: true,
+                        failover_ready: true,
+                        stamp: Hlc { wall_ms: 7, logical: 1 },
+                    },
                     heard_ago_ms: 0,
                 },
             ],

@@ -7,9 +7,10 @@
 //! - S is *presumed alive* while a route reaches it, and for `hold_ms` after it was last
 //!   heard of (see `presence`): nothing moves during a short silence.
 //! - S's cameras are *displaced* when S is not presumed alive.
-//! - A camera of S is *held elsewhere* while another server T that is presumed alive has an
-//!   open span of it in the camera history (T took it over). T holds it until T has reached S
-//!   for `failover_stability_ms` without a break, then releases it (stops, closing its span);
+//! - A camera of S is *held elsewhere* while a taker T that is presumed alive has an open
+//!   span of it in the camera history (T took it over). T keeps it (no other taker starts it,
+//!   whatever the rendezvous hash says now) until T has reached S for
+//!   `failover_stability_ms` without a break, then releases it (stops, closing its span);
 //!   S records it again once it sees no other open span. So a bouncing server gets its
 //!   cameras back only once it stays, S never records beside its taker, and after a partition
 //!   heals each side's taken cameras go back the same way. Servers other than S and T judge
@@ -120,27 +121,39 @@ impl Node {
         self.config.timing.beacon_ms / 2
     }
 
-    /// Whether `camera` of `preferred` is held by a taker (see the module doc), and when that
-    /// may end by the clock alone.
-    fn held_elsewhere(&self, camera: CameraId, preferred: ServerId) -> (bool, Option<u64>) {
-        let taken = self
+    /// The taker holding `camera` of `preferred` (see the module doc), and when the hold may
+    /// end by the clock alone. With several holders (takers on both sides of a healed
+    /// partition), the one that takes failover with the highest rendezvous score: every server
+    /// that sees the same spans names the same one.
+    fn held_by(
+        &self,
+        camera: CameraId,
+        preferred: ServerId,
+        states: &BTreeMap<ServerId, ServerState>,
+    ) -> (Option<ServerId>, Option<u64>) {
+        let holder = self
             .open_spans(camera)
             .into_iter()
-            .any(|(server, _)| server != preferred && self.presumed_alive(server));
-        if !taken {
-            return (false, None);
-        }
+            .map(|(server, _)| server)
+            .filter(|&server| server != preferred && self.presumed_alive(server))
+            .max_by_key(|&server| {
+                let takes = states.get(&server).is_some_and(|s| s.takes_failover);
+                (takes, failover::rendezvous_score(camera, server), std::cmp::Reverse(server))
+            });
+        let Some(holder) = holder else {
+            return (None, None);
+        };
         if preferred == self.identity.server {
             // The preferred server defers to its taker until the taker lets go.
-            return (true, None);
+            return (Some(holder), None);
         }
         let stable_at = self
             .reachable_since_ms(preferred)
             .map(|since| since + self.config.timing.failover_stability_ms);
         match stable_at {
-            Some(at) if self.now.mono_ms >= at => (false, None),
-            Some(at) => (true, Some(at)),
-            None => (true, None),
+            Some(at) if self.now.mono_ms >= at => (None, None),
+            Some(at) => (Some(holder), Some(at)),
+            None => (Some(holder), None),
         }
     }
 
@@ -186,15 +199,15 @@ impl Node {
             .collect();
         let mut demands = Vec::with_capacity(wanted.len());
         for (camera, preferred, priority) in wanted {
-            let (held_elsewhere, until) = if priority == FailoverPriority::Never {
-                (false, None)
+            let (held_by, until) = if priority == FailoverPriority::Never {
+                (None, None)
             } else {
-                self.held_elsewhere(camera, preferred)
+                self.held_by(camera, preferred, &states)
             };
             if let Some(at) = until {
                 due = Some(due.map_or(at, |d| d.min(at)));
             }
-            demands.push(CameraDemand { camera, preferred, priority, held_elsewhere });
+            demands.push(CameraDemand { camera, preferred, priority, held_by });
         }
         let assignment = failover::assign(&states, &demands);
         let me = self.identity.server;
@@ -336,7 +349,7 @@ impl Node {
     pub fn describe_recording(&self, camera: CameraId) -> String {
         let preferred = self.cameras().find(|(c, _)| *c == camera).map(|(_, c)| c.preferred);
         let (states, due) = self.server_states();
-        let held = preferred.map(|p| self.held_elsewhere(camera, p));
+        let held = preferred.map(|p| self.held_by(camera, p, &states));
         format!(
             "{:?} at system {} ms: preferred {:?}, recorder {:?}, open spans {:?}, held (and until) {:?}, due {:?}, assignment due {:?}, takers {:?}",
             self.identity.server,
@@ -348,6 +361,17 @@ impl Node {
             due,
             self.recording_due_ms(),
             states.iter().filter(|(_, s)| s.takes_failover).map(|(k, _)| *k).collect::<Vec<_>>(),
+        ) + &format!(
+            ", not taking (online, enabled, ready) {:?}",
+            self.servers()
+                .filter(|(s, _)| !states.get(s).is_some_and(|st| st.takes_failover))
+                .map(|(s, r)| (
+                    s,
+                    states.get(&s).is_some_and(|st| st.online),
+                    r.failover_enabled,
+                    self.last_status(s).is_some_and(|st| st.failover_ready)
+                ))
+                .collect::<Vec<_>>()
         )
     }
 }

@@ -98,19 +98,26 @@ impl Node {
     fn recompute_routes(&mut self) {
         let me = self.identity.server;
         let mut routes: BTreeMap<ServerId, Route> = BTreeMap::new();
+        // Each server's newest status, whichever neighbour relays it (see `ServerStatus::stamp`).
         let mut statuses: BTreeMap<ServerId, ServerStatus> = BTreeMap::new();
+        let mut newest = |dest: ServerId, status: ServerStatus| {
+            let known = statuses.entry(dest).or_insert(status);
+            if status.stamp > known.stamp {
+                *known = status;
+            }
+        };
         for (&peer, link) in &self.peers {
             let reach = &self.links[link].reach;
             routes.insert(peer, Route { hops: 1, via: peer });
-            statuses.insert(peer, reach.get(&peer).map(|o| o.1).unwrap_or_default());
+            newest(peer, reach.get(&peer).map(|o| o.1).unwrap_or_default());
             for (&dest, &(hops, status)) in reach {
                 if dest == me || dest == peer || hops + 1 >= HOPS_MAX {
                     continue;
                 }
+                newest(dest, status);
                 let candidate = Route { hops: hops + 1, via: peer };
                 if routes.get(&dest).is_none_or(|r| candidate < *r) {
                     routes.insert(dest, candidate);
-                    statuses.insert(dest, status);
                 }
             }
         }

@@ -262,6 +262,32 @@ impl Node {
         self.schedule_announce();
     }
 
+    /// One line on how this replica syncs `origin`: how far it covers it, the pull in flight,
+    /// whether it wants more, and per linked peer how far that peer covers it (known) and was
+    /// told this replica covers it. For failure reports of the simulators.
+    pub fn describe_sync(&self, origin: ReplicaId) -> String {
+        let peers: Vec<_> = self
+            .links
+            .values()
+            .filter_map(|l| match l.phase {
+                Phase::Up(peer, _) => Some((
+                    peer,
+                    l.known.get(&origin).copied().unwrap_or(0),
+                    l.announced.get(&origin).copied().unwrap_or(0),
+                )),
+                _ => None,
+            })
+            .collect();
+        format!(
+            "covers {}, in flight {:?}, wanted {}, dirty {}, peers (known, told) {:?}",
+            self.store.covered(origin),
+            self.sync.inflight.get(&origin),
+            self.sync.want.contains(&origin),
+            self.sync.dirty.contains(&origin),
+            peers
+        )
+    }
+
     /// Counters of sync traffic.
     pub fn sync_stats(&self) -> SyncStats {
         self.sync.stats

@@ -85,6 +85,7 @@ impl TimeState {
                 up_since_ms: initial_ms,
                 external_time: false,
                 failover_ready: false,
+                stamp: crate::hlc::Hlc::default(),
             },
         }
     }
@@ -263,8 +264,9 @@ impl Node {
             || announced.failover_ready != failover_ready
             || announced.up_since_ms.abs_diff(up_since_ms) > 1000
         {
+            let stamp = self.clock.tick(self.now.wall_ms);
             self.time.announced =
-                ServerStatus { up_since_ms, external_time: external, failover_ready };
+                ServerStatus { up_since_ms, external_time: external, failover_ready, stamp };
             self.routes_changed();
             self.recording_dirty();
         }
