@@ -31,18 +31,7 @@ pub struct Outcome {
 
 /// The command that replays a seed.
 pub fn replay_command(seed: u64) -> String {
-    let env =
-        if single_recorder_checked() { format!("{SINGLE_RECORDER_ENV}=1 ") } else { String::new() };
-    format!("{env}cargo run --release -p hive-sim -- replay {seed}")
-}
-
-/// Set (to anything) to make sweeps and replays also check that no camera is recorded twice
-/// inside one connected part ([`crate::des::World::check_single_recorder`]); not yet part of
-/// the default checks, see docs/architecture.md.
-pub const SINGLE_RECORDER_ENV: &str = "HIVE_SIM_SINGLE_RECORDER";
-
-fn single_recorder_checked() -> bool {
-    std::env::var_os(SINGLE_RECORDER_ENV).is_some()
+    format!("cargo run --release -p hive-sim -- replay {seed}")
 }
 
 /// Runs the scenario of `seed`.
@@ -58,7 +47,7 @@ pub fn run(seed: u64) -> Outcome {
         jitter_ms: rng.gen_range(0..=5),
         beacon_loss: [0.0, 0.05, 0.2][rng.gen_range(0..3)],
         timing: timing.clone(),
-        check_single_recorder: single_recorder_checked(),
+        check_single_recorder: true,
         ..WorldConfig::default()
     };
     let mut w = World::new(seed, cfg.clone());

@@ -413,3 +413,52 @@ fn a_hundred_servers_link_sparsely_settle_and_still_see_a_crash_within_seconds()
         assert_eq!(online.len(), 99, "host {h} lost more than the crashed server");
     }
 }
+
+#[test]
+fn a_cut_shorter_than_link_silence_delays_messages_and_closes_no_link() {
+    // TCP retransmits what a cut held back: a change made during a one-second cut arrives
+    // after it heals, on the links that were open before.
+    let mut w = world(8);
+    let hosts: Vec<_> = (0..3).map(|_| w.add_server(ServerSpec::new("lab", "s"))).collect();
+    w.run_until_pred(100, 30_000, |w| formed(w, 3)).expect("formed");
+    let links_of = |w: &World| -> Vec<Vec<_>> {
+        hosts.iter().map(|&h| w.node(h).unwrap().linked_peers().collect()).collect()
+    };
+    let before = links_of(&w);
+    let sys = system_of(&w, hosts[0]);
+    w.partition_sides(&hosts[..1]);
+    w.command(hosts[0], put_setting(sys, "during", "the cut"));
+    w.run_for(1_000);
+    assert!(w.node(hosts[1]).unwrap().setting("during").is_none(), "crossed the cut");
+    w.heal();
+    w.run_until_pred(100, 5_000, |w| w.converged()).expect("converged after the heal");
+    assert_eq!(w.node(hosts[1]).unwrap().setting("during"), Some("the cut"));
+    assert_eq!(links_of(&w), before, "a link closed over a short cut");
+    w.check().unwrap();
+}
+
+#[test]
+fn a_link_its_peer_closed_during_a_cut_closes_when_the_cut_heals() {
+    // A server that gave up on a link during a long cut sent a FIN that the cut held; the other
+    // end reads it after the heal, so it neither keeps nor routes over a half-closed link.
+    let mut w = world(9);
+    let hosts: Vec<_> = (0..2).map(|_| w.add_server(ServerSpec::new("lab", "s"))).collect();
+    w.run_until_pred(100, 30_000, |w| formed(w, 2)).expect("formed");
+    w.partition_oneway(hosts[1], hosts[0]);
+    // Host 0 hears nothing on its link and closes it; host 1 still hears host 0.
+    w.run_for(10_000);
+    assert_eq!(w.node(hosts[0]).unwrap().linked_peers().count(), 0);
+    w.heal();
+    w.run_until_pred(100, 30_000, |w| formed(w, 2)).expect("linked again after the heal");
+    let (n0, n1) = (w.node(hosts[0]).unwrap(), w.node(hosts[1]).unwrap());
+    let (l0, l1): (Vec<_>, Vec<_>) = (n0.linked_peers().collect(), n1.linked_peers().collect());
+    assert_eq!((l0.len(), l1.len()), (1, 1));
+    assert_eq!(l0[0].1, l1[0].1, "both ends on the same, new link");
+    w.check().unwrap();
+}
+
+/// Every one of `n` servers links to the others and holds the same data.
+fn formed(w: &World, n: usize) -> bool {
+    (0..w.len()).all(|h| w.node(h).is_some_and(|node| node.linked_peers().count() == n - 1))
+        && w.converged()
+}
