@@ -45,8 +45,9 @@ pub struct CameraDemand {
     /// How eagerly it moves when its preferred server is not online.
     pub priority: FailoverPriority,
     /// The taker that took it over and holds it until its preferred server has been back for
-    /// the stability time: while that server takes failover, the camera is displaced although
-    /// its preferred server is online, and kept by that taker while it has room.
+    /// the stability time: while that server is online, the camera is displaced although its
+    /// preferred server is online too, and kept by that server while it takes failover and
+    /// has room.
     pub held_by: Option<ServerId>,
 }
 
@@ -79,7 +80,7 @@ pub fn assign(servers: &BTreeMap<ServerId, ServerState>, cameras: &[CameraDemand
     let mut home_load: BTreeMap<ServerId, u64> = BTreeMap::new();
     let mut displaced = Vec::new();
     for demand in &demands {
-        if held_by_taker(servers, demand).is_none()
+        if held_by_online(servers, demand).is_none()
             && servers.get(&demand.preferred).is_some_and(|s| s.online)
         {
             assignment.recorder.insert(demand.camera, demand.preferred);
@@ -106,7 +107,7 @@ pub fn assign(servers: &BTreeMap<ServerId, ServerState>, cameras: &[CameraDemand
         let camera_state = camera_hash_state(demand.camera);
         // A displaced camera never goes to its own preferred server.
         let holder =
-            held_by_taker(servers, demand).and_then(|h| takers.iter().position(|t| t.server == h));
+            held_by_online(servers, demand).and_then(|h| takers.iter().position(|t| t.server == h));
         // Ties in score (astronomically rare) go to the smaller server id.
         let best = holder.or_else(|| {
             takers
@@ -135,15 +136,15 @@ pub fn assign(servers: &BTreeMap<ServerId, ServerState>, cameras: &[CameraDemand
     assignment
 }
 
-/// The server holding `demand`'s camera, if it is a taker other than the camera's preferred
-/// server; a hold by anyone else (a server that stopped taking failover) does not count.
-fn held_by_taker(
+/// The server holding `demand`'s camera, if it is online and not the camera's preferred
+/// server. Such a hold counts even when the holder does not take failover in this view (a
+/// server that has just started has not yet heard the holder's readiness): the preferred
+/// server must not start the camera beside its holder.
+fn held_by_online(
     servers: &BTreeMap<ServerId, ServerState>,
     demand: &CameraDemand,
 ) -> Option<ServerId> {
-    demand
-        .held_by
-        .filter(|h| *h != demand.preferred && servers.get(h).is_some_and(|s| s.takes_failover))
+    demand.held_by.filter(|h| *h != demand.preferred && servers.get(h).is_some_and(|s| s.online))
 }
 
 /// How much `server` wants `camera` when it is displaced: the taker with the highest score wins.
@@ -303,10 +304,14 @@ mod tests {
             let held = CameraDemand { held_by: Some(holder), ..demand(c, 4, Medium) };
             assert_eq!(assign(&view, &[held]).recorder[&CameraId(c)], holder, "camera {c}");
         }
-        // A holder that no longer takes failover passes the camera to the best taker.
-        let view = servers(&[(1, taker(10)), (2, state(true, false, 10)), (4, offline())]);
+        // A holder that does not take failover (here) passes the camera to the best taker,
+        // never back to its online preferred server while the hold lasts.
+        let view = servers(&[(1, taker(10)), (2, state(true, false, 10)), (4, taker(10))]);
         let held = CameraDemand { held_by: Some(ServerId(2)), ..demand(7, 4, Medium) };
         assert_eq!(assign(&view, &[held]).recorder[&CameraId(7)], ServerId(1));
+        // A hold by a server that is not online ends.
+        let view = servers(&[(1, taker(10)), (2, offline()), (4, taker(10))]);
+        assert_eq!(assign(&view, &[held]).recorder[&CameraId(7)], ServerId(4));
     }
 
     #[test]
@@ -356,7 +361,7 @@ mod tests {
     }
 
     fn is_home(view: &BTreeMap<ServerId, ServerState>, d: &CameraDemand) -> bool {
-        held_by_taker(view, d).is_none() && view.get(&d.preferred).is_some_and(|s| s.online)
+        held_by_online(view, d).is_none() && view.get(&d.preferred).is_some_and(|s| s.online)
     }
 
     fn config(cases: u32) -> ProptestConfig {
@@ -443,6 +448,8 @@ mod tests {
 
         #[test]
         fn no_displaced_camera_is_left_while_one_served_later_is_taken((view, cameras) in views()) {
+            // A held camera whose only taker with room is its own preferred server is left.
+            let cameras: Vec<_> = cameras.into_iter().filter(|d| d.held_by.is_none()).collect();
             let a = assign(&view, &cameras);
             let displaced = || cameras.iter().filter(|d| !is_home(&view, d) && d.priority != Never);
             let served_order = |d: &CameraDemand| (Reverse(d.priority), d.camera);
@@ -455,6 +462,8 @@ mod tests {
 
         #[test]
         fn every_displaced_camera_is_recorded_when_spare_capacity_suffices((view, cameras) in views()) {
+            // A held camera cannot use its own preferred server's room.
+            let cameras: Vec<_> = cameras.into_iter().filter(|d| d.held_by.is_none()).collect();
             let a = assign(&view, &cameras);
             let spare: usize = view
                 .iter()

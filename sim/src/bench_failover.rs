@@ -25,6 +25,9 @@ use std::time::Instant;
 /// Failover time the issue aims at for p99, ms.
 const FAILOVER_TARGET_MS: u64 = 5_000;
 
+/// Target of double recording per failover and return, ms: one heartbeat interval.
+const DOUBLE_TARGET_MS: u64 = 1_000;
+
 /// Sampling period of recorders during a failover and a return, ms.
 const SAMPLE_MS: u64 = 50;
 
@@ -423,6 +426,19 @@ impl Figures {
             "death seeds with a camera started later than {FAILOVER_TARGET_MS} ms: {} {:?}\n",
             slow.len(),
             &slow[..slow.len().min(20)]
+        );
+        let doubled: Vec<String> = self
+            .deaths
+            .iter()
+            .enumerate()
+            .filter_map(|(seed, d)| Some((seed, d.as_ref()?.double_ms)))
+            .filter(|(_, ms)| *ms > DOUBLE_TARGET_MS)
+            .map(|(seed, ms)| format!("{seed} ({ms} ms)"))
+            .collect();
+        out += &format!(
+            "death seeds with more than {DOUBLE_TARGET_MS} ms of double recording: {} {:?}\n",
+            doubled.len(),
+            &doubled[..doubled.len().min(20)]
         );
         let falsely: Vec<String> = self
             .hours

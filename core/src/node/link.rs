@@ -129,7 +129,7 @@ impl Node {
         }
     }
 
-    fn hello(&self) -> Hello {
+    pub(super) fn hello(&self) -> Hello {
         Hello {
             version: PROTOCOL_VERSION,
             server: self.identity.server,

@@ -11,6 +11,12 @@ use crate::store::{ReplicaId, Seq, Transaction};
 use crate::wire::Message;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Pulls in flight on one link at most. Each is answered by one batch of writes, and the
+/// answering server's link queues hold a bounded number of batches (the shell's bulk lane: 256)
+/// before closing the link as a slow reader: a server lagging on many origins (a merge of
+/// hundreds of servers) must not ask one peer for more than its queue holds.
+pub const PULLS_PER_LINK_MAX: usize = 64;
+
 /// Counters of sync traffic, for benchmarks and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyncStats {
@@ -162,19 +168,31 @@ impl Node {
         }
     }
 
-    /// Sends one pull per lagging origin that has none outstanding.
+    /// Sends one pull per lagging origin that has none outstanding, at most
+    /// [`PULLS_PER_LINK_MAX`] in flight on each link; the rest wait for answers.
     fn schedule_pulls(&mut self) {
         let want = std::mem::take(&mut self.sync.want);
         let me = self.identity.server.0;
+        let mut in_flight: BTreeMap<LinkId, usize> = BTreeMap::new();
+        for (link, _) in self.sync.inflight.values() {
+            *in_flight.entry(*link).or_default() += 1;
+        }
+        let mut waiting = BTreeSet::new();
         for origin in want {
             if self.sync.inflight.contains_key(&origin) {
                 continue;
             }
             let mine = self.store.covered(origin);
+            let mut full = false;
             // The peer that covers most; among equals, a per-puller choice spreads the load.
             let best = self
                 .links
                 .iter()
+                .filter(|(id, _)| {
+                    let room = in_flight.get(id).copied().unwrap_or(0) < PULLS_PER_LINK_MAX;
+                    full |= !room;
+                    room
+                })
                 .filter_map(|(id, l)| match l.phase {
                     Phase::Up(peer, _) => {
                         let has = l.known.get(&origin).copied().unwrap_or(0);
@@ -187,13 +205,22 @@ impl Node {
                     _ => None,
                 })
                 .max();
-            if let Some((_, _, link)) = best {
-                let deadline = self.now.mono_ms + self.config.timing.pull_timeout_ms;
-                self.sync.inflight.insert(origin, (link, deadline));
-                let limit = self.config.timing.sync_batch;
-                self.send(link, Message::Pull { origin, after: mine, limit });
+            match best {
+                Some((_, _, link)) => {
+                    let deadline = self.now.mono_ms + self.config.timing.pull_timeout_ms;
+                    self.sync.inflight.insert(origin, (link, deadline));
+                    *in_flight.entry(link).or_default() += 1;
+                    let limit = self.config.timing.sync_batch;
+                    self.send(link, Message::Pull { origin, after: mine, limit });
+                }
+                // A full link may be the one that has it: ask again when an answer comes.
+                None if full => {
+                    waiting.insert(origin);
+                }
+                None => {}
             }
         }
+        self.sync.want.extend(waiting);
     }
 
     /// Gives up on pulls that went unanswered and asks again, possibly elsewhere.
@@ -301,5 +328,65 @@ impl Node {
     /// Whether no pull is outstanding and nothing waits to be announced.
     pub fn sync_idle(&self) -> bool {
         self.sync.inflight.is_empty() && self.sync.dirty.is_empty() && self.sync.want.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Hlc;
+    use crate::keys::PublicKey;
+    use crate::node::link::{ChannelInfo, ChannelKind};
+    use crate::node::testing::{node, NOW};
+    use crate::node::Input;
+
+    /// Pulls `a` sends on `link`, drained from its outputs.
+    fn pulls(a: &mut Node, link: LinkId) -> Vec<ReplicaId> {
+        std::iter::from_fn(|| a.poll_output())
+            .filter_map(|o| match o {
+                Output::Send { link: l, msg: Message::Pull { origin, .. } } if l == link => {
+                    Some(origin)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_server_lagging_on_many_origins_keeps_at_most_the_cap_of_pulls_in_flight_per_link() {
+        let (mut a, b) = (node("north", 1), node("north", 2));
+        let link = LinkId(7);
+        let channel = ChannelInfo {
+            kind: ChannelKind::Member,
+            peer_key: PublicKey([2; 32]),
+            handshake_hash: [3; 32],
+        };
+        a.handle(NOW, Input::LinkOpened { link, dialed: None, channel });
+        let hello = Message::Hello(crate::wire::Hello { hlc: Hlc::default(), ..b.hello() });
+        a.handle(NOW, Input::Message { link, msg: hello, received_us: 0 });
+        while a.poll_output().is_some() {}
+
+        // The peer covers 300 origins this server has never heard of (a merge of many servers).
+        let origins: Vec<ReplicaId> =
+            (0..300u128).map(|i| ReplicaId { server: ServerId(1_000 + i), epoch: 0 }).collect();
+        let covered = origins.iter().map(|o| (*o, 5)).collect();
+        a.handle(NOW, Input::Message { link, msg: Message::Have { covered }, received_us: 0 });
+        let first = pulls(&mut a, link);
+        assert_eq!(first.len(), PULLS_PER_LINK_MAX);
+
+        // Each answer lets one more pull go, until every origin has been asked for.
+        let mut asked: BTreeSet<ReplicaId> = first.iter().copied().collect();
+        let mut open: Vec<ReplicaId> = first;
+        while let Some(origin) = open.pop() {
+            let writes = Message::Writes { origin, upto: 5, txns: vec![] };
+            a.handle(NOW, Input::Message { link, msg: writes, received_us: 0 });
+            let next = pulls(&mut a, link);
+            assert!(next.len() <= 1, "{} pulls for one answer", next.len());
+            asked.extend(next.iter().copied());
+            open.extend(next);
+            assert!(a.sync.inflight.len() <= PULLS_PER_LINK_MAX);
+        }
+        assert_eq!(asked.len(), 300, "every lagging origin is pulled in the end");
+        assert!(origins.iter().all(|o| a.store.covered(*o) == 5));
     }
 }
