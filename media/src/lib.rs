@@ -6,3 +6,7 @@
 //! `hive-core`. The core never sees a frame.
 
 pub mod frame;
+pub mod nal;
+pub mod rtp;
+pub mod rtsp;
+pub mod sdp;
