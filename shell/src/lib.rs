@@ -10,4 +10,6 @@ pub mod fingerprint;
 pub mod hardware;
 pub mod server;
 pub mod storage;
+pub mod rtsp;
 pub mod time;
+pub mod video;

@@ -317,7 +317,7 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
             let token = hive_core::auth::Secret::from_bytes(rand::random()).token();
             println!("{token}");
         }
-        Cmd::Serve(_) | Cmd::Demo(_) => unreachable!("handled by cli::main"),
+        Cmd::Serve(_) | Cmd::Demo(_) | Cmd::Testcamera(_) => unreachable!("handled by cli::main"),
     }
     Ok(())
 }

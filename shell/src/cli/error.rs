@@ -32,6 +32,9 @@ pub enum CliError {
     /// Signals could not be watched.
     #[error("cannot watch signals: {0}")]
     Signal(std::io::Error),
+    /// The test cameras could not start.
+    #[error(transparent)]
+    Testcamera(#[from] crate::video::testcamera::ClipError),
     /// The demo could not set up.
     #[error("demo: {0}")]
     Demo(String),

@@ -55,6 +55,8 @@ pub enum Cmd {
     Serve(Box<serve::ServeArgs>),
     /// Run three servers on loopback as one system with cameras, and show it.
     Demo(demo::DemoArgs),
+    /// Serve N RTSP test cameras (rtsp://BIND:PORT/cam1..camN) from a looping H.264 clip.
+    Testcamera(TestcameraArgs),
     /// Show the system: servers, licenses, other systems.
     Status(Conn),
     /// Merge this system with another one, proving its administrator's password.
@@ -244,11 +246,43 @@ pub enum UserCmd {
     List,
 }
 
+/// Options of `hive testcamera`.
+#[derive(Args, Debug)]
+pub struct TestcameraArgs {
+    /// How many cameras.
+    #[arg(long, default_value_t = 4)]
+    pub count: usize,
+    /// RTSP port (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 8554)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// An H.264 Annex B clip to loop instead of the bundled one.
+    #[arg(long)]
+    pub clip: Option<PathBuf>,
+    /// Frames per second.
+    #[arg(long, default_value_t = 25.0)]
+    pub fps: f64,
+    /// Require these credentials (`user:password`, Basic) from clients.
+    #[arg(long)]
+    pub credentials: Option<String>,
+}
+
 /// Runs the command line; returns the process exit code.
 pub async fn main(cli: Cli) -> i32 {
     let result = match cli.command {
         Cmd::Serve(args) => serve::run(*args).await,
         Cmd::Demo(args) => demo::run(args).await,
+        Cmd::Testcamera(a) => crate::video::testcamera::run(
+            a.count,
+            std::net::SocketAddr::new(a.bind, a.port),
+            a.clip.as_deref(),
+            a.fps,
+            a.credentials.as_deref(),
+        )
+        .await
+        .map_err(CliError::from),
         other => commands::run(other).await,
     };
     match result {

@@ -1,0 +1,207 @@
+//! One RTSP client connection: requests in order, then RTP of the playing flow, coalesced.
+
+use super::{Access, Flow, Media};
+use bytes::BytesMut;
+use hive_media::frame::Codec;
+use hive_media::rtp::{rtp_time, Packetizer};
+use hive_media::rtsp::reader::{Incoming, ReadError, RequestReader};
+use hive_media::rtsp::session::{self, Context, Effect, PlayFrom, Session};
+use rtsp_types::{headers, Request, StatusCode};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+/// Bytes of RTP gathered into one write.
+const WRITE_BYTES: usize = 256 * 1024;
+
+/// Failed authentications after which the connection is closed (each costs a password hash).
+const AUTH_FAILURES_MAX: u32 = 3;
+
+/// Why a connection ended early.
+#[derive(Debug, Error)]
+pub enum ConnectionError {
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The client sent something that is not RTSP, or too much of it.
+    #[error("bad request: {0}")]
+    Request(#[from] ReadError),
+    /// Nothing from the client for the session timeout.
+    #[error("client silent for {0} s")]
+    Silent(u64),
+    /// Too many failed authentications.
+    #[error("{AUTH_FAILURES_MAX} failed authentications")]
+    AuthFailures,
+}
+
+struct Playing {
+    flow: Flow,
+    channel: u8,
+}
+
+/// Serves one connection until the client leaves, tears down, or misbehaves.
+pub async fn serve_connection<IO, M>(io: IO, media: Arc<M>) -> Result<(), ConnectionError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    M: Media,
+{
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let mut reader = RequestReader::new();
+    let mut session = Session::new(format!("{:016x}", rand::random::<u64>()));
+    let mut packetizer = Packetizer::new(Codec::H264, rand::random(), rand::random());
+    let mut playing: Option<Playing> = None;
+    let mut granted: Option<Option<String>> = None;
+    let mut auth_failures = 0;
+    let mut read_buf = vec![0u8; 4096];
+    let mut out = BytesMut::with_capacity(WRITE_BYTES);
+    let timeout = Duration::from_secs(session::SESSION_TIMEOUT_S);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            read = rd.read(&mut read_buf) => {
+                let n = read?;
+                if n == 0 {
+                    return Ok(());
+                }
+                last_heard = Instant::now();
+                reader.push(&read_buf[..n]);
+                loop {
+                    let request = match reader.next_message() {
+                        Ok(Some(Incoming::Request(r))) => r,
+                        Ok(Some(Incoming::Data)) => continue,
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = write_response(&mut wr, &session::bad_request()).await;
+                            return Err(e.into());
+                        }
+                    };
+                    let authorization =
+                        request.header(&headers::AUTHORIZATION).map(|v| v.as_str().to_owned());
+                    let needs_auth = request.method() != &rtsp_types::Method::Options;
+                    if needs_auth && granted.as_ref() != Some(&authorization) {
+                        if media.authorize(authorization.clone()).await == Access::Granted {
+                            granted = Some(authorization);
+                        } else {
+                            let response = session::status_only(&request, StatusCode::Unauthorized);
+                            let mut response = response;
+                            response.insert_header(headers::WWW_AUTHENTICATE, "Basic realm=\"hive\"");
+                            write_response(&mut wr, &response).await?;
+                            auth_failures += u32::from(authorization.is_some());
+                            if auth_failures >= AUTH_FAILURES_MAX {
+                                return Err(ConnectionError::AuthFailures);
+                            }
+                            continue;
+                        }
+                    }
+                    let done = handle(&request, &mut session, &mut packetizer, &mut playing, &*media, &mut out, &mut wr).await?;
+                    if done {
+                        return Ok(());
+                    }
+                }
+            }
+            frame = next_frame(&mut playing) => {
+                let Some(play) = playing.as_mut() else { continue };
+                let Some(frame) = frame else {
+                    // The flow ended (a Range with an end, or the source went away).
+                    playing = None;
+                    continue;
+                };
+                let mut frame = Some(frame);
+                while let Some(f) = frame.take() {
+                    if packetizer.packetize(&f.data, rtp_time(f.time_us), play.channel, &mut out).is_err() {
+                        tracing::debug!("dropping a malformed frame");
+                    }
+                    if out.len() < WRITE_BYTES {
+                        frame = play.flow.try_recv().ok();
+                    }
+                }
+                wr.write_all(&out).await?;
+                out.clear();
+            }
+            _ = tokio::time::sleep_until(last_heard + timeout), if playing.is_none() => {
+                return Err(ConnectionError::Silent(session::SESSION_TIMEOUT_S));
+            }
+        }
+        if playing.is_some() && last_heard.elapsed() > timeout * 2 {
+            // Players send keep-alives (GET_PARAMETER or RTCP); a vanished one is dropped.
+            return Err(ConnectionError::Silent(2 * session::SESSION_TIMEOUT_S));
+        }
+    }
+}
+
+async fn next_frame(playing: &mut Option<Playing>) -> Option<hive_media::frame::Frame> {
+    match playing {
+        Some(play) => play.flow.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn write_response<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    response: &rtsp_types::Response<Vec<u8>>,
+) -> std::io::Result<()> {
+    let mut bytes = Vec::with_capacity(256);
+    response.write(&mut bytes).map_err(std::io::Error::other)?;
+    wr.write_all(&bytes).await
+}
+
+/// Answers one request; `true` when the connection should close.
+async fn handle<W, M>(
+    request: &Request<Vec<u8>>,
+    session: &mut Session,
+    packetizer: &mut Packetizer,
+    playing: &mut Option<Playing>,
+    media: &M,
+    out: &mut BytesMut,
+    wr: &mut W,
+) -> Result<bool, ConnectionError>
+where
+    W: AsyncWrite + Unpin,
+    M: Media,
+{
+    let mut codec = None;
+    let mut lookup = |target: &hive_media::rtsp::target::Target| {
+        let info = media.info(target);
+        codec = info.as_ref().map(|i| i.codec);
+        info
+    };
+    let now_us = media.now_us();
+    let reply = session.handle(
+        request,
+        Context { lookup: &mut lookup, next_seq: packetizer.next_seq, now_us },
+    );
+    if let Some(codec) = codec {
+        if request.method() == &rtsp_types::Method::Setup {
+            *packetizer = Packetizer::new(codec, rand::random(), packetizer.next_seq);
+        }
+    }
+    match reply.effect {
+        Effect::None => {}
+        Effect::Pause => *playing = None,
+        Effect::Teardown => *playing = None,
+        Effect::Play { target, from, speed, until_us, channel } => {
+            out.clear();
+            let flow = match from {
+                PlayFrom::Live => media.live(&target),
+                PlayFrom::At(at) => {
+                    media.archive(&target, at, speed, until_us).or_else(|| media.live(&target))
+                }
+                // Resuming a paused archive flow restarts it where it was asked to be; a live
+                // one is live again.
+                PlayFrom::Resume => media.live(&target),
+            };
+            match flow {
+                Some(flow) => *playing = Some(Playing { flow, channel }),
+                None => {
+                    let response = session::status_only(request, StatusCode::NotFound);
+                    write_response(wr, &response).await?;
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    write_response(wr, &reply.response).await?;
+    Ok(false)
+}

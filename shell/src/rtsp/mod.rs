@@ -1,0 +1,99 @@
+//! The RTSP server every server runs (and `hive testcamera`): live from the cached GOP and the
+//! archive at any position, RTP over the RTSP connection (TCP interleaved), packets to one
+//! client coalesced into large writes.
+//!
+//! Protocol decisions live in `hive_media::rtsp`; this module owns sockets and tasks. What is
+//! served comes from a [`Media`], so a test camera, a recorder, and later a relay of another
+//! server's stream share one server.
+
+mod connection;
+
+use hive_media::rtsp::target::Target;
+use hive_media::sdp::StreamInfo;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+
+pub use connection::serve_connection;
+
+/// Connections served at once; more wait in the kernel's accept queue.
+pub const CONNECTIONS_MAX: usize = 1024;
+
+/// Frames of a flow: the GOP cache then live frames, or archive frames paced at their speed.
+pub type Flow = mpsc::Receiver<hive_media::frame::Frame>;
+
+/// Whether a client may watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Its credentials are good (or none are needed).
+    Granted,
+    /// No or wrong credentials: 401.
+    Denied,
+}
+
+/// What an RTSP server serves and who may watch it.
+pub trait Media: Send + Sync + 'static {
+    /// The stream a URL names, for DESCRIBE and SETUP; `None` is 404.
+    fn info(&self, target: &Target) -> Option<StreamInfo>;
+    /// Live frames of a stream, starting with its cached GOP.
+    fn live(&self, target: &Target) -> Option<Flow>;
+    /// Archive frames from the keyframe at or before `from_us`, paced at `speed`, on into live
+    /// unless `until_us` ends them. `None` when the stream has no archive (then live is served).
+    fn archive(&self, target: &Target, from_us: i64, speed: f64, until_us: Option<i64>)
+        -> Option<Flow>;
+    /// Whether the `Authorization` header (if any) lets the client watch.
+    fn authorize(&self, authorization: Option<String>) -> impl Future<Output = Access> + Send;
+    /// System time now, µs since the epoch.
+    fn now_us(&self) -> i64;
+}
+
+/// Accepts RTSP connections on `listener` until the task is dropped; `tls` wraps each
+/// connection when set (rtsps).
+pub async fn serve<M: Media>(
+    listener: TcpListener,
+    media: Arc<M>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "rtsp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let media = media.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                Some(acceptor) => match tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    acceptor.accept(stream),
+                )
+                .await
+                {
+                    Ok(Ok(stream)) => run(stream, media, peer).await,
+                    _ => tracing::debug!(%peer, "rtsps handshake failed"),
+                },
+                None => run(stream, media, peer).await,
+            }
+        });
+    }
+}
+
+async fn run<IO, M>(io: IO, media: Arc<M>, peer: std::net::SocketAddr)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    M: Media,
+{
+    if let Err(e) = serve_connection(io, media).await {
+        tracing::debug!(%peer, error = %e, "rtsp connection ended");
+    }
+}
