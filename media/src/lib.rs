@@ -5,6 +5,7 @@
 //! The shell owns sockets, tasks and memory maps; everything here is pure and fuzzed, like
 //! `hive-core`. The core never sees a frame.
 
+pub mod archive;
 pub mod frame;
 pub mod nal;
 pub mod rtp;

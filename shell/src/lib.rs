@@ -3,13 +3,14 @@
 //! [`time`] asks NTP servers for the time.
 
 pub mod api;
+pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod fingerprint;
 pub mod hardware;
+pub mod rtsp;
 pub mod server;
 pub mod storage;
-pub mod rtsp;
 pub mod time;
 pub mod video;

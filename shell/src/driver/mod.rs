@@ -20,7 +20,7 @@ pub use net::{Net, TokioNet, TurmoilNet};
 pub use stats::{Traffic, TrafficStats};
 
 use crate::storage::{Fs, Persistence, StorageError};
-use hive_core::ids::PeerAddr;
+use hive_core::ids::{CameraId, PeerAddr};
 use hive_core::node::{
     Command, CommandError, CommandId, Config, Event, Input, Node, Output, Reply, TimeStatus,
 };
@@ -56,6 +56,26 @@ pub struct DriverConfig {
     pub entropy: channel::Entropy,
     /// NTP server (`host:port`) polled for external time; none in simulation.
     pub ntp: Option<String>,
+    /// Where the cameras this server must record (and stop recording) are sent; none in
+    /// simulation, where nothing pulls video.
+    pub recording: Option<mpsc::UnboundedSender<RecordingOrder>>,
+}
+
+/// A change in what this server records, for the video plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordingOrder {
+    /// Record `camera` from `url`.
+    Start {
+        /// The camera.
+        camera: CameraId,
+        /// Its stream URL (credentials included, if the record holds them).
+        url: String,
+    },
+    /// Stop recording `camera`.
+    Stop {
+        /// The camera.
+        camera: CameraId,
+    },
 }
 
 impl DriverConfig {
@@ -71,6 +91,7 @@ impl DriverConfig {
             new_epoch: false,
             entropy: channel::Entropy::Os,
             ntp: None,
+            recording: None,
         }
     }
 }
@@ -320,9 +341,22 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
                     Output::Event(e) => log_event(&e),
                     Output::StartRecording { camera } => {
                         tracing::info!(%camera, "recording starts here");
+                        if let Some(tx) = &dc.recording {
+                            let url = node
+                                .cameras()
+                                .find(|(id, _)| *id == camera)
+                                .map(|(_, c)| c.url.clone());
+                            let _ = tx.send(RecordingOrder::Start {
+                                camera,
+                                url: url.unwrap_or_default(),
+                            });
+                        }
                     }
                     Output::StopRecording { camera } => {
                         tracing::info!(%camera, "recording stops here");
+                        if let Some(tx) = &dc.recording {
+                            let _ = tx.send(RecordingOrder::Stop { camera });
+                        }
                     }
                 }
             }

@@ -42,7 +42,11 @@ struct Playing {
 }
 
 /// Serves one connection until the client leaves, tears down, or misbehaves.
-pub async fn serve_connection<IO, M>(io: IO, media: Arc<M>) -> Result<(), ConnectionError>
+pub async fn serve_connection<IO, M>(
+    io: IO,
+    media: Arc<M>,
+    peer: std::net::IpAddr,
+) -> Result<(), ConnectionError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
     M: Media,
@@ -81,7 +85,7 @@ where
                         request.header(&headers::AUTHORIZATION).map(|v| v.as_str().to_owned());
                     let needs_auth = request.method() != &rtsp_types::Method::Options;
                     if needs_auth && granted.as_ref() != Some(&authorization) {
-                        if media.authorize(authorization.clone()).await == Access::Granted {
+                        if media.authorize(authorization.clone(), peer).await == Access::Granted {
                             granted = Some(authorization);
                         } else {
                             let response = session::status_only(&request, StatusCode::Unauthorized);
@@ -168,10 +172,8 @@ where
         info
     };
     let now_us = media.now_us();
-    let reply = session.handle(
-        request,
-        Context { lookup: &mut lookup, next_seq: packetizer.next_seq, now_us },
-    );
+    let reply = session
+        .handle(request, Context { lookup: &mut lookup, next_seq: packetizer.next_seq, now_us });
     if let Some(codec) = codec {
         if request.method() == &rtsp_types::Method::Setup {
             *packetizer = Packetizer::new(codec, rand::random(), packetizer.next_seq);

@@ -41,10 +41,19 @@ pub trait Media: Send + Sync + 'static {
     fn live(&self, target: &Target) -> Option<Flow>;
     /// Archive frames from the keyframe at or before `from_us`, paced at `speed`, on into live
     /// unless `until_us` ends them. `None` when the stream has no archive (then live is served).
-    fn archive(&self, target: &Target, from_us: i64, speed: f64, until_us: Option<i64>)
-        -> Option<Flow>;
-    /// Whether the `Authorization` header (if any) lets the client watch.
-    fn authorize(&self, authorization: Option<String>) -> impl Future<Output = Access> + Send;
+    fn archive(
+        &self,
+        target: &Target,
+        from_us: i64,
+        speed: f64,
+        until_us: Option<i64>,
+    ) -> Option<Flow>;
+    /// Whether the `Authorization` header (if any) of a client at `peer` lets it watch.
+    fn authorize(
+        &self,
+        authorization: Option<String>,
+        peer: std::net::IpAddr,
+    ) -> impl Future<Output = Access> + Send;
     /// System time now, µs since the epoch.
     fn now_us(&self) -> i64;
 }
@@ -93,7 +102,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
     M: Media,
 {
-    if let Err(e) = serve_connection(io, media).await {
+    if let Err(e) = serve_connection(io, media, peer.ip()).await {
         tracing::debug!(%peer, error = %e, "rtsp connection ended");
     }
 }

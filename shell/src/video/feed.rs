@@ -129,7 +129,12 @@ mod tests {
     use bytes::Bytes;
 
     fn frame(n: i64, keyframe: bool) -> Frame {
-        Frame { time_us: n, keyframe, codec: Codec::H264, data: Bytes::from(vec![0, 0, 0, 1, 0x41]) }
+        Frame {
+            time_us: n,
+            keyframe,
+            codec: Codec::H264,
+            data: Bytes::from(vec![0, 0, 0, 1, 0x41]),
+        }
     }
 
     #[tokio::test]
@@ -158,7 +163,8 @@ mod tests {
         }
         assert_eq!(fast_got, (0..total).collect::<Vec<_>>());
         // The slow viewer got the first queue-full, then nothing until keyframe 300.
-        let got: Vec<i64> = std::iter::from_fn(|| slow.try_recv().ok()).map(|f| f.time_us).collect();
+        let got: Vec<i64> =
+            std::iter::from_fn(|| slow.try_recv().ok()).map(|f| f.time_us).collect();
         assert_eq!(got, (0..VIEWER_QUEUE_FRAMES as i64).collect::<Vec<_>>());
         feed.publish(frame(total, false));
         feed.publish(frame(300, true));

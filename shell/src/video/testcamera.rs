@@ -79,9 +79,8 @@ impl TestCameras {
     /// (Basic).
     pub fn new(count: usize, clip: &Clip, credentials: Option<&str>) -> TestCameras {
         let feeds = (1..=count).map(|n| (format!("cam{n}"), LiveFeed::new())).collect();
-        let required_authorization = credentials.map(|c| {
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c))
-        });
+        let required_authorization = credentials
+            .map(|c| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c)));
         TestCameras { feeds, parameter_sets: clip.parameter_sets.clone(), required_authorization }
     }
 
@@ -131,10 +130,12 @@ impl Media for TestCameras {
         None
     }
 
-    async fn authorize(&self, authorization: Option<String>) -> Access {
+    async fn authorize(&self, authorization: Option<String>, _: std::net::IpAddr) -> Access {
         match &self.required_authorization {
             None => Access::Granted,
-            Some(required) if authorization.as_deref() == Some(required.as_str()) => Access::Granted,
+            Some(required) if authorization.as_deref() == Some(required.as_str()) => {
+                Access::Granted
+            }
             Some(_) => Access::Denied,
         }
     }
