@@ -11,6 +11,8 @@ use thiserror::Error;
 pub const PEER_PORT: u16 = 7001;
 /// Default TCP port of the HTTP API.
 pub const HTTP_PORT: u16 = 7080;
+/// Default RTSP port of a server's video.
+pub const RTSP_PORT: u16 = 7554;
 /// Default discovery group.
 pub const DISCOVERY_GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 255, 11, 11), 5007);
 
@@ -108,6 +110,17 @@ pub struct FileConfig {
     pub failover_min_uptime_ms: Option<u64>,
     /// How long a failed server must stay reachable before its cameras return, ms.
     pub failover_stability_ms: Option<u64>,
+    /// TCP address of the RTSP server (video).
+    pub rtsp: Option<String>,
+    /// Serve RTSP in clear (`rtsp://`) instead of over TLS (`rtsps://`): passwords and video
+    /// cross the network readable.
+    pub rtsp_plain: Option<bool>,
+    /// Most bytes the archive keeps.
+    pub archive_max_bytes: Option<u64>,
+    /// Most days the archive keeps (0: no limit).
+    pub archive_max_days: Option<u32>,
+    /// Bytes of each archive segment file.
+    pub archive_segment_bytes: Option<u64>,
 }
 
 /// Flags of `hive serve`: the file's fields, set where a flag was given.
@@ -188,6 +201,12 @@ pub struct ServeSettings {
     pub ntp: Option<String>,
     /// Failover timings: hold, minimum uptime and stability, ms.
     pub failover_ms: FailoverMs,
+    /// RTSP address.
+    pub rtsp: SocketAddr,
+    /// RTSP in clear instead of over TLS.
+    pub rtsp_plain: bool,
+    /// Archive sizes and limits (the archive lives in `data_dir/archive`).
+    pub archive: crate::archive::ArchiveConfig,
 }
 
 /// The failover timings a server is configured with (see [`hive_core::node::Timing`]).
@@ -394,6 +413,29 @@ impl ServeSettings {
                 0,
             )?,
         };
+        let (rtsp, f) = pick(flags.rtsp, file.rtsp);
+        let rtsp = match rtsp {
+            Some(r) => parse_socket(&r).map_err(|e| invalid(f, "rtsp", e))?,
+            None => SocketAddr::from((Ipv4Addr::UNSPECIFIED, RTSP_PORT)),
+        };
+        let rtsp_plain = pick(flags.rtsp_plain, file.rtsp_plain).0.unwrap_or(false);
+        let defaults_archive = crate::archive::ArchiveConfig::default();
+        let (segment_bytes, f) = pick(flags.archive_segment_bytes, file.archive_segment_bytes);
+        let segment_bytes = segment_bytes.unwrap_or(defaults_archive.segment_bytes);
+        if !(1 << 20..=1 << 30).contains(&segment_bytes) {
+            return Err(invalid(
+                f,
+                "archive_segment_bytes",
+                format!("{segment_bytes} is not within 1 MiB to 1 GiB"),
+            ));
+        }
+        let archive = crate::archive::ArchiveConfig {
+            segment_bytes,
+            max_bytes: pick(flags.archive_max_bytes, file.archive_max_bytes)
+                .0
+                .unwrap_or(defaults_archive.max_bytes),
+            max_days: pick(flags.archive_max_days, file.archive_max_days).0.unwrap_or(0),
+        };
         Ok(ServeSettings {
             data_dir,
             system_name,
@@ -417,6 +459,9 @@ impl ServeSettings {
             api_tls,
             ntp,
             failover_ms,
+            rtsp,
+            rtsp_plain,
+            archive,
         })
     }
 }

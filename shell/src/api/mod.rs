@@ -46,6 +46,9 @@ pub struct AppState {
     pub passwords: Arc<PasswordPool>,
     /// For asking another server's API (merge by URL).
     pub client: reqwest::Client,
+    /// The server's video plane (camera statuses, archive ranges); weak because the plane
+    /// holds this state to check RTSP users.
+    pub video: std::sync::Weak<crate::video::plane::VideoPlane>,
 }
 
 /// The API's routes.

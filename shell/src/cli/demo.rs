@@ -83,12 +83,25 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
             api_tls: ApiTls::Plain,
             ntp: None,
             failover_ms: DEMO_FAILOVER_MS,
+            rtsp: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            // Loopback only: players such as ffplay and VLC speak plain RTSP.
+            rtsp_plain: true,
+            archive: crate::archive::ArchiveConfig {
+                segment_bytes: 8 << 20,
+                max_bytes: 1 << 30,
+                max_days: 0,
+            },
         };
         servers.push(server::start(settings.clone()).await?);
         all_settings.push(settings);
     }
     let merged = wait_merged(&servers, Duration::from_secs(20)).await;
-    add_licenses_and_cameras(&servers, &issuer, args.cameras).await?;
+    let camera_port = start_test_cameras(servers.len() * args.cameras).await?;
+    println!(
+        "Test cameras: rtsp://127.0.0.1:{camera_port}/cam1 .. cam{}",
+        servers.len() * args.cameras
+    );
+    add_licenses_and_cameras(&servers, &issuer, args.cameras, camera_port).await?;
     // Let the additions reach every server before showing one of them.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let system = show(&servers[0]).await?;
@@ -105,6 +118,10 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         "\nTry:  HIVE_URL=http://{} HIVE_PASSWORD={DEMO_PASSWORD} cargo run --release -p hive -- camera list",
         servers[servers.len() - 1].http_addr
     );
+    // Give the recorders a moment to connect before showing where to watch.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    println!("\nWatch each camera live from the server recording it (add ?pos=<ms since epoch> for the archive):");
+    print!("{}", watch_urls(&servers).await);
     let mut servers: Vec<Option<Server>> = servers.into_iter().map(Some).collect();
     let recorders = recorders(&servers).await;
     println!("\nCameras and the servers recording them:");
@@ -249,10 +266,52 @@ async fn wait_merged(servers: &[Server], limit: Duration) -> Option<Duration> {
     None
 }
 
+/// Serves `count` test cameras on a free loopback port; returns the port.
+async fn start_test_cameras(count: usize) -> Result<u16, CliError> {
+    use crate::video::testcamera::{Clip, TestCameras, BUNDLED_CLIP};
+    let clip = Clip::parse(BUNDLED_CLIP)?;
+    let cameras = std::sync::Arc::new(TestCameras::new(count, &clip, None));
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(|e| CliError::Demo(format!("no port for the test cameras: {e}")))?;
+    let port = listener.local_addr().map_err(|e| CliError::Demo(e.to_string()))?.port();
+    tokio::spawn(cameras.clone().run(clip, 25.0));
+    tokio::spawn(crate::rtsp::serve(listener, cameras, None));
+    Ok(port)
+}
+
+/// One line per camera: its name, status and an RTSP URL on the server recording it.
+async fn watch_urls(servers: &[Server]) -> String {
+    let mut lines = Vec::new();
+    for s in servers {
+        let video = s.video.clone();
+        let rtsp = s.rtsp_addr;
+        let read = s.handle.read(move |n| {
+            let me = n.identity().server;
+            n.cameras()
+                .filter(|(id, _)| n.recorder_of(*id) == Some(me))
+                .map(|(id, c)| {
+                    let state = video.board.get(id).map_or("starting".to_owned(), |st| {
+                        format!("{:?}", st.state).to_lowercase()
+                    });
+                    format!(
+                        "  {}: rtsp://{DEMO_USER}:{DEMO_PASSWORD}@{rtsp}/{id}  ({state})\n",
+                        c.name
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+        lines.extend(read.await.unwrap_or_default());
+    }
+    lines.sort();
+    lines.concat()
+}
+
 async fn add_licenses_and_cameras(
     servers: &[Server],
     issuer: &LicenseIssuer,
     per_server: usize,
+    camera_port: u16,
 ) -> Result<(), CliError> {
     use crate::driver::Clock;
     let channels = [4, 10, 2];
@@ -273,7 +332,7 @@ async fn add_licenses_and_cameras(
         for c in 0..per_server {
             let record = CameraRecord {
                 name: format!("Demo camera {}.{}", i + 1, c + 1),
-                url: format!("rtsp://127.0.0.1:8554/demo-{}-{}", i + 1, c + 1),
+                url: format!("rtsp://127.0.0.1:{camera_port}/cam{}", i * per_server + c + 1),
                 preferred: me,
                 failover_priority: FailoverPriority::Medium,
                 recording: true,

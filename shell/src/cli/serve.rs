@@ -80,6 +80,18 @@ pub struct ServeArgs {
     /// Time a failed server must stay reachable before its cameras return, ms (30000).
     #[arg(long)]
     failover_stability_ms: Option<u64>,
+    /// RTSP address of the video server (0.0.0.0:7554).
+    #[arg(long)]
+    rtsp: Option<String>,
+    /// Serve RTSP in clear (rtsp://) instead of rtsps:// (passwords and video readable).
+    #[arg(long)]
+    rtsp_plain: bool,
+    /// Most bytes the archive keeps (64 GiB).
+    #[arg(long)]
+    archive_max_bytes: Option<u64>,
+    /// Most days the archive keeps (0: no limit).
+    #[arg(long)]
+    archive_max_days: Option<u32>,
 }
 
 impl ServeArgs {
@@ -111,6 +123,11 @@ impl ServeArgs {
                 failover_hold_ms: self.failover_hold_ms,
                 failover_min_uptime_ms: self.failover_min_uptime_ms,
                 failover_stability_ms: self.failover_stability_ms,
+                rtsp: self.rtsp,
+                rtsp_plain: self.rtsp_plain.then_some(true),
+                archive_max_bytes: self.archive_max_bytes,
+                archive_max_days: self.archive_max_days,
+                archive_segment_bytes: None,
             },
         )
     }

@@ -26,6 +26,9 @@ pub enum ServeError {
     /// The data directory could not be opened.
     #[error("data directory: {0}")]
     Storage(#[from] StorageError),
+    /// The archive could not be opened.
+    #[error("archive: {0}")]
+    Archive(#[from] crate::archive::ArchiveError),
     /// A port is taken or an address is not local.
     #[error("cannot listen for the {what} on {addr}: {source}")]
     Bind {
@@ -78,7 +81,12 @@ pub struct Server {
     pub handle: NodeHandle,
     /// Link and beacon counters.
     pub stats: Arc<TrafficStats>,
+    /// Where the RTSP server answers.
+    pub rtsp_addr: SocketAddr,
+    /// Recording, live feeds and the archive.
+    pub video: Arc<crate::video::plane::VideoPlane>,
     driver: JoinHandle<Result<(), DriverError>>,
+    rtsp: JoinHandle<()>,
     http: JoinHandle<()>,
     http_stop: watch::Sender<bool>,
 }
@@ -106,6 +114,18 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
         None => None,
     };
     let fs = StdFs::open(&settings.data_dir).await?;
+    let archive_dir = settings.data_dir.join("archive");
+    let archive = crate::archive::Archive::open(&archive_dir, settings.archive)?;
+    let frame_clock = crate::video::clock::FrameClock::new(clock.wall_skew_ms());
+    let rtsp_listener = tokio::net::TcpListener::bind(settings.rtsp)
+        .await
+        .map_err(|source| ServeError::Bind { what: "RTSP", addr: settings.rtsp, source })?;
+    let rtsp_addr = rtsp_listener.local_addr().map_err(|source| ServeError::Bind {
+        what: "RTSP",
+        addr: settings.rtsp,
+        source,
+    })?;
+    let (recording_tx, recording_rx) = tokio::sync::mpsc::unbounded_channel();
     let api_tls = api_tls_config(&settings)?;
     let marker = settings.data_dir.join(RESTORED_MARKER);
     let restored_from_backup = marker.exists();
@@ -143,6 +163,7 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
     dc.discovery_interface = settings.discovery_interface;
     dc.new_epoch = restored_from_backup;
     dc.ntp = settings.ntp.clone();
+    dc.recording = Some(recording_tx);
     let stats = Arc::clone(&dc.stats);
     let (handle, requests) = NodeHandle::new();
     let seed: u64 = rand::random();
@@ -188,23 +209,64 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
     if let Some((name, password)) = &init_owner {
         create_init_owner(&handle, &passwords, name, password).await?;
     }
-    let state = AppState {
+    // Merge by URL asks another server's /api/hello for its public peer address only,
+    // so it accepts that server's self-signed certificate (see `api::admin`).
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .danger_accept_invalid_certs(true)
+        .build()?;
+    let auth = Arc::new(AuthState::new());
+    let make_state = |video| AppState {
         handle: handle.clone(),
         stats: Arc::clone(&stats),
-        auth: Arc::new(AuthState::new()),
-        passwords,
-        // Merge by URL asks another server's /api/hello for its public peer address only,
-        // so it accepts that server's self-signed certificate (see `api::admin`).
-        client: reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .danger_accept_invalid_certs(true)
-            .build()?,
+        auth: auth.clone(),
+        passwords: passwords.clone(),
+        client: client.clone(),
+        video,
     };
+    let video = crate::video::plane::VideoPlane::new(archive, frame_clock.clone(), |weak| {
+        Some(make_state(weak))
+    });
+    let state = make_state(Arc::downgrade(&video));
+    tokio::spawn(video.clone().run(recording_rx));
+    tokio::spawn(follow_system_time(handle.clone(), frame_clock));
+    let rtsp_tls = rtsp_tls_config(&settings, api_tls.as_ref())?;
+    let rtsp = tokio::spawn(crate::rtsp::serve(rtsp_listener, video.clone(), rtsp_tls));
+    tracing::info!(rtsp = %rtsp_addr, tls = !settings.rtsp_plain, "video served over RTSP");
     let router = api::router(state);
     let (http_stop, stop_rx) = watch::channel(false);
-    let acceptor = api_tls.map(tokio_rustls::TlsAcceptor::from);
+    let acceptor = api_tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let http = tokio::spawn(http::serve(http_listener, acceptor, router, stop_rx));
-    Ok(Server { http_addr, handle, stats, driver, http, http_stop })
+    Ok(Server { http_addr, rtsp_addr, video, handle, stats, driver, rtsp, http, http_stop })
+}
+
+/// Keeps the frame clock on the hive's system time.
+async fn follow_system_time(handle: NodeHandle, clock: crate::video::clock::FrameClock) {
+    while let Ok(time) = handle.time().await {
+        clock.set_system_ms(time.system_ms);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// RTSP's TLS: the API's identity, or a self-signed one when the API is plain; `None` when
+/// the operator chose plain RTSP (logged as a warning).
+fn rtsp_tls_config(
+    settings: &ServeSettings,
+    api_tls: Option<&Arc<rustls::ServerConfig>>,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, ServeError> {
+    if settings.rtsp_plain {
+        tracing::warn!(rtsp = %settings.rtsp, "RTSP is served in clear: passwords and video are readable on the network");
+        return Ok(None);
+    }
+    let config = match api_tls {
+        Some(config) => config.clone(),
+        None => tls::ApiIdentity::self_signed(
+            &settings.data_dir,
+            &tls::certificate_names(settings.http, &settings.advertise),
+        )?
+        .server_config()?,
+    };
+    Ok(Some(tokio_rustls::TlsAcceptor::from(config)))
 }
 
 /// The API's TLS configuration, `None` for plain HTTP (logged as a warning).
@@ -274,6 +336,8 @@ impl Server {
     pub async fn stop(self) -> Result<(), ServeError> {
         let _ = self.http_stop.send(true);
         let _ = self.http.await;
+        self.rtsp.abort();
+        self.video.stop_all();
         self.handle.stop();
         match self.driver.await {
             Ok(r) => Ok(r?),

@@ -1,0 +1,224 @@
+//! A server's video plane: which cameras it records (orders from the core), their live feeds,
+//! the archive they go into, and what its RTSP server serves.
+
+use super::clock::FrameClock;
+use super::feed::LiveFeed;
+use super::playback::Playback;
+use super::recorder::{record, FrameSink};
+use super::status::StatusBoard;
+use crate::api::AppState;
+use crate::archive::{Archive, ArchiveError};
+use crate::driver::RecordingOrder;
+use crate::rtsp::{Access, Flow, Media};
+use hive_core::ids::CameraId;
+use hive_media::frame::{Codec, Frame};
+use hive_media::nal::ParameterSets;
+use hive_media::rtsp::target::Target;
+use hive_media::sdp::StreamInfo;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// How often the archive is made durable: at most this much is lost to a power cut.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+/// The video plane of one server.
+pub struct VideoPlane {
+    feeds: Mutex<BTreeMap<CameraId, LiveFeed>>,
+    recorders: Mutex<BTreeMap<CameraId, watch::Sender<bool>>>,
+    /// Statuses of cameras recorded here.
+    pub board: StatusBoard,
+    /// System time for frames.
+    pub clock: FrameClock,
+    /// Where frames are stored.
+    pub archive: Arc<Archive>,
+    /// Users and their passwords, for RTSP's Basic authentication; `None` lets anyone watch
+    /// (tests of the plane alone).
+    auth: Option<AppState>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct ArchiveSink(Arc<Archive>);
+
+impl FrameSink for ArchiveSink {
+    fn store(&self, camera: CameraId, frame: &Frame) -> Result<(), String> {
+        self.0.append(camera, 0, frame).map_err(|e| match e {
+            ArchiveError::DiskFull => "disk full".to_owned(),
+            other => other.to_string(),
+        })
+    }
+}
+
+impl VideoPlane {
+    /// A plane over `archive`; `auth` makes the API state that checks RTSP users (it may
+    /// refer back to the plane weakly). Starts the flusher thread.
+    pub fn new(
+        archive: Arc<Archive>,
+        clock: FrameClock,
+        auth: impl FnOnce(std::sync::Weak<VideoPlane>) -> Option<AppState>,
+    ) -> Arc<VideoPlane> {
+        let plane = Arc::new_cyclic(|weak| VideoPlane {
+            feeds: Mutex::default(),
+            recorders: Mutex::default(),
+            board: StatusBoard::default(),
+            clock,
+            archive,
+            auth: auth(weak.clone()),
+        });
+        let weak = Arc::downgrade(&plane);
+        std::thread::Builder::new()
+            .name("archive-flush".into())
+            .spawn(move || {
+                let mut ticks = 0u64;
+                while let Some(plane) = weak.upgrade() {
+                    if let Err(e) = plane.archive.flush() {
+                        tracing::error!(error = %e, "archive flush failed");
+                    }
+                    ticks += 1;
+                    if ticks % 120 == 0 {
+                        plane.archive.enforce_retention(plane.clock.now_us());
+                    }
+                    drop(plane);
+                    std::thread::sleep(FLUSH_EVERY);
+                }
+            })
+            .expect("a thread can start");
+        plane
+    }
+
+    fn feed(&self, camera: CameraId) -> LiveFeed {
+        lock(&self.feeds).entry(camera).or_default().clone()
+    }
+
+    /// Carries out one order of the core.
+    pub fn order(self: &Arc<Self>, order: RecordingOrder) {
+        match order {
+            RecordingOrder::Start { camera, url } => {
+                let mut recorders = lock(&self.recorders);
+                if recorders.contains_key(&camera) {
+                    return;
+                }
+                let (stop, stopped) = watch::channel(false);
+                recorders.insert(camera, stop);
+                tokio::spawn(record(
+                    camera,
+                    url,
+                    self.feed(camera),
+                    Arc::new(ArchiveSink(self.archive.clone())),
+                    self.clock.clone(),
+                    self.board.clone(),
+                    stopped,
+                ));
+            }
+            RecordingOrder::Stop { camera } => {
+                if let Some(stop) = lock(&self.recorders).remove(&camera) {
+                    let _ = stop.send(true);
+                }
+                lock(&self.feeds).remove(&camera);
+            }
+        }
+    }
+
+    /// Stops every recorder and makes the archive durable (the server is stopping).
+    pub fn stop_all(&self) {
+        for (_, stop) in std::mem::take(&mut *lock(&self.recorders)) {
+            let _ = stop.send(true);
+        }
+        if let Err(e) = self.archive.flush() {
+            tracing::error!(error = %e, "archive flush failed at stop");
+        }
+    }
+
+    /// Carries out orders until the sender goes away.
+    pub async fn run(self: Arc<Self>, mut orders: mpsc::UnboundedReceiver<RecordingOrder>) {
+        while let Some(order) = orders.recv().await {
+            self.order(order);
+        }
+    }
+
+    /// Whether this server records `camera` now.
+    pub fn records(&self, camera: CameraId) -> bool {
+        lock(&self.recorders).contains_key(&camera)
+    }
+
+    fn camera_of(target: &Target) -> Option<CameraId> {
+        target.camera.parse().ok()
+    }
+}
+
+impl Media for VideoPlane {
+    fn info(&self, target: &Target) -> Option<StreamInfo> {
+        let camera = Self::camera_of(target)?;
+        let title = target.camera.clone();
+        if let Some((codec, parameter_sets)) =
+            lock(&self.feeds).get(&camera).and_then(|f| f.stream_params())
+        {
+            return Some(StreamInfo { codec, parameter_sets, title });
+        }
+        // Not live here (yet): describe it from the archive's keyframe nearest the position.
+        let at = target.pos_us.unwrap_or(i64::MAX);
+        if let Some(cursor) = self.archive.seek(camera, target.stream, at) {
+            let (frames, _) = self.archive.read(camera, target.stream, cursor, 1);
+            if let Some(f) = frames.first() {
+                let parameter_sets = ParameterSets::of_unit(f.codec, &f.data);
+                return Some(StreamInfo { codec: f.codec, parameter_sets, title });
+            }
+        }
+        // Recorded here but no frame yet: the parameter sets come in-band.
+        self.records(camera).then(|| StreamInfo {
+            codec: Codec::H264,
+            parameter_sets: ParameterSets::default(),
+            title,
+        })
+    }
+
+    fn live(&self, target: &Target) -> Option<Flow> {
+        let camera = Self::camera_of(target)?;
+        Some(lock(&self.feeds).get(&camera)?.subscribe())
+    }
+
+    fn archive(
+        &self,
+        target: &Target,
+        from_us: i64,
+        speed: f64,
+        until_us: Option<i64>,
+    ) -> Option<Flow> {
+        let camera = Self::camera_of(target)?;
+        Playback {
+            archive: self.archive.clone(),
+            live: lock(&self.feeds).get(&camera).cloned(),
+            camera,
+            stream: target.stream,
+            from_us,
+            speed,
+            until_us,
+        }
+        .start()
+    }
+
+    async fn authorize(&self, authorization: Option<String>, peer: std::net::IpAddr) -> Access {
+        let Some(state) = &self.auth else { return Access::Granted };
+        let mut request = axum::http::Request::builder();
+        if let Some(value) = authorization {
+            request = request.header(axum::http::header::AUTHORIZATION, value);
+        }
+        let Ok(request) = request.body(()) else { return Access::Denied };
+        let (mut parts, ()) = request.into_parts();
+        parts.extensions.insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(peer, 0)));
+        use axum::extract::FromRequestParts;
+        // Every role may watch; the same limits on failures as the API apply.
+        match crate::api::Caller::from_request_parts(&mut parts, state).await {
+            Ok(_) => Access::Granted,
+            Err(_) => Access::Denied,
+        }
+    }
+
+    fn now_us(&self) -> i64 {
+        self.clock.now_us()
+    }
+}
