@@ -48,7 +48,7 @@ pub fn encode_record(frame: &Frame, out: &mut [u8]) -> usize {
     let total = record_len(payload.len());
     assert!(payload.len() <= PAYLOAD_MAX && out.len() >= total, "caller sized the record");
     let len = payload.len() as u32;
-    let flags = u32::from(frame.keyframe) * FLAG_KEYFRAME | u32::from(frame.codec.code()) << 8;
+    let flags = (u32::from(frame.keyframe) * FLAG_KEYFRAME) | (u32::from(frame.codec.code()) << 8);
     out[0..4].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
     out[4..8].copy_from_slice(&len.to_le_bytes());
     out[8..12].copy_from_slice(&crc(len, flags, frame.time_us, payload).to_le_bytes());

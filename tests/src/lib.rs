@@ -149,6 +149,8 @@ pub struct Hive {
     pub peer: SocketAddr,
     /// API address.
     pub http: SocketAddr,
+    /// RTSP address.
+    pub rtsp: SocketAddr,
     child: Option<Child>,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -161,8 +163,9 @@ impl Hive {
         let data_dir = dir.path().join("data");
         let peer = SocketAddr::from((spec.ip, free_port()));
         let http = SocketAddr::from((spec.ip, free_port()));
+        let rtsp = SocketAddr::from((spec.ip, free_port()));
         let log = dir.path().join("hive.log");
-        let mut hive = Hive { spec, data_dir, peer, http, child: None, log, _dir: dir };
+        let mut hive = Hive { spec, data_dir, peer, http, rtsp, child: None, log, _dir: dir };
         hive.spawn();
         hive
     }
@@ -194,10 +197,15 @@ impl Hive {
             ApiTransport::Plain => {
                 cmd.arg("--http-plain");
             }
-            ApiTransport::PlainUnflagged | ApiTransport::SelfSigned => {}
+            // Binaries from before video have no RTSP server and no --rtsp.
+            ApiTransport::PlainUnflagged => {}
+            ApiTransport::SelfSigned => {}
             ApiTransport::Supplied { cert, key } => {
                 cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
             }
+        }
+        if s.api != ApiTransport::PlainUnflagged {
+            cmd.args(["--rtsp", &self.rtsp.to_string()]);
         }
         cmd.args(&s.extra);
         for (k, v) in &s.env {

@@ -22,8 +22,8 @@ fn two_systems_merge_through_the_api_only_with_the_remote_owners_password() {
     let a2 = Hive::start(Spec::new("a2", "Alpha", "secret-alpha", port));
     let b1 = Hive::start(Spec::new("b1", "Beta", "secret-beta", port));
     wait_for("Alpha to form", CONVERGE, || merged(&[&a1, &a2]));
-    a1.api().post("/api/cameras", &json!({ "name": "alpha-cam", "url": "rtsp://10.0.0.1/a" }));
-    b1.api().post("/api/cameras", &json!({ "name": "beta-cam", "url": "rtsp://10.0.0.2/b" }));
+    a1.api().post("/api/cameras", &json!({ "name": "alpha-cam", "url": "rtsp://127.0.0.1/a" }));
+    b1.api().post("/api/cameras", &json!({ "name": "beta-cam", "url": "rtsp://127.0.0.2/b" }));
     a1.api().post("/api/settings", &json!({ "name": "site", "value": "alpha-site" }));
     b1.api().post("/api/settings", &json!({ "name": "site", "value": "beta-site" }));
     b1.api().post("/api/licenses", &json!({ "key": license_text(10, "hw-b1") }));
@@ -70,8 +70,8 @@ fn a_server_splits_off_with_its_cameras_and_the_rest_renames_itself() {
     let b = Hive::start(Spec::new("b", "Plant", "secret-plant", port));
     let c = Hive::start(Spec::new("c", "Plant", "secret-plant", port));
     wait_for("Plant to form", CONVERGE, || merged(&[&a, &b, &c]));
-    a.api().post("/api/cameras", &json!({ "name": "cam-a", "url": "rtsp://10.0.0.1/a" }));
-    c.api().post("/api/cameras", &json!({ "name": "cam-c", "url": "rtsp://10.0.0.3/c" }));
+    a.api().post("/api/cameras", &json!({ "name": "cam-a", "url": "rtsp://127.0.0.1/a" }));
+    c.api().post("/api/cameras", &json!({ "name": "cam-c", "url": "rtsp://127.0.0.3/c" }));
     wait_for("both cameras on c", CONVERGE, || {
         let n = camera_names(&c);
         (n.len() == 2, n)

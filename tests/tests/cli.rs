@@ -20,7 +20,7 @@ fn status_cameras_users_and_licenses_from_the_command_line() {
 
     let added: Value = serde_json::from_str(&ok(hive(
         &a,
-        &["camera", "add", "--name", "Gate", "--stream", "rtsp://10.0.0.7/gate", "--json"],
+        &["camera", "add", "--name", "Gate", "--stream", "rtsp://127.0.0.7/gate", "--json"],
     )))
     .unwrap();
     let id = added["id"].as_str().unwrap().to_owned();

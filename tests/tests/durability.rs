@@ -18,7 +18,7 @@ fn kill_9_right_after_acknowledgement_loses_nothing() {
         let name = format!("cam-{i:02}");
         let (status, _) = a
             .api()
-            .post("/api/cameras", &json!({ "name": name, "url": format!("rtsp://10.0.0.1/{i}") }));
+            .post("/api/cameras", &json!({ "name": name, "url": format!("rtsp://127.0.0.1/{i}") }));
         assert_eq!(status, 201);
         names.push(name);
     }
@@ -48,7 +48,7 @@ fn a_restarted_server_pulls_nothing_it_already_had() {
     wait_for("two servers to merge", CONVERGE, || merged(&[&a, &b]));
     for i in 0..50 {
         a.api()
-            .post("/api/cameras", &json!({ "name": format!("c{i}"), "url": "rtsp://10.0.0.1/x" }));
+            .post("/api/cameras", &json!({ "name": format!("c{i}"), "url": "rtsp://127.0.0.1/x" }));
     }
     wait_for("b to hold the cameras", CONVERGE, || {
         let n = camera_names(&b).len();
@@ -68,7 +68,7 @@ fn a_restarted_server_pulls_nothing_it_already_had() {
 
     // A change made while b was down is all it pulls.
     b.kill9();
-    a.api().post("/api/cameras", &json!({ "name": "late", "url": "rtsp://10.0.0.1/late" }));
+    a.api().post("/api/cameras", &json!({ "name": "late", "url": "rtsp://127.0.0.1/late" }));
     b.spawn();
     wait_for("b to catch up", CONVERGE, || {
         let n = camera_names(&b).len();
@@ -84,7 +84,7 @@ fn a_backup_taken_while_running_restores_into_a_server_that_rejoins() {
     let a = Hive::start(Spec::new("a", "Bank", "secret-bank", port));
     let mut b = Hive::start(Spec::new("b", "Bank", "secret-bank", port));
     wait_for("two servers to merge", CONVERGE, || merged(&[&a, &b]));
-    b.api().post("/api/cameras", &json!({ "name": "before", "url": "rtsp://10.0.0.1/x" }));
+    b.api().post("/api/cameras", &json!({ "name": "before", "url": "rtsp://127.0.0.1/x" }));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("b.backup");
     let out = std::process::Command::new(hive_bin())
@@ -104,7 +104,7 @@ fn a_backup_taken_while_running_restores_into_a_server_that_rejoins() {
     let pinned = link_key(&a);
     assert!(pinned.as_ref().is_some_and(|k| k.is_string()), "{pinned:?}");
     // Written after the backup: must come back from the peer.
-    b.api().post("/api/cameras", &json!({ "name": "after", "url": "rtsp://10.0.0.1/y" }));
+    b.api().post("/api/cameras", &json!({ "name": "after", "url": "rtsp://127.0.0.1/y" }));
     wait_for("a to hold both", CONVERGE, || {
         let n = camera_names(&a);
         (n.len() == 2, n)
@@ -130,7 +130,7 @@ fn a_backup_taken_while_running_restores_into_a_server_that_rejoins() {
     assert_eq!(link_key(&a), pinned);
     assert!(!a.log_text().contains("KeyMismatch"), "{}", a.log_text());
     // New writes from the restored server reach the peer (a new write epoch, no reused numbers).
-    b.api().post("/api/cameras", &json!({ "name": "restored", "url": "rtsp://10.0.0.1/z" }));
+    b.api().post("/api/cameras", &json!({ "name": "restored", "url": "rtsp://127.0.0.1/z" }));
     wait_for("a to see the restored server's write", CONVERGE, || {
         let n = camera_names(&a);
         (n.len() == 3, n)
@@ -165,7 +165,7 @@ fn kill_9_in_the_middle_of_writes_keeps_every_acknowledged_change() {
             let mut acked = Vec::new();
             for i in 0.. {
                 let name = format!("r{round}-{i:04}");
-                let body = json!({ "name": name, "url": "rtsp://10.0.0.1/x" }).to_string();
+                let body = json!({ "name": name, "url": "rtsp://127.0.0.1/x" }).to_string();
                 match std::panic::catch_unwind(|| api.post_raw("/api/cameras", &body)) {
                     Ok((201, _)) => acked.push(name),
                     _ => break,

@@ -41,7 +41,7 @@ fn cameras_of_a_server_whose_cable_is_out_move_to_the_others_and_return() {
     let ids: Vec<String> = views.iter().map(|v| text(&v["server_id"])).collect();
     let recorder = &ids[0];
     for n in 0..CAMERAS {
-        let stream = format!("rtsp://10.0.0.9/cam-{n}");
+        let stream = format!("rtsp://127.0.0.9/cam-{n}");
         let name = format!("cam-{n}");
         let added = lab.hive_json(0, &["camera", "add", "--name", &name, "--stream", &stream]);
         added.unwrap_or_else(|e| panic!("{e}"));

@@ -13,7 +13,7 @@ fn three_servers_merge_and_a_change_through_one_is_read_through_the_others() {
     wait_for("three servers to form one system", CONVERGE, || merged(&[&a, &b, &c]));
 
     let (status, cam) =
-        a.api().post("/api/cameras", &json!({ "name": "Door", "url": "rtsp://10.0.0.9/door" }));
+        a.api().post("/api/cameras", &json!({ "name": "Door", "url": "rtsp://127.0.0.9/door" }));
     assert_eq!(status, 201, "{cam}");
     let (status, _) = b.api().post("/api/licenses", &json!({ "key": license_text(4, "hw-a") }));
     assert_eq!(status, 201);
@@ -55,7 +55,7 @@ fn a_server_with_the_right_name_but_a_wrong_secret_is_another_system_and_sees_no
     let intruder = Hive::start(Spec::new("x", "Shop", "a-wrong-guess", port));
     wait_for("the members to merge", CONVERGE, || merged(&[&a, &b, &c]));
     let (status, _) =
-        a.api().post("/api/cameras", &json!({ "name": "Vault", "url": "rtsp://10.0.0.9/vault" }));
+        a.api().post("/api/cameras", &json!({ "name": "Vault", "url": "rtsp://127.0.0.9/vault" }));
     assert_eq!(status, 201);
 
     for member in [&a, &b, &c] {
@@ -88,7 +88,7 @@ fn a_server_behind_nat_joins_by_address_and_keeps_its_outgoing_link() {
     let branch = Hive::start(spec);
     wait_for("the branch to join the hub", CONVERGE, || merged(&[&hub, &branch]));
     let (status, _) =
-        hub.api().post("/api/cameras", &json!({ "name": "Till", "url": "rtsp://10.0.0.5/till" }));
+        hub.api().post("/api/cameras", &json!({ "name": "Till", "url": "rtsp://127.0.0.5/till" }));
     assert_eq!(status, 201);
     wait_for("the hub's camera at the branch", CONVERGE, || {
         let n = camera_names(&branch);

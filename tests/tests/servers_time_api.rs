@@ -96,7 +96,7 @@ fn cameras_show_the_server_recording_them_and_their_preferred_server() {
     let (a, b) = pair("Cameras");
     let a_id = server_id(&a);
     let (status, cam) =
-        a.api().post("/api/cameras", &json!({ "name": "Gate", "url": "rtsp://10.0.0.7/gate" }));
+        a.api().post("/api/cameras", &json!({ "name": "Gate", "url": "rtsp://127.0.0.7/gate" }));
     assert_eq!(status, 201, "{cam:#}");
     let path = format!("/api/cameras/{}", cam["id"].as_str().unwrap());
     let seen = wait_for(

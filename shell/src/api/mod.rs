@@ -20,6 +20,7 @@ mod settings;
 mod system;
 mod time;
 mod users;
+mod video;
 
 pub use auth::{AuthState, Caller};
 pub use body::Body;
@@ -67,6 +68,8 @@ pub fn router(state: AppState) -> Router {
             "/api/cameras/{id}",
             get(cameras::get_one).patch(cameras::update).delete(cameras::remove),
         )
+        .route("/api/cameras/{id}/status", get(video::status))
+        .route("/api/cameras/{id}/archive", get(video::archive))
         .route("/api/servers", get(servers::list))
         .route("/api/servers/{id}", patch(servers::update))
         .route("/api/time", get(time::get_time))

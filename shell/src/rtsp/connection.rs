@@ -83,7 +83,7 @@ where
                     };
                     let authorization =
                         request.header(&headers::AUTHORIZATION).map(|v| v.as_str().to_owned());
-                    let needs_auth = request.method() != &rtsp_types::Method::Options;
+                    let needs_auth = request.method() != rtsp_types::Method::Options;
                     if needs_auth && granted.as_ref() != Some(&authorization) {
                         if media.authorize(authorization.clone(), peer).await == Access::Granted {
                             granted = Some(authorization);
@@ -175,7 +175,7 @@ where
     let reply = session
         .handle(request, Context { lookup: &mut lookup, next_seq: packetizer.next_seq, now_us });
     if let Some(codec) = codec {
-        if request.method() == &rtsp_types::Method::Setup {
+        if request.method() == rtsp_types::Method::Setup {
             *packetizer = Packetizer::new(codec, rand::random(), packetizer.next_seq);
         }
     }

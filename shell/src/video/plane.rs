@@ -79,7 +79,7 @@ impl VideoPlane {
                         tracing::error!(error = %e, "archive flush failed");
                     }
                     ticks += 1;
-                    if ticks % 120 == 0 {
+                    if ticks.is_multiple_of(120) {
                         plane.archive.enforce_retention(plane.clock.now_us());
                     }
                     drop(plane);
