@@ -31,6 +31,12 @@ pub struct CameraStatus {
     pub frames: u64,
 }
 
+impl CameraStatus {
+    fn new() -> CameraStatus {
+        CameraStatus { state: CameraState::Connecting, last_frame_us: None, frames: 0 }
+    }
+}
+
 /// Statuses of the cameras this server records. Cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
 pub struct StatusBoard {
@@ -45,23 +51,14 @@ impl StatusBoard {
     /// Sets `camera`'s state.
     pub fn set(&self, camera: CameraId, state: CameraState) {
         self.with(|m| {
-            let entry = m.entry(camera).or_insert(CameraStatus {
-                state: CameraState::Connecting,
-                last_frame_us: None,
-                frames: 0,
-            });
-            entry.state = state;
+            m.entry(camera).or_insert_with(CameraStatus::new).state = state;
         })
     }
 
     /// Notes a frame of `camera` stored at `time_us`.
     pub fn set_recording(&self, camera: CameraId, time_us: i64) {
         self.with(|m| {
-            let entry = m.entry(camera).or_insert(CameraStatus {
-                state: CameraState::Recording,
-                last_frame_us: None,
-                frames: 0,
-            });
+            let entry = m.entry(camera).or_insert_with(CameraStatus::new);
             entry.state = CameraState::Recording;
             entry.last_frame_us = Some(time_us);
             entry.frames += 1;
