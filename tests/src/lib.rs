@@ -195,7 +195,8 @@ impl Hive {
         }
         match &s.api {
             ApiTransport::Plain => {
-                cmd.arg("--http-plain");
+                // Tests not about TLS run video in clear too.
+                cmd.args(["--http-plain", "--rtsp-plain"]);
             }
             // Binaries from before video have no RTSP server and no --rtsp.
             ApiTransport::PlainUnflagged => {}

@@ -73,8 +73,7 @@ fn a_recorded_test_camera_plays_live_and_from_the_archive_and_survives_kill_9() 
         (n > 0, n)
     });
 
-    let mut spec = Spec::new("rec", "Video", "secret-video", hive_tests::discovery_port());
-    spec.extra = vec!["--rtsp-plain".into()];
+    let spec = Spec::new("rec", "Video", "secret-video", hive_tests::discovery_port());
     let mut hive = Hive::start(spec);
     let (status, cam) =
         hive.api().post("/api/cameras", &json!({ "name": "front door", "url": camera_url }));

@@ -85,6 +85,9 @@ impl Archive {
     /// damage with file and offset, and builds the indexes.
     pub fn open(root: &Path, config: ArchiveConfig) -> Result<Arc<Archive>, ArchiveError> {
         std::fs::create_dir_all(root).map_err(io(root))?;
+        // Video is as private as the rest of the data directory.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).map_err(io(root))?;
         let mut tracks = BTreeMap::new();
         let mut paths = Vec::new();
         for camera_dir in std::fs::read_dir(root).map_err(io(root))?.flatten() {
