@@ -87,7 +87,7 @@ pub async fn archive(
         .archive
         .ranges(id, q.stream.unwrap_or(0), from_us, to_us)
         .into_iter()
-        .map(|(a, b)| RangeView { from_ms: a / 1_000, to_ms: b / 1_000 })
+        .map(|r| RangeView { from_ms: r.from_us / 1_000, to_ms: r.to_us / 1_000 })
         .collect();
     Ok(Json(ArchiveView { camera: id.to_string(), ranges }))
 }

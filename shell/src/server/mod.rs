@@ -29,6 +29,9 @@ pub enum ServeError {
     /// The archive could not be opened.
     #[error("archive: {0}")]
     Archive(#[from] crate::archive::ArchiveError),
+    /// The archive scan did not finish (it panicked).
+    #[error("archive scan: {0}")]
+    ArchiveScan(#[source] tokio::task::JoinError),
     /// A port is taken or an address is not local.
     #[error("cannot listen for the {what} on {addr}: {source}")]
     Bind {
@@ -115,7 +118,13 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
     };
     let fs = StdFs::open(&settings.data_dir).await?;
     let archive_dir = settings.data_dir.join("archive");
-    let archive = crate::archive::Archive::open(&archive_dir, settings.archive)?;
+    // Scanning every segment reads the whole archive: not on the runtime's threads.
+    let archive_config = settings.archive;
+    let archive = tokio::task::spawn_blocking(move || {
+        crate::archive::Archive::open(&archive_dir, archive_config)
+    })
+    .await
+    .map_err(ServeError::ArchiveScan)??;
     let frame_clock = crate::video::clock::FrameClock::new(clock.wall_skew_ms());
     let rtsp_listener = tokio::net::TcpListener::bind(settings.rtsp)
         .await

@@ -91,6 +91,10 @@ pub enum IoOp {
     Rename,
     /// Removing a file.
     Remove,
+    /// Giving a file its disk blocks ahead of writing (`fallocate`).
+    Allocate,
+    /// Mapping a file into memory.
+    Map,
 }
 
 impl fmt::Display for IoOp {
@@ -105,6 +109,8 @@ impl fmt::Display for IoOp {
             IoOp::Truncate => "truncate",
             IoOp::Rename => "rename",
             IoOp::Remove => "remove",
+            IoOp::Allocate => "allocate",
+            IoOp::Map => "map",
         };
         f.write_str(verb)
     }

@@ -7,7 +7,7 @@ use super::playback::Playback;
 use super::recorder::{record, FrameSink};
 use super::status::StatusBoard;
 use crate::api::AppState;
-use crate::archive::{Archive, ArchiveError};
+use crate::archive::{Archive, ArchiveError, StreamWriter, FLUSH_INTERVAL};
 use crate::driver::RecordingOrder;
 use crate::rtsp::{Access, Flow, Media};
 use hive_core::ids::CameraId;
@@ -17,11 +17,10 @@ use hive_media::rtsp::target::Target;
 use hive_media::sdp::StreamInfo;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// How often the archive is made durable: at most this much is lost to a power cut.
-const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Flushes between two runs of retention.
+const RETENTION_EVERY_FLUSHES: u64 = 120;
 
 /// The video plane of one server.
 pub struct VideoPlane {
@@ -42,12 +41,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-struct ArchiveSink(Arc<Archive>);
+struct ArchiveSink(StreamWriter);
 
 impl FrameSink for ArchiveSink {
-    fn store(&self, camera: CameraId, frame: &Frame) -> Result<(), String> {
-        self.0.append(camera, 0, frame).map_err(|e| match e {
-            ArchiveError::DiskFull => "disk full".to_owned(),
+    fn store(&self, _camera: CameraId, frame: &Frame) -> Result<(), String> {
+        self.0.append(frame).map_err(|e| match e {
+            ArchiveError::DiskFull { .. } => "disk full".to_owned(),
             other => other.to_string(),
         })
     }
@@ -79,11 +78,11 @@ impl VideoPlane {
                         tracing::error!(error = %e, "archive flush failed");
                     }
                     ticks += 1;
-                    if ticks.is_multiple_of(120) {
+                    if ticks.is_multiple_of(RETENTION_EVERY_FLUSHES) {
                         plane.archive.enforce_retention(plane.clock.now_us());
                     }
                     drop(plane);
-                    std::thread::sleep(FLUSH_EVERY);
+                    std::thread::sleep(FLUSH_INTERVAL);
                 }
             })
             .expect("a thread can start");
@@ -108,7 +107,7 @@ impl VideoPlane {
                     camera,
                     url,
                     self.feed(camera),
-                    Arc::new(ArchiveSink(self.archive.clone())),
+                    Arc::new(ArchiveSink(self.archive.writer(camera, 0))),
                     self.clock.clone(),
                     self.board.clone(),
                     stopped,
@@ -154,18 +153,19 @@ impl Media for VideoPlane {
     fn info(&self, target: &Target) -> Option<StreamInfo> {
         let camera = Self::camera_of(target)?;
         let title = target.camera.clone();
-        if let Some((codec, parameter_sets)) =
-            lock(&self.feeds).get(&camera).and_then(|f| f.stream_params())
-        {
+        let live = lock(&self.feeds).get(&camera).and_then(|f| f.stream_params());
+        if let Some((codec, parameter_sets)) = live {
             return Some(StreamInfo { codec, parameter_sets, title });
         }
         // Not live here (yet): describe it from the archive's keyframe nearest the position.
         let at = target.pos_us.unwrap_or(i64::MAX);
-        if let Some(cursor) = self.archive.seek(camera, target.stream, at) {
-            let (frames, _) = self.archive.read(camera, target.stream, cursor, 1);
-            if let Some(f) = frames.first() {
-                let parameter_sets = ParameterSets::of_unit(f.codec, &f.data);
-                return Some(StreamInfo { codec: f.codec, parameter_sets, title });
+        if let Some(reader) = self.archive.reader(camera, target.stream) {
+            if let Some(keyframe) = reader.seek(at) {
+                let read = reader.read_batch(keyframe.position, 1);
+                if let Some(f) = read.ok().and_then(|batch| batch.frames.into_iter().next()) {
+                    let parameter_sets = ParameterSets::of_unit(f.codec, &f.data);
+                    return Some(StreamInfo { codec: f.codec, parameter_sets, title });
+                }
             }
         }
         // Recorded here but no frame yet: the parameter sets come in-band.

@@ -2,7 +2,7 @@
 //! at real time (or the asked speed), on into live unless the range ends.
 
 use super::feed::LiveFeed;
-use crate::archive::Archive;
+use crate::archive::{Archive, Position, StreamReader};
 use hive_core::ids::CameraId;
 use hive_media::frame::Frame;
 use std::sync::Arc;
@@ -37,26 +37,31 @@ pub struct Playback {
 impl Playback {
     /// Starts playing; `None` when the archive holds nothing of the stream.
     pub fn start(self) -> Option<mpsc::Receiver<Frame>> {
-        let cursor = self.archive.seek(self.camera, self.stream, self.from_us)?;
+        let reader = self.archive.reader(self.camera, self.stream)?;
+        let keyframe = reader.seek(self.from_us)?;
         let (tx, rx) = mpsc::channel(AHEAD_FRAMES);
-        tokio::spawn(self.run(cursor, tx));
+        tokio::spawn(self.run(reader, keyframe.position, tx));
         Some(rx)
     }
 
-    async fn read(&self, cursor: crate::archive::Cursor) -> (Vec<Frame>, crate::archive::Cursor) {
-        let archive = self.archive.clone();
-        let (camera, stream) = (self.camera, self.stream);
-        tokio::task::spawn_blocking(move || archive.read(camera, stream, cursor, READ_BYTES))
-            .await
-            .unwrap_or((Vec::new(), cursor))
+    /// The next frames from `at` (on the blocking pool) and where to go on; none when the
+    /// archive cannot be read (logged).
+    async fn read(&self, reader: &StreamReader, at: Position) -> (Vec<Frame>, Position) {
+        match reader.read(at, READ_BYTES).await {
+            Ok(batch) => (batch.frames, batch.next),
+            Err(e) => {
+                tracing::warn!(camera = %self.camera, error = %e, "archive read failed; playback ends");
+                (Vec::new(), at)
+            }
+        }
     }
 
-    async fn run(self, mut cursor: crate::archive::Cursor, tx: mpsc::Sender<Frame>) {
+    async fn run(self, reader: StreamReader, mut cursor: Position, tx: mpsc::Sender<Frame>) {
         let started = Instant::now();
         let mut last_sent = i64::MIN;
         let ended = |f: &Frame| self.until_us.is_some_and(|u| f.time_us > u);
         loop {
-            let (frames, next) = self.read(cursor).await;
+            let (frames, next) = self.read(&reader, cursor).await;
             cursor = next;
             if frames.is_empty() {
                 break;
@@ -82,7 +87,7 @@ impl Playback {
             return;
         };
         let mut live = feed.subscribe();
-        let (frames, _) = self.read(cursor).await;
+        let (frames, _) = self.read(&reader, cursor).await;
         let resume_after = last_sent;
         for frame in frames.into_iter().filter(|f| f.time_us > resume_after) {
             if ended(&frame) {
