@@ -6,6 +6,7 @@ use hive_media::frame::Codec;
 use hive_media::rtp::{rtp_time, Packetizer};
 use hive_media::rtsp::reader::{Incoming, ReadError, RequestReader};
 use hive_media::rtsp::session::{self, Context, Effect, PlayFrom, Session};
+use hive_media::rtsp::target::Target;
 use rtsp_types::{headers, Request, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,12 +166,20 @@ where
     W: AsyncWrite + Unpin,
     M: Media,
 {
-    let mut codec = None;
-    let mut lookup = |target: &hive_media::rtsp::target::Target| {
-        let info = media.info(target);
-        codec = info.as_ref().map(|i| i.codec);
-        info
+    // The session looks streams up synchronously; looking one up may read the archive, so it
+    // is done here first, for the only requests that look up (DESCRIBE and SETUP).
+    let info = match request.method() {
+        rtsp_types::Method::Describe | rtsp_types::Method::Setup => {
+            let target = request.request_uri().and_then(|url| Target::parse(url).ok());
+            match target {
+                Some(target) => media.info(&target).await,
+                None => None,
+            }
+        }
+        _ => None,
     };
+    let codec = info.as_ref().map(|i| i.codec);
+    let mut lookup = |_: &Target| info.clone();
     let now_us = media.now_us();
     let reply = session
         .handle(request, Context { lookup: &mut lookup, next_seq: packetizer.next_seq, now_us });

@@ -35,8 +35,9 @@ pub enum Access {
 
 /// What an RTSP server serves and who may watch it.
 pub trait Media: Send + Sync + 'static {
-    /// The stream a URL names, for DESCRIBE and SETUP; `None` is 404.
-    fn info(&self, target: &Target) -> Option<StreamInfo>;
+    /// The stream a URL names, for DESCRIBE and SETUP; `None` is 404. May read the archive
+    /// (off the runtime's threads).
+    fn info(&self, target: &Target) -> impl Future<Output = Option<StreamInfo>> + Send;
     /// Live frames of a stream, starting with its cached GOP.
     fn live(&self, target: &Target) -> Option<Flow>;
     /// Archive frames from the keyframe at or before `from_us`, paced at `speed`, on into live

@@ -150,7 +150,7 @@ impl VideoPlane {
 }
 
 impl Media for VideoPlane {
-    fn info(&self, target: &Target) -> Option<StreamInfo> {
+    async fn info(&self, target: &Target) -> Option<StreamInfo> {
         let camera = Self::camera_of(target)?;
         let title = target.camera.clone();
         let live = lock(&self.feeds).get(&camera).and_then(|f| f.stream_params());
@@ -161,7 +161,7 @@ impl Media for VideoPlane {
         let at = target.pos_us.unwrap_or(i64::MAX);
         if let Some(reader) = self.archive.reader(camera, target.stream) {
             if let Some(keyframe) = reader.seek(at) {
-                let read = reader.read_batch(keyframe.position, 1);
+                let read = reader.read(keyframe.position, 1).await;
                 if let Some(f) = read.ok().and_then(|batch| batch.frames.into_iter().next()) {
                     let parameter_sets = ParameterSets::of_unit(f.codec, &f.data);
                     return Some(StreamInfo { codec: f.codec, parameter_sets, title });

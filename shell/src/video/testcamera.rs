@@ -113,7 +113,7 @@ impl TestCameras {
 }
 
 impl Media for TestCameras {
-    fn info(&self, target: &Target) -> Option<StreamInfo> {
+    async fn info(&self, target: &Target) -> Option<StreamInfo> {
         self.feeds.get(&target.camera)?;
         Some(StreamInfo {
             codec: Codec::H264,
