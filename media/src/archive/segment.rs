@@ -207,7 +207,12 @@ pub fn scan(bytes: &[u8]) -> Scan {
             Ok(header) => header,
             Err(error) => {
                 unreadable_from.get_or_insert((offset, error));
-                offset += RECORD_ALIGN;
+                // A run of zero words (the preallocated tail, a lost page) goes in one step.
+                let zero_words = rest
+                    .chunks_exact(RECORD_ALIGN)
+                    .take_while(|w| u64::from_le_bytes((*w).try_into().unwrap_or([1; 8])) == 0)
+                    .count();
+                offset += zero_words.max(1) * RECORD_ALIGN;
                 continue;
             }
         };
@@ -237,11 +242,23 @@ pub fn scan(bytes: &[u8]) -> Scan {
         found.valid_end = (offset + len).min(bytes.len());
         offset += len;
     }
-    let tail = &bytes[found.valid_end..];
-    if let Some(last) = tail.iter().rposition(|&b| b != 0) {
+    if let Some(last) = last_nonzero(&bytes[found.valid_end..]) {
         found.torn_tail = Some(TornTail { offset: found.valid_end, len: last + 1 });
     }
     found
+}
+
+/// The index of the last non-zero byte. Word by word: the preallocated tail of a segment is
+/// megabytes of zeros.
+fn last_nonzero(bytes: &[u8]) -> Option<usize> {
+    let mut words = bytes.chunks_exact(8);
+    let rest = words.remainder();
+    if let Some(i) = rest.iter().rposition(|&b| b != 0) {
+        return Some(bytes.len() - rest.len() + i);
+    }
+    let word = words.rposition(|w| u64::from_le_bytes(w.try_into().unwrap_or([1; 8])) != 0)?;
+    let in_word = bytes[word * 8..word * 8 + 8].iter().rposition(|&b| b != 0)?;
+    Some(word * 8 + in_word)
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ pub fn load(root: &Path) -> Result<Loaded, ArchiveError> {
     let (mut streams, found) = list(root, &mut report)?;
     let mut progress = Progress::new(found.len());
     let mut bytes_used = 0;
-    // One buffer for every segment.
+    // One buffer for every segment: reading a file is cheaper than faulting in a map of it.
     let mut buffer = Vec::new();
     for f in found {
         let stream = streams.get_mut(&f.key).expect("listed with its stream");
@@ -166,8 +166,7 @@ fn load_segment(
     let len = usize::try_from(file_bytes).map_err(|_| {
         ArchiveError::io(IoOp::Read, &f.path, std::io::Error::other("larger than memory"))
     })?;
-    buffer.resize(len, 0);
-    file.read_exact_at(buffer, 0).map_err(ArchiveError::on(IoOp::Read, &f.path))?;
+    read_data(&file, buffer, len).map_err(ArchiveError::on(IoOp::Read, &f.path))?;
     let found = scan(buffer);
     match found.header {
         Ok(h) if (h.camera, h.stream, h.segment) == (f.key.0 .0, f.key.1, f.id) => {}
@@ -210,6 +209,30 @@ fn load_segment(
     }
     let segment = SegmentFile { id: f.id, path: f.path.clone(), file_bytes, read_map: None };
     Ok(Some((segment, found.records)))
+}
+
+/// Reads the first `len` bytes of `file` into `buffer`, skipping what the filesystem reports
+/// as holes: the unused, preallocated part of a segment reads as zeros, and asking the kernel
+/// for tens of megabytes of zero pages per stream would make a start after a crash slow.
+fn read_data(file: &std::fs::File, buffer: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+    use rustix::fs::{seek, SeekFrom};
+    buffer.clear();
+    buffer.resize(len, 0);
+    let mut at = 0u64;
+    while (at as usize) < len {
+        let data = match seek(file, SeekFrom::Data(at)) {
+            Ok(data) => data,
+            // No data after `at`: the rest is a hole.
+            Err(rustix::io::Errno::NXIO) => break,
+            // A filesystem that cannot tell: read it all.
+            Err(_) => return file.read_exact_at(&mut buffer[at as usize..], at),
+        };
+        let hole = seek(file, SeekFrom::Hole(data))?;
+        let (from, to) = ((data as usize).min(len), (hole as usize).min(len));
+        file.read_exact_at(&mut buffer[from..to], data)?;
+        at = hole.max(data + 1);
+    }
+    Ok(())
 }
 
 /// Adds a scanned segment to its stream's index; `false` when it cannot go in.

@@ -273,6 +273,38 @@ fn a_torn_tail_is_cut_and_not_reported_as_damage_again() {
 }
 
 #[test]
+fn a_page_lost_in_the_middle_is_reported_and_the_frames_after_it_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let archive = Archive::open(dir.path(), config(1 << 20, 1 << 30)).unwrap();
+        store(&archive, CAM, &frames(0..60));
+        archive.flush().unwrap();
+    }
+    // The filesystem lost a page's blocks: it reads as a hole, zeros.
+    let file =
+        std::fs::OpenOptions::new().write(true).open(&segment_files(dir.path(), CAM)[0]).unwrap();
+    let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+    rustix::fs::fallocate(&file, flags, 32 << 10, 4 << 10).unwrap();
+    let archive = Archive::open(dir.path(), config(1 << 20, 1 << 30)).unwrap();
+    let hit: Vec<i64> = (0..60)
+        .filter(|&n| {
+            let (from, to) = (offset_of(n), offset_of(n + 1));
+            from < (36 << 10) && to > (32 << 10)
+        })
+        .collect();
+    let expect: Vec<Frame> = (0..60).filter(|n| !hit.contains(n)).map(frame).collect();
+    assert_frames(&read_all(&archive, CAM), &expect);
+    // Reported from the first record hit on, covering every record hit.
+    let damage = &archive.recovery().damage;
+    assert_eq!(damage[0].1.offset, offset_of(hit[0]));
+    for n in hit {
+        let covered =
+            damage.iter().any(|(_, d)| (d.offset..d.offset + d.len).contains(&offset_of(n)));
+        assert!(covered, "frame {n} not reported: {damage:?}");
+    }
+}
+
+#[test]
 fn a_power_cut_loses_only_unflushed_frames_and_never_serves_a_corrupt_one() {
     let (mut lost, mut kept_unflushed, mut reports) = (0, 0, 0);
     for seed in 0..40 {
