@@ -92,7 +92,8 @@ fn main() -> io::Result<()> {
 
     write(&root, "merge_messages", &merge_scripts())?;
     write(&root, "opaque_messages", &opaque_transcripts())?;
-    write(&root, "channel_handshake", &handshakes())
+    write(&root, "channel_handshake", &handshakes())?;
+    write(&root, "archive_segment", &archive_segments())
 }
 
 /// Two nodes of one system with some resources, linked and synced.
@@ -550,6 +551,47 @@ fn snapshot_file(body: &[u8]) -> Vec<u8> {
         .expect("an empty directory loads");
     block_on(store.write_snapshot(body)).expect("an in-memory write succeeds");
     fs.file("snapshot").expect("the snapshot was written")
+}
+
+/// Segment files as the archive writes them, and as crashes and failing disks leave them: whole,
+/// cut short, with a zeroed tail, a flipped byte in the middle, a damaged header. Then one
+/// input that `hive_fuzz::archive::segment_of` reads as records with damage between them.
+fn archive_segments() -> Vec<Vec<u8>> {
+    let mut whole = hive_fuzz::archive::HEADER.encode().to_vec();
+    for n in 0..12u8 {
+        let frame = hive_media::frame::Frame {
+            time_us: 1_700_000_000_000_000 + i64::from(n) * 40_000,
+            keyframe: n % 5 == 0,
+            codec: hive_media::frame::Codec::H264,
+            data: bytes::Bytes::from(vec![n; 20 + usize::from(n) * 13]),
+        };
+        let at = whole.len();
+        whole.resize(at + hive_media::archive::record::record_len(frame.data.len()), 0);
+        hive_media::archive::record::encode(&frame, &mut whole[at..]).expect("sized for it");
+    }
+    let mut cut = whole.clone();
+    cut.truncate(whole.len() - 21);
+    let mut zero_tail = whole.clone();
+    zero_tail.resize(whole.len() + 256, 0);
+    let mut flipped = whole.clone();
+    flipped[whole.len() / 2] ^= 0x10;
+    let mut bad_header = whole.clone();
+    bad_header[20] ^= 1;
+    // Three records, eight words of garbage, a record, a flip in it, four zero words, a record.
+    let mut structured = Vec::new();
+    for payload in [&b"first"[..], b"second", b"third"] {
+        structured.push(0);
+        hive_fuzz::reader::put_bytes(&mut structured, payload);
+        structured.extend([40, 1]);
+    }
+    structured.extend([170, 8]);
+    structured.extend((0..64).map(|i| i as u8));
+    structured.push(1);
+    hive_fuzz::reader::put_bytes(&mut structured, b"hit by a flip");
+    structured.extend([40, 0, 230, 35, 0, 3, 210, 4, 2]);
+    hive_fuzz::reader::put_bytes(&mut structured, b"after the damage");
+    structured.extend([40, 1]);
+    vec![whole, cut, zero_tail, flipped, bad_header, structured]
 }
 
 /// Writes `inputs` as `regression-<name>` seeds of `target`.
