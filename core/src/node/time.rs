@@ -11,8 +11,9 @@
 
 use super::{Event, Node};
 use crate::ids::ServerId;
+use crate::instant::MonoUs;
 use crate::resources::{Key, Value};
-use crate::timesync::{Correction, MonoUs, SystemClock, SystemUs, TimeSample};
+use crate::timesync::{Correction, SystemClock, SystemUs, TimeSample};
 use crate::wire::{Message, Routed, RoutedBody, ServerStatus, ROUTED_TTL};
 use serde::Serialize;
 use std::collections::BTreeMap;
