@@ -305,7 +305,7 @@ fn outcome_bytes(outcome: &MergeOutcome) -> Vec<u8> {
 /// passwords, users who may not merge, relayed logins, the back-off, and raw messages.
 fn merge_scripts() -> Vec<Vec<u8>> {
     let node = peer::start(NODE_SEED, START).snapshot().identity;
-    let other = SystemId::new(1_600_000_000_000, 5);
+    let other = SystemId::new(WallMs(1_600_000_000_000), 5);
     let other_name = SystemName::new("other").expect("valid name");
     let other_secret = Secret::from_text("other secret");
     let offer = |keep_initiator: bool, system: SystemId, servers: Vec<ServerId>| {

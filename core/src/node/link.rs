@@ -185,7 +185,7 @@ impl Node {
     /// clock violation (refusing one transaction would stall the sequence vector) and says so.
     pub(super) fn observe_peer_clock(&mut self, link: LinkId, stamp: Hlc) -> bool {
         let max = self.config.timing.clock_offset_ms_max;
-        match self.clock.observe_bounded(stamp, self.now.wall.0, max) {
+        match self.clock.observe_bounded(stamp, self.now.wall, max) {
             Ok(()) => true,
             Err(e) => {
                 self.event(Event::ClockViolation { link, what: e });

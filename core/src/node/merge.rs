@@ -272,7 +272,7 @@ impl Node {
         if overlap(&offer.servers, &self.own_servers()) {
             return self.refuse(link, MergeRefusal::ServerOnBothSides);
         }
-        let stamp = self.clock.tick(self.now.wall.0);
+        let stamp = self.clock.tick(self.now.wall);
         let outcome = if offer.keep_initiator {
             let Some(secret) = offer.secret else {
                 return self.violation(link, Violation::MergeKeepsInitiatorWithoutSecret);
@@ -308,7 +308,7 @@ impl Node {
             return self.violation(link, Violation::MergeSealBroken(MergeStep::Outcome));
         };
         if m.keep == Keep::Remote {
-            let stamp = self.clock.tick(self.now.wall.0);
+            let stamp = self.clock.tick(self.now.wall);
             self.adopt(o.system, o.name, stamp, o.secret);
         }
         let merged = Ok(Reply::Merged { system: o.system });

@@ -427,7 +427,7 @@ impl Node {
         }
         let mut clock = HlcClock::starting_after(store.hlc_max());
         let mut events = Vec::new();
-        let clock_clamped = clock.clamp(now.wall.0, config.timing.clock_offset_ms_max);
+        let clock_clamped = clock.clamp(now.wall, config.timing.clock_offset_ms_max);
         if clock_clamped {
             events.push(Event::ClockClamped);
         }
@@ -453,9 +453,9 @@ impl Node {
                 let identity = Identity {
                     server: ServerId(rng.gen()),
                     epoch: 0,
-                    system: SystemId::new(now.wall.0, rng.gen()),
+                    system: SystemId::new(now.wall, rng.gen()),
                     name: config.system_name.clone(),
-                    name_stamp: clock.tick(now.wall.0),
+                    name_stamp: clock.tick(now.wall),
                     secret: config.secret.clone(),
                     link_key: Some(config.link_key.clone()),
                 };
@@ -653,7 +653,7 @@ impl Node {
             let txn = Transaction {
                 origin,
                 seq: self.store.highest(origin) + 1,
-                hlc: self.clock.tick(self.now.wall.0),
+                hlc: self.clock.tick(self.now.wall),
                 key,
                 value,
             };

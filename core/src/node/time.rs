@@ -262,7 +262,7 @@ impl Node {
             || announced.failover_ready != failover_ready
             || announced.up_since_ms.abs_diff(up_since_ms) > 1000
         {
-            let stamp = self.clock.tick(self.now.wall.0);
+            let stamp = self.clock.tick(self.now.wall);
             self.time.announced =
                 ServerStatus { up_since_ms, external_time: external, failover_ready, stamp };
             self.routes_changed();
