@@ -1,6 +1,7 @@
 //! Hybrid logical clock: wall time in ms plus a logical counter, so that a change made after
 //! seeing another always orders after it, whatever the two servers' wall clocks say.
 
+use crate::instant::WallMs;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -36,11 +37,11 @@ impl HlcClock {
         self.last
     }
 
-    /// A fresh timestamp for a local event at wall time `wall_ms`; strictly greater than any
+    /// A fresh timestamp for a local event at wall time `wall`; strictly greater than any
     /// timestamp issued or observed before.
-    pub fn tick(&mut self, wall_ms: u64) -> Hlc {
-        self.last = if wall_ms > self.last.wall_ms {
-            Hlc { wall_ms, logical: 0 }
+    pub fn tick(&mut self, wall: WallMs) -> Hlc {
+        self.last = if wall.0 > self.last.wall_ms {
+            Hlc { wall_ms: wall.0, logical: 0 }
         } else {
             self.bump(self.last)
         };
@@ -56,16 +57,16 @@ impl HlcClock {
     }
 
     /// Absorbs a peer's timestamp only if it is at most `max_offset_ms` ahead of the local wall
-    /// clock `wall_ms` (CockroachDB's max-offset rule): one stamp from a broken or hostile
-    /// clock must not drag this server's clock to the end of time, where every later write
-    /// would lose to older ones.
+    /// clock `wall` (CockroachDB's max-offset rule): one stamp from a broken or hostile clock
+    /// must not drag this server's clock to the end of time, where every later write would
+    /// lose to older ones.
     pub fn observe_bounded(
         &mut self,
         remote: Hlc,
-        wall_ms: u64,
+        wall: WallMs,
         max_offset_ms: u64,
     ) -> Result<(), ClockViolation> {
-        let limit_ms = wall_ms.saturating_add(max_offset_ms);
+        let limit_ms = wall.saturating_plus_ms(max_offset_ms).0;
         if remote.wall_ms > limit_ms {
             return Err(ClockViolation { stamp: remote, limit_ms });
         }
@@ -75,8 +76,8 @@ impl HlcClock {
 
     /// Brings a clock restored from disk back within `max_offset_ms` of the wall clock: a
     /// poisoned maximum persisted before the bound existed must not outlive a restart.
-    pub fn clamp(&mut self, wall_ms: u64, max_offset_ms: u64) -> bool {
-        let limit_ms = wall_ms.saturating_add(max_offset_ms);
+    pub fn clamp(&mut self, wall: WallMs, max_offset_ms: u64) -> bool {
+        let limit_ms = wall.saturating_plus_ms(max_offset_ms).0;
         if self.last.wall_ms > limit_ms {
             self.last = Hlc { wall_ms: limit_ms, logical: 0 };
             return true;
@@ -114,33 +115,33 @@ mod tests {
         let hour_ms = 3_600_000;
         let mut fast = HlcClock::default();
         let mut slow = HlcClock::default();
-        let seen = fast.tick(10 * hour_ms + hour_ms);
+        let seen = fast.tick(WallMs(10 * hour_ms + hour_ms));
         slow.observe(seen);
-        assert!(slow.tick(10 * hour_ms) > seen);
+        assert!(slow.tick(WallMs(10 * hour_ms)) > seen);
     }
 
     #[test]
     fn a_stamp_beyond_the_offset_is_refused_and_leaves_the_clock_alone() {
         let mut clock = HlcClock::default();
-        let now_ms = 1_700_000_000_000;
-        clock.tick(now_ms);
+        let now = WallMs(1_700_000_000_000);
+        clock.tick(now);
         let before = clock.last();
         let poison = Hlc { wall_ms: u64::MAX, logical: u32::MAX };
-        assert!(clock.observe_bounded(poison, now_ms, 86_400_000).is_err());
+        assert!(clock.observe_bounded(poison, now, 86_400_000).is_err());
         assert_eq!(clock.last(), before);
-        let ahead = Hlc { wall_ms: now_ms + 3_600_000, logical: 0 };
-        assert!(clock.observe_bounded(ahead, now_ms, 86_400_000).is_ok());
-        assert!(clock.tick(now_ms) > ahead);
+        let ahead = Hlc { wall_ms: now.0 + 3_600_000, logical: 0 };
+        assert!(clock.observe_bounded(ahead, now, 86_400_000).is_ok());
+        assert!(clock.tick(now) > ahead);
     }
 
     #[test]
     fn a_poisoned_clock_from_disk_is_clamped_and_ticks_stay_ordered_after() {
         let mut clock = HlcClock::starting_after(Hlc { wall_ms: u64::MAX, logical: u32::MAX });
-        assert!(clock.clamp(1_000, 10));
+        assert!(clock.clamp(WallMs(1_000), 10));
         assert_eq!(clock.last().wall_ms, 1_010);
         // Even unclamped, the clock saturates at the end of time instead of wrapping to 0.
         let mut end = HlcClock::starting_after(Hlc { wall_ms: u64::MAX, logical: u32::MAX });
-        assert_eq!(end.tick(5).wall_ms, u64::MAX);
+        assert_eq!(end.tick(WallMs(5)).wall_ms, u64::MAX);
     }
 
     proptest! {
@@ -149,7 +150,7 @@ mod tests {
             let mut clock = HlcClock::default();
             let mut prev = None;
             for w in walls {
-                let t = clock.tick(w);
+                let t = clock.tick(WallMs(w));
                 if let Some(p) = prev { prop_assert!(t > p); }
                 prev = Some(t);
             }

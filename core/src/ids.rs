@@ -1,5 +1,6 @@
 //! Identifiers and names: servers, systems, cameras, users, hardware.
 
+use crate::instant::WallMs;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use thiserror::Error;
@@ -50,9 +51,10 @@ id128!(
 );
 
 impl SystemId {
-    /// A system id created at `created_ms` with `random` low bits: older systems sort first.
-    pub fn new(created_ms: u64, random: u64) -> Self {
-        SystemId(((created_ms as u128) << 64) | random as u128)
+    /// A system id created at wall time `created` with `random` low bits: older systems sort
+    /// first.
+    pub fn new(created: WallMs, random: u64) -> Self {
+        SystemId(((created.0 as u128) << 64) | random as u128)
     }
 }
 
@@ -150,7 +152,7 @@ mod tests {
 
     #[test]
     fn an_older_system_id_sorts_first() {
-        assert!(SystemId::new(1_000, u64::MAX) < SystemId::new(1_001, 0));
+        assert!(SystemId::new(WallMs(1_000), u64::MAX) < SystemId::new(WallMs(1_001), 0));
     }
 
     #[test]

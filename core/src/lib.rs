@@ -10,6 +10,7 @@ pub mod frame;
 pub mod hlc;
 pub mod identity;
 pub mod ids;
+pub mod instant;
 pub mod keys;
 pub mod licenses;
 pub mod login;

@@ -7,6 +7,7 @@
 //! stops, the same on every server.
 
 use crate::ids::{CameraId, HardwareId, IdError};
+use crate::instant::WallMs;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -388,8 +389,8 @@ pub fn system_total<'a>(
 /// A recorded start of a license shortfall (more cameras recording than licensed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Shortfall {
-    /// When the shortfall began, in system time ms.
-    pub since_ms: u64,
+    /// When the shortfall began, on the wall clock of the server that recorded it.
+    pub since_ms: WallMs,
 }
 
 /// Where a system stands with its licenses, and what the caller should do about it.
@@ -400,42 +401,43 @@ pub enum ShortfallState {
     /// Newly short of licenses; record a [`Shortfall`] from `since_ms`.
     Started {
         /// When the shortfall began: now.
-        since_ms: u64,
+        since_ms: WallMs,
     },
     /// Short of licenses, but all cameras keep recording until `ends_ms`.
     InGrace {
         /// When the shortfall began.
-        since_ms: u64,
+        since_ms: WallMs,
         /// When the grace period ends and excess cameras stop.
-        ends_ms: u64,
+        ends_ms: WallMs,
     },
     /// The grace period is over: `excess` cameras must stop (see [`cameras_to_stop`]).
     Expired {
         /// When the shortfall began.
-        since_ms: u64,
+        since_ms: WallMs,
         /// Cameras recording beyond the licensed total.
         excess: u64,
     },
 }
 
-/// The license state of a system with `used` recording cameras and `total` licensed channels.
+/// The license state of a system with `used` recording cameras and `total` licensed channels,
+/// at wall time `now`.
 ///
 /// The grace period ends at exactly `since + grace_ms`: from then on the state is `Expired`.
 pub fn shortfall_state(
     used: u64,
     total: u64,
     recorded: Option<Shortfall>,
-    now_ms: u64,
+    now: WallMs,
     grace_ms: u64,
 ) -> ShortfallState {
     if used <= total {
         return ShortfallState::Within;
     }
     let Some(Shortfall { since_ms }) = recorded else {
-        return ShortfallState::Started { since_ms: now_ms };
+        return ShortfallState::Started { since_ms: now };
     };
-    let ends_ms = since_ms.saturating_add(grace_ms);
-    if now_ms < ends_ms {
+    let ends_ms = since_ms.saturating_plus_ms(grace_ms);
+    if now < ends_ms {
         ShortfallState::InGrace { since_ms, ends_ms }
     } else {
         ShortfallState::Expired { since_ms, excess: used - total }
@@ -656,30 +658,31 @@ mod tests {
     fn shortfall_goes_from_started_through_grace_to_expired_at_exactly_since_plus_grace() {
         let grace = GRACE_MS_DEFAULT;
         assert_eq!(grace, 2_592_000_000);
-        let t0 = 1_000;
+        let t0 = WallMs(1_000);
+        let end = WallMs(t0.0 + grace);
         assert_eq!(shortfall_state(14, 14, None, t0, grace), ShortfallState::Within);
         assert_eq!(
             shortfall_state(16, 14, None, t0, grace),
             ShortfallState::Started { since_ms: t0 }
         );
         let recorded = Some(Shortfall { since_ms: t0 });
-        let in_grace = ShortfallState::InGrace { since_ms: t0, ends_ms: t0 + grace };
+        let in_grace = ShortfallState::InGrace { since_ms: t0, ends_ms: end };
         assert_eq!(shortfall_state(16, 14, recorded, t0, grace), in_grace);
-        assert_eq!(shortfall_state(16, 14, recorded, t0 + grace - 1, grace), in_grace);
+        assert_eq!(shortfall_state(16, 14, recorded, WallMs(end.0 - 1), grace), in_grace);
         assert_eq!(
-            shortfall_state(16, 14, recorded, t0 + grace, grace),
+            shortfall_state(16, 14, recorded, end, grace),
             ShortfallState::Expired { since_ms: t0, excess: 2 }
         );
         // Licenses added or cameras removed: the shortfall is over.
-        assert_eq!(shortfall_state(14, 14, recorded, t0 + grace, grace), ShortfallState::Within);
+        assert_eq!(shortfall_state(14, 14, recorded, end, grace), ShortfallState::Within);
     }
 
     #[test]
     fn grace_end_saturates_instead_of_overflowing() {
-        let recorded = Some(Shortfall { since_ms: u64::MAX - 1 });
+        let recorded = Some(Shortfall { since_ms: WallMs(u64::MAX - 1) });
         assert_eq!(
-            shortfall_state(2, 1, recorded, 0, GRACE_MS_DEFAULT),
-            ShortfallState::InGrace { since_ms: u64::MAX - 1, ends_ms: u64::MAX }
+            shortfall_state(2, 1, recorded, WallMs(0), GRACE_MS_DEFAULT),
+            ShortfallState::InGrace { since_ms: WallMs(u64::MAX - 1), ends_ms: WallMs(u64::MAX) }
         );
     }
 

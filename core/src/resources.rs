@@ -1,6 +1,7 @@
 //! The replicated resources of a system and the keys they are stored under.
 
 use crate::ids::{CameraId, HardwareId, PeerAddr, ServerId, SystemId, UserId};
+use crate::instant::WallMs;
 use crate::keys::PublicKey;
 use crate::licenses::{LicenseId, LicenseKey};
 use serde::{Deserialize, Serialize};
@@ -59,10 +60,11 @@ pub enum Value {
     CameraHistory(HistoryRecord),
     /// A manual address has no payload beyond its key.
     ManualAddress,
-    /// A shortfall of licenses started at this system time.
+    /// A shortfall of licenses started at this wall-clock time.
     LicenseShortfall {
-        /// When the system first had more cameras recording than licensed channels.
-        since_ms: u64,
+        /// When the system first had more cameras recording than licensed channels, on the
+        /// wall clock of the server that recorded it.
+        since_ms: WallMs,
     },
     /// A server's public link key.
     ServerKey(PublicKey),
@@ -181,5 +183,31 @@ impl Value {
                 | (Key::LicenseShortfall, Value::LicenseShortfall { .. })
                 | (Key::ServerKey(_), Value::ServerKey(_))
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cbor<T: Serialize>(value: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(value, &mut out).expect("CBOR encoding into memory");
+        out
+    }
+
+    /// A shortfall as stored and replicated while its start was a bare `u64`.
+    #[derive(Serialize)]
+    enum Untyped {
+        LicenseShortfall { since_ms: u64 },
+    }
+
+    #[test]
+    fn a_license_shortfall_keeps_the_format_it_had_as_a_bare_number() {
+        let typed = Value::LicenseShortfall { since_ms: WallMs(1_700_000_000_000) };
+        let untyped = cbor(&Untyped::LicenseShortfall { since_ms: 1_700_000_000_000 });
+        assert_eq!(cbor(&typed), untyped);
+        let back: Value = ciborium::from_reader(&untyped[..]).expect("decodes");
+        assert_eq!(back, typed);
     }
 }

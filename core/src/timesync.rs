@@ -9,6 +9,7 @@
 //! most [`SLEW_PPB_MAX`], stepped forward past [`STEP_THRESHOLD_US`], or caught down at half
 //! speed: system time handed out by [`SystemClock::now`] never goes backwards once synced.
 
+use crate::instant::MonoUs;
 use serde::{Deserialize, Serialize};
 
 /// Samples kept in the window.
@@ -32,12 +33,6 @@ pub const ERROR_GROWTH_PPB: u64 = 500_000;
 const CATCH_DOWN_RATE_PPB: u64 = 500_000_000;
 /// One: rates are system µs per monotonic µs, in parts per billion.
 const PPB: u64 = 1_000_000_000;
-
-/// A reading of this server's monotonic clock, µs.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
-)]
-pub struct MonoUs(pub u64);
 
 /// System time, µs since the Unix epoch.
 #[derive(

@@ -14,6 +14,7 @@ use hive_core::auth::{KdfParams, Secret};
 use hive_core::frame::{self, encode_into};
 use hive_core::hlc::Hlc;
 use hive_core::ids::{CameraId, HardwareId, PeerAddr, ServerId, SystemId, SystemName};
+use hive_core::instant::{MonoUs, WallMs};
 use hive_core::licenses::{LicenseId, LicenseIssuer};
 use hive_core::login;
 use hive_core::node::{
@@ -136,9 +137,9 @@ impl Pair {
         pair.handle(1, Input::LinkOpened { link, dialed: None, channel: to_b });
         pair.deliver();
         for _ in 0..5 {
-            pair.now.mono_ms += 1_000;
-            pair.now.mono_us += 1_000_000;
-            pair.now.wall_ms += 1_000;
+            pair.now.mono = pair.now.mono.plus_ms(1_000);
+            pair.now.mono_us = MonoUs(pair.now.mono_us.0 + 1_000_000);
+            pair.now.wall = WallMs(pair.now.wall.0 + 1_000);
             for i in 0..2 {
                 pair.handle(i, Input::Tick);
             }
@@ -153,7 +154,7 @@ impl Pair {
             LicenseId(1),
             4,
             HardwareId(HARDWARE_ID.into()),
-            START.wall_ms,
+            START.wall.0,
         );
         let camera = CameraRecord {
             name: "door".into(),
@@ -161,7 +162,7 @@ impl Pair {
             preferred: me.server,
             failover_priority: FailoverPriority::Medium,
             recording: true,
-            created_ms: START.wall_ms,
+            created_ms: START.wall.0,
         };
         let history = Key::CameraHistory { camera: CameraId(1), server: me.server, start_ms: 5 };
         let puts = [
@@ -195,8 +196,8 @@ impl Pair {
     fn deliver(&mut self) {
         while let Some((to, msg)) = self.queue.pop_front() {
             self.traffic.push((to, msg.clone()));
-            let received_us = self.now.mono_us;
-            self.handle(to, Input::Message { link: LinkId(1), msg, received_us });
+            let received = self.now.mono_us;
+            self.handle(to, Input::Message { link: LinkId(1), msg, received });
         }
     }
 }
@@ -248,7 +249,7 @@ fn member_messages(records: &[Record]) -> Vec<Message> {
             from: node.system,
             to: node.system,
             name: SystemName::new("renamed").expect("valid name"),
-            stamp: Hlc { wall_ms: START.wall_ms + 60_000, logical: 0 },
+            stamp: Hlc { wall_ms: START.wall.0 + 60_000, logical: 0 },
             new_secret: None,
         }),
     ]
@@ -305,7 +306,7 @@ fn outcome_bytes(outcome: &MergeOutcome) -> Vec<u8> {
 /// passwords, users who may not merge, relayed logins, the back-off, and raw messages.
 fn merge_scripts() -> Vec<Vec<u8>> {
     let node = peer::start(NODE_SEED, START).snapshot().identity;
-    let other = SystemId::new(1_600_000_000_000, 5);
+    let other = SystemId::new(WallMs(1_600_000_000_000), 5);
     let other_name = SystemName::new("other").expect("valid name");
     let other_secret = Secret::from_text("other secret");
     let offer = |keep_initiator: bool, system: SystemId, servers: Vec<ServerId>| {

@@ -9,6 +9,7 @@
 
 use hive_core::auth::mac_eq;
 use hive_core::ids::PeerAddr;
+use hive_core::instant::{MonoUs, WallMs};
 use hive_core::node::{Input, Node, Now, Output};
 use hive_core::wire::{Beacon, BEACON_LEN_MAX, PROTOCOL_VERSION};
 use hive_fuzz::frames::reframe;
@@ -57,9 +58,9 @@ fn deliver(b: Beacon) {
     let mut now = START;
     let forged = !mac_eq(&b.proof, &b.expected_proof(&own.secret.beacon_key()));
     let dials = |node: &mut Node, now: &mut Now, b: &Beacon| {
-        now.mono_ms += STEP_MS;
-        now.mono_us += STEP_MS * 1000;
-        now.wall_ms += STEP_MS;
+        now.mono = now.mono.plus_ms(STEP_MS);
+        now.mono_us = MonoUs(now.mono_us.0 + STEP_MS * 1000);
+        now.wall = WallMs(now.wall.0 + STEP_MS);
         node.handle(*now, Input::Beacon(b.clone()));
         std::iter::from_fn(|| node.poll_output()).any(|o| matches!(o, Output::Dial { .. }))
     };

@@ -11,6 +11,7 @@
 
 use hive_core::auth::{password_verifier, KdfParams, Secret};
 use hive_core::ids::{HardwareId, PeerAddr, ServerId, SystemName, UserId};
+use hive_core::instant::{MonoMs, MonoUs, WallMs};
 use hive_core::keys::{PublicKey, StaticKeypair};
 use hive_core::licenses::LicenseIssuer;
 use hive_core::login::{self, LoginRecord};
@@ -51,7 +52,7 @@ pub const MERGE_ADDR: &str = "10.0.0.9:7001";
 /// Seed of the node's randomness: its server id and boot are the same in every run.
 pub const NODE_SEED: u64 = 1;
 /// When the node starts.
-pub const START: Now = Now { mono_ms: 0, mono_us: 0, wall_ms: 1_700_000_000_000 };
+pub const START: Now = Now { mono: MonoMs(0), mono_us: MonoUs(0), wall: WallMs(1_700_000_000_000) };
 /// Time between two inputs.
 pub const STEP_MS: u64 = 10;
 /// Ticks in [`Peer::wait`].
@@ -220,7 +221,7 @@ impl Peer {
 
     /// Delivers `msg` on the link, [`STEP_MS`] after the previous input.
     pub fn send(&mut self, msg: Message) -> Vec<Output> {
-        self.handle(Input::Message { link: LINK, msg, received_us: self.now.mono_us })
+        self.handle(Input::Message { link: LINK, msg, received: self.now.mono_us })
     }
 
     /// Reports the link's channel of `kind` established; `dialed` for a link the node asked for.
@@ -276,9 +277,9 @@ impl Peer {
     }
 
     fn handle_after(&mut self, ms: u64, input: Input) -> Vec<Output> {
-        self.now.mono_ms += ms;
-        self.now.mono_us += ms * 1000;
-        self.now.wall_ms += ms;
+        self.now.mono = self.now.mono.plus_ms(ms);
+        self.now.mono_us = MonoUs(self.now.mono_us.0 + ms * 1000);
+        self.now.wall = WallMs(self.now.wall.0 + ms);
         self.node.handle(self.now, input);
         let out: Vec<Output> = std::iter::from_fn(|| self.node.poll_output()).collect();
         for o in &out {

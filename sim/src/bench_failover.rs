@@ -169,8 +169,8 @@ fn all_home(w: &World, preferred: &BTreeMap<CameraId, HostId>) -> bool {
 fn double_recorded(w: &World) -> usize {
     let reach = |a: HostId, b: HostId| {
         let (na, nb) = (w.node(a).expect("up"), w.node(b).expect("up"));
-        na.connected_since_ms(nb.identity().server).is_some()
-            && nb.connected_since_ms(na.identity().server).is_some()
+        na.connected_since(nb.identity().server).is_some()
+            && nb.connected_since(na.identity().server).is_some()
     };
     w.recorders()
         .values()

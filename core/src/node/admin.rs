@@ -153,7 +153,7 @@ impl Node {
             Command::Split { name } => self.split(name),
             Command::ReplaceLinkKey { pair } => Ok(self.replace_link_key(pair)),
             Command::ReplaceSecret { secret } => {
-                let stamp = self.clock.tick(self.now.wall_ms);
+                let stamp = self.clock.tick(self.now.wall);
                 let (system, name) = (self.identity.system, self.identity.name.clone());
                 self.adopt(system, name, stamp, Some(secret));
                 Ok(Reply::Done)
@@ -162,7 +162,7 @@ impl Node {
                 if name == self.identity.name {
                     Err(CommandError::NameUnchanged(name))
                 } else {
-                    let stamp = self.clock.tick(self.now.wall_ms);
+                    let stamp = self.clock.tick(self.now.wall);
                     self.adopt(self.identity.system, name, stamp, None);
                     Ok(Reply::Done)
                 }
@@ -228,7 +228,7 @@ impl Node {
         // Tell the others first, while the links are still up.
         self.write(leaving.iter().map(|(k, _)| (k.clone(), None)).collect());
         let current = self.identity.system;
-        let system = SystemId::new(self.now.wall_ms, self.rng.gen());
+        let system = SystemId::new(self.now.wall, self.rng.gen());
         let copied: Vec<(Key, Option<Value>)> = self
             .store
             .iter()
@@ -245,10 +245,10 @@ impl Node {
             self.close(link);
         }
         self.identity = Identity {
-            epoch: self.identity.epoch.max(self.now.wall_ms).saturating_add(1),
+            epoch: self.identity.epoch.max(self.now.wall.0).saturating_add(1),
             system,
             name,
-            name_stamp: self.clock.tick(self.now.wall_ms),
+            name_stamp: self.clock.tick(self.now.wall),
             ..self.identity.clone()
         };
         self.store = Store::new();

@@ -4,6 +4,7 @@
 use super::{Node, Output, Timing};
 use crate::auth::mac_eq;
 use crate::ids::{PeerAddr, ServerId, SystemId, SystemName};
+use crate::instant::MonoMs;
 use crate::wire::{Beacon, PROTOCOL_VERSION};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -58,12 +59,14 @@ struct Seen {
     /// Highest beacon sequence number accepted from run `boot`: an older or repeated one is
     /// a replay.
     seq: u64,
-    first_ms: u64,
-    last_ms: u64,
-    /// Forgotten this long after `last_ms`: three and a half of its beacon periods.
+    /// When it was first heard in this entry.
+    first_heard: MonoMs,
+    /// When it was last heard.
+    last_heard: MonoMs,
+    /// Forgotten this long after `last_heard`: three and a half of its beacon periods.
     ttl_ms: u64,
     /// Since when it has been heard without a route to it (a member), if so.
-    unrouted_ms: Option<u64>,
+    unrouted_since: Option<MonoMs>,
     /// `None` for a member; the system, name and reason of another system.
     other: Option<Box<(SystemId, SystemName, NotMember)>>,
 }
@@ -71,7 +74,8 @@ struct Seen {
 #[derive(Clone, Debug, Default)]
 struct Dial {
     in_flight: bool,
-    next_ms: u64,
+    /// No dial before this.
+    next: MonoMs,
     backoff_ms: u64,
 }
 
@@ -90,23 +94,23 @@ pub(super) struct Discovery {
     /// Entries of `seen` that are other systems.
     others_len: usize,
     /// No entry of `seen` expires before this.
-    next_expire_ms: u64,
+    next_expire: MonoMs,
     /// When the last beacon sent in answer to a newcomer went out: at most one such extra
     /// beacon per `beacon_ms`.
-    answered_ms: Option<u64>,
+    answered_at: Option<MonoMs>,
 }
 
 impl Discovery {
     /// Forgets servers not heard from for their time to live; whether any was forgotten.
-    pub fn expire(&mut self, now: u64) -> bool {
-        if now < self.next_expire_ms {
+    pub fn expire(&mut self, now: MonoMs) -> bool {
+        if now < self.next_expire {
             return false;
         }
         let before = self.seen.len();
-        let mut next = u64::MAX;
+        let mut next = MonoMs(u64::MAX);
         let mut others_len = 0;
         self.seen.retain(|_, s| {
-            let until = s.last_ms + s.ttl_ms;
+            let until = s.last_heard.plus_ms(s.ttl_ms);
             let keep = now < until;
             if keep {
                 next = next.min(until);
@@ -114,13 +118,13 @@ impl Discovery {
             }
             keep
         });
-        self.next_expire_ms = next;
+        self.next_expire = next;
         self.others_len = others_len;
         self.seen.len() != before
     }
 
-    fn expires_by(&mut self, ms: u64) {
-        self.next_expire_ms = self.next_expire_ms.min(ms);
+    fn expires_by(&mut self, at: MonoMs) {
+        self.next_expire = self.next_expire.min(at);
     }
 
     /// Members of this system heard by beacon.
@@ -129,19 +133,19 @@ impl Discovery {
     }
 
     /// When a beacon of `server` in its run `boot` was last heard.
-    pub fn beacon_heard_ms(&self, server: ServerId, boot: u64) -> Option<u64> {
-        self.seen.get(&server).filter(|s| s.other.is_none() && s.boot == boot).map(|s| s.last_ms)
+    pub fn beacon_heard(&self, server: ServerId, boot: u64) -> Option<MonoMs> {
+        self.seen.get(&server).filter(|s| s.other.is_none() && s.boot == boot).map(|s| s.last_heard)
     }
 
     pub fn dial_succeeded(&mut self, addr: &PeerAddr) {
         self.dials.entry(addr.clone()).or_default().in_flight = false;
     }
 
-    pub fn link_lost(&mut self, addr: &PeerAddr, now: u64, t: &Timing) {
+    pub fn link_lost(&mut self, addr: &PeerAddr, now: MonoMs, t: &Timing) {
         let d = self.dials.entry(addr.clone()).or_default();
         d.in_flight = false;
         d.backoff_ms = (d.backoff_ms * 2).clamp(t.dial_backoff_ms, t.dial_backoff_ms_max);
-        d.next_ms = now + d.backoff_ms;
+        d.next = now.plus_ms(d.backoff_ms);
     }
 
     pub fn linked(&mut self, server: ServerId) {
@@ -177,7 +181,7 @@ impl Discovery {
         system: SystemId,
         name: &SystemName,
         boot: u64,
-        now: u64,
+        now: MonoMs,
         ttl_ms: u64,
     ) {
         let other = Box::new((system, name.clone(), NotMember::OtherName));
@@ -191,7 +195,7 @@ impl Discovery {
         boot: u64,
         seq: u64,
         other: Box<(SystemId, SystemName, NotMember)>,
-        now: u64,
+        now: MonoMs,
         ttl_ms: u64,
     ) {
         if !self.seen.contains_key(&server) && self.others_len >= OTHER_SERVERS_MAX {
@@ -200,18 +204,18 @@ impl Discovery {
         let s = self.seen.entry(server).or_insert_with(|| Seen {
             boot,
             seq,
-            first_ms: now,
-            last_ms: now,
+            first_heard: now,
+            last_heard: now,
             ttl_ms,
-            unrouted_ms: None,
+            unrouted_since: None,
             other: None,
         });
         if s.other.is_none() {
             self.others_len += 1;
         }
-        (s.boot, s.seq, s.last_ms, s.ttl_ms) = (boot, seq, now, ttl_ms);
+        (s.boot, s.seq, s.last_heard, s.ttl_ms) = (boot, seq, now, ttl_ms);
         s.other = Some(other);
-        self.expires_by(now + ttl_ms);
+        self.expires_by(now.plus_ms(ttl_ms));
     }
 
     pub fn other_systems(&self) -> Vec<OtherSystem> {
@@ -270,7 +274,7 @@ impl Node {
         if b.server == self.identity.server {
             return;
         }
-        let now = self.now.mono_ms;
+        let now = self.now.mono;
         let ttl_ms = u64::from(b.interval_ms).clamp(100, 60_000) * 7 / 2;
         if b.version != PROTOCOL_VERSION {
             // Unauthenticated (its proof is of another format): listed, within the cap, so an
@@ -303,20 +307,20 @@ impl Node {
             let other = Box::new((b.system, b.name.clone(), NotMember::OtherName));
             return self.discovery.note_other(b.server, b.boot, b.seq, other, now, ttl_ms);
         }
-        let (first_ms, newcomer) = match self.discovery.seen.get_mut(&b.server) {
+        let (first_heard, newcomer) = match self.discovery.seen.get_mut(&b.server) {
             Some(s) if s.other.is_none() => {
                 if s.boot == b.boot && b.seq <= s.seq {
                     // A replay (or a duplicate): it proves nothing about the sender now.
                     return;
                 }
                 let rebooted = s.boot != b.boot;
-                (s.boot, s.seq, s.last_ms, s.ttl_ms) = (b.boot, b.seq, now, ttl_ms);
-                let first_ms = s.first_ms;
-                self.discovery.expires_by(now + ttl_ms);
+                (s.boot, s.seq, s.last_heard, s.ttl_ms) = (b.boot, b.seq, now, ttl_ms);
+                let first_heard = s.first_heard;
+                self.discovery.expires_by(now.plus_ms(ttl_ms));
                 if rebooted {
                     self.membership_changed();
                 }
-                (first_ms, rebooted)
+                (first_heard, rebooted)
             }
             _ => {
                 if let Some(old) = self.discovery.seen.insert(
@@ -324,16 +328,16 @@ impl Node {
                     Seen {
                         boot: b.boot,
                         seq: b.seq,
-                        first_ms: now,
-                        last_ms: now,
+                        first_heard: now,
+                        last_heard: now,
                         ttl_ms,
-                        unrouted_ms: None,
+                        unrouted_since: None,
                         other: None,
                     },
                 ) {
                     self.discovery.others_len -= usize::from(old.other.is_some());
                 }
-                self.discovery.expires_by(now + ttl_ms);
+                self.discovery.expires_by(now.plus_ms(ttl_ms));
                 self.membership_changed();
                 // Count now: whom to link with depends on it.
                 self.recount_system();
@@ -349,7 +353,7 @@ impl Node {
         // Of a mesh pair the lower id dials; the higher one too if no link came for a while
         // (the lower one may be unable to reach it). Any member left unreachable that long is
         // dialled as well, mesh pair or not: the mesh must stay connected.
-        let waited = now >= first_ms + 3 * self.config.timing.beacon_ms;
+        let waited = now >= first_heard.plus_ms(3 * self.config.timing.beacon_ms);
         let dial = if self.wants_link(b.server) {
             (self.identity.server < b.server || waited || unanswered) && !self.mesh_undecided()
         } else {
@@ -357,9 +361,9 @@ impl Node {
             let routed = self.route_to(b.server).is_some();
             let beacon_ms = self.config.timing.beacon_ms;
             let s = self.discovery.seen.get_mut(&b.server).expect("just seen");
-            let since = if routed { None } else { Some(s.unrouted_ms.unwrap_or(now)) };
-            s.unrouted_ms = since;
-            since.is_some_and(|t| now >= t + 3 * beacon_ms)
+            let since = if routed { None } else { Some(s.unrouted_since.unwrap_or(now)) };
+            s.unrouted_since = since;
+            since.is_some_and(|t| now >= t.plus_ms(3 * beacon_ms))
         };
         if dial {
             let own = &self.discovery.own_addrs;
@@ -375,20 +379,20 @@ impl Node {
     /// and if it has the lower id, the link is its to dial.
     /// Whether it answered.
     fn answer_newcomer(&mut self) -> bool {
-        let now = self.now.mono_ms;
+        let now = self.now.mono;
         let beacon_ms = self.config.timing.beacon_ms;
-        if self.discovery.answered_ms.is_some_and(|at| now < at + beacon_ms) {
+        if self.discovery.answered_at.is_some_and(|at| now < at.plus_ms(beacon_ms)) {
             return false;
         }
-        self.discovery.answered_ms = Some(now);
+        self.discovery.answered_at = Some(now);
         self.send_beacon();
         true
     }
 
     fn request_dial(&mut self, addr: PeerAddr) {
-        let now = self.now.mono_ms;
+        let now = self.now.mono;
         let d = self.discovery.dials.entry(addr.clone()).or_default();
-        if d.in_flight || now < d.next_ms {
+        if d.in_flight || now < d.next {
             return;
         }
         d.in_flight = true;
@@ -396,7 +400,7 @@ impl Node {
     }
 
     pub(super) fn on_dial_failed(&mut self, addr: &PeerAddr) {
-        self.discovery.link_lost(addr, self.now.mono_ms, &self.config.timing);
+        self.discovery.link_lost(addr, self.now.mono, &self.config.timing);
         self.merge_dial_failed(addr);
     }
 
@@ -422,6 +426,7 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
+    use crate::instant::{MonoUs, WallMs};
     use crate::node::testing::{node, NOW};
     use crate::node::{Input, Node, Now, Output};
     use crate::wire::Beacon;
@@ -429,9 +434,9 @@ mod tests {
     /// `NOW` plus `ms`, on both clocks.
     fn at(ms: u64) -> Now {
         Now {
-            mono_ms: NOW.mono_ms + ms,
-            mono_us: NOW.mono_us + ms * 1000,
-            wall_ms: NOW.wall_ms + ms,
+            mono: NOW.mono.plus_ms(ms),
+            mono_us: MonoUs(NOW.mono_us.0 + ms * 1000),
+            wall: WallMs(NOW.wall.0 + ms),
         }
     }
 

@@ -8,6 +8,7 @@ use super::routing::HOPS_MAX;
 use super::{LinkId, Node};
 use crate::hlc::Hlc;
 use crate::ids::ServerId;
+use crate::instant::MonoMs;
 use crate::store::StoreViolation;
 use thiserror::Error;
 
@@ -129,14 +130,14 @@ pub enum Broken {
         bound: usize,
     },
     /// After an input the next timer is not in the future: a driver would spin on it.
-    #[error("timer {timer:?} at {due_ms} ms is not after now ({now_ms} ms)")]
+    #[error("timer {timer:?} at {} ms is not after now ({} ms)", due.0, now.0)]
     TimerNotAhead {
         /// The timer.
         timer: super::Timer,
-        /// When the node asks to be woken (monotonic ms).
-        due_ms: u64,
+        /// When the node asks to be woken.
+        due: MonoMs,
         /// The node's monotonic time.
-        now_ms: u64,
+        now: MonoMs,
     },
 }
 
@@ -170,14 +171,14 @@ impl Node {
     /// (once the first tick, due the moment the node starts, has run). A timer left in the
     /// past makes a driver spin without time passing.
     fn check_timer(&self) -> Result<(), Broken> {
-        let now_ms = self.now.mono_ms;
-        if self.next_tick_ms == self.started_ms {
+        let now = self.now.mono;
+        if self.next_tick == self.started {
             // The first tick, due the moment the node starts, has not run yet.
             return Ok(());
         }
         for (timer, due) in self.timers() {
-            if let Some(due_ms) = due.filter(|due_ms| *due_ms <= now_ms) {
-                return Err(Broken::TimerNotAhead { timer, due_ms, now_ms });
+            if let Some(due) = due.filter(|due| *due <= now) {
+                return Err(Broken::TimerNotAhead { timer, due, now });
             }
         }
         Ok(())
@@ -208,7 +209,7 @@ impl Node {
             return Ok(());
         }
         for (&server, seen) in &self.presence.seen {
-            if seen.reachable_since_ms.is_some() != self.routing.routes.contains_key(&server) {
+            if seen.reachable_since.is_some() != self.routing.routes.contains_key(&server) {
                 return Err(Broken::PresenceStale { server });
             }
         }

@@ -94,7 +94,7 @@ impl Node {
             .setting(GRACE_SETTING)
             .and_then(|v| v.parse().ok())
             .unwrap_or(licenses::GRACE_MS_DEFAULT);
-        let state = licenses::shortfall_state(used, total, recorded, self.now.wall_ms, grace_ms);
+        let state = licenses::shortfall_state(used, total, recorded, self.now.wall, grace_ms);
         let stopped = match state {
             ShortfallState::Expired { excess, .. } => licenses::cameras_to_stop(&cameras, excess),
             _ => Vec::new(),

@@ -10,6 +10,7 @@
 use super::{Event, Node, Violation};
 use crate::hlc::Hlc;
 use crate::ids::{PeerAddr, ServerId, SystemId, SystemName};
+use crate::instant::MonoMs;
 use crate::keys::PublicKey;
 use crate::store::Vector;
 use crate::wire::{Hello, IdentityChange, Message, PROTOCOL_VERSION};
@@ -57,11 +58,14 @@ pub(super) struct Link {
     pub dialed: Option<PeerAddr>,
     pub phase: Phase,
     pub channel: ChannelInfo,
-    pub opened_ms: u64,
-    pub last_rx_ms: u64,
-    pub last_tx_ms: u64,
+    /// When the channel was reported open.
+    pub opened: MonoMs,
+    /// When the link last carried something in.
+    pub last_rx: MonoMs,
+    /// When the link last carried something out.
+    pub last_tx: MonoMs,
     /// When the link came up (0 before).
-    pub up_ms: u64,
+    pub up_since: MonoMs,
     /// What the peer told us it covers.
     pub known: Vector,
     /// What we told the peer we cover.
@@ -99,7 +103,7 @@ impl Node {
         if let Some(addr) = &dialed {
             self.discovery.dial_succeeded(addr);
         }
-        let now = self.now.mono_ms;
+        let now = self.now.mono;
         let phase = match channel.kind {
             ChannelKind::Member => Phase::AwaitHello,
             ChannelKind::Merge => Phase::Merge,
@@ -110,10 +114,10 @@ impl Node {
                 dialed: dialed.clone(),
                 phase,
                 channel,
-                opened_ms: now,
-                last_rx_ms: now,
-                last_tx_ms: now,
-                up_ms: 0,
+                opened: now,
+                last_rx: now,
+                last_tx: now,
+                up_since: MonoMs(0),
                 known: Vector::new(),
                 announced: Vector::new(),
                 reach: BTreeMap::new(),
@@ -149,7 +153,7 @@ impl Node {
             if self.peers.get(&server) == Some(&link) {
                 // The peer vouched for itself and the servers behind it until it fell silent.
                 for dest in l.reach.keys().copied().chain([server]) {
-                    self.presence_heard(dest, l.last_rx_ms, false);
+                    self.presence_heard(dest, l.last_rx, false);
                 }
                 self.peers.remove(&server);
                 self.event(Event::PeerDown(server));
@@ -159,7 +163,7 @@ impl Node {
             }
         }
         if let Some(addr) = l.dialed {
-            self.discovery.link_lost(&addr, self.now.mono_ms, &self.config.timing);
+            self.discovery.link_lost(&addr, self.now.mono, &self.config.timing);
         }
     }
 
@@ -181,7 +185,7 @@ impl Node {
     /// clock violation (refusing one transaction would stall the sequence vector) and says so.
     pub(super) fn observe_peer_clock(&mut self, link: LinkId, stamp: Hlc) -> bool {
         let max = self.config.timing.clock_offset_ms_max;
-        match self.clock.observe_bounded(stamp, self.now.wall_ms, max) {
+        match self.clock.observe_bounded(stamp, self.now.wall, max) {
             Ok(()) => true,
             Err(e) => {
                 self.event(Event::ClockViolation { link, what: e });
@@ -198,7 +202,7 @@ impl Node {
 
     pub(super) fn on_message(&mut self, link: LinkId, msg: Message) {
         let Some(l) = self.links.get_mut(&link) else { return };
-        l.last_rx_ms = self.now.mono_ms;
+        l.last_rx = self.now.mono;
         match (l.phase.clone(), msg) {
             (Phase::Up(peer, _), msg) => self.on_peer_message(link, peer, msg),
             (Phase::AwaitHello, Message::Hello(h)) => self.on_hello(link, h),
@@ -249,7 +253,7 @@ impl Node {
                 hello.system,
                 &hello.name,
                 hello.boot,
-                self.now.mono_ms,
+                self.now.mono,
                 self.idle_ttl_ms(),
             );
             return self.close(link);
@@ -275,7 +279,7 @@ impl Node {
         }
         let l = self.links.get_mut(&link).expect("link exists");
         l.phase = Phase::Up(hello.server, hello.boot);
-        l.up_ms = self.now.mono_ms;
+        l.up_since = self.now.mono;
         self.membership_changed();
         self.peers.insert(hello.server, link);
         self.discovery.linked(hello.server);
@@ -380,21 +384,23 @@ impl Node {
     /// period. This keeps a LAN of n servers from sending n² pings a second.
     pub(super) fn check_links(&mut self) {
         let t = self.config.timing.clone();
-        let now = self.now.mono_ms;
+        let now = self.now.mono;
         let fast_beacons = self.beacon_interval_ms() <= t.beacon_ms;
         let mut dead = Vec::new();
         let mut ping = Vec::new();
         for (&id, l) in &self.links {
             let Phase::Up(peer, boot) = l.phase else {
-                if now >= l.opened_ms + t.handshake_ms {
+                if now >= l.opened.plus_ms(t.handshake_ms) {
                     dead.push(id);
                 }
                 continue;
             };
-            let beacon_ms = self.discovery.beacon_heard_ms(peer, boot);
-            let beacons_fresh = beacon_ms.is_some_and(|b| now < b + 2 * t.beacon_ms);
-            let heard = l.last_rx_ms.max(beacon_ms.unwrap_or(0));
-            if now >= heard + t.link_silence_ms || now >= l.last_rx_ms + 3 * t.keepalive_ms {
+            let beacon = self.discovery.beacon_heard(peer, boot);
+            let beacons_fresh = beacon.is_some_and(|b| now < b.plus_ms(2 * t.beacon_ms));
+            let heard = l.last_rx.max(beacon.unwrap_or(MonoMs(0)));
+            if now >= heard.plus_ms(t.link_silence_ms)
+                || now >= l.last_rx.plus_ms(3 * t.keepalive_ms)
+            {
                 dead.push(id);
             } else {
                 // The peer counts our beacons as signs of life only while they come every
@@ -407,7 +413,7 @@ impl Node {
                     t.beacon_ms * 3 / 2
                 };
                 // A tick's worth of slack, so a ping is not skipped by a hair.
-                if now + t.beacon_ms / 10 >= l.last_tx_ms + every {
+                if now.plus_ms(t.beacon_ms / 10) >= l.last_tx.plus_ms(every) {
                     ping.push(id);
                 }
             }
@@ -424,6 +430,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::instant::MonoUs;
     use crate::keys::PublicKey;
     use crate::node::testing::{node, NOW};
     use crate::node::{Command, CommandId, Input, Output, Reply};
@@ -442,7 +449,7 @@ mod tests {
         a.handle(NOW, Input::LinkOpened { link, dialed: None, channel: member(key) });
         a.handle(
             NOW,
-            Input::Message { link, msg: Message::Hello(hello_from(b, hlc)), received_us: 0 },
+            Input::Message { link, msg: Message::Hello(hello_from(b, hlc)), received: MonoUs(0) },
         );
     }
 
@@ -476,7 +483,7 @@ mod tests {
         let (mut a, b) = (node("north", 1), node("north", 2));
         let (link, channel) = (LinkId(1), member(b.channel_keys().0.public));
         a.handle(NOW, Input::LinkOpened { link, dialed: None, channel });
-        a.handle(NOW, Input::Message { link, msg: Message::Ping, received_us: 0 });
+        a.handle(NOW, Input::Message { link, msg: Message::Ping, received: MonoUs(0) });
         let seen = events(&mut a);
         let expected =
             Event::ProtocolViolation { link, what: Violation::UnexpectedBeforeHello("Ping") };
@@ -497,7 +504,7 @@ mod tests {
             value: None,
         };
         let (link, msg) = (LinkId(1), Message::Push { txns: vec![txn] });
-        a.handle(NOW, Input::Message { link, msg, received_us: 0 });
+        a.handle(NOW, Input::Message { link, msg, received: MonoUs(0) });
         let seen = events(&mut a);
         let expected = Event::ProtocolViolation { link, what: Violation::PushOfAnotherServer };
         assert!(seen.contains(&expected), "{seen:?}");
@@ -510,7 +517,7 @@ mod tests {
         let (link, channel) = (LinkId(1), member(b.channel_keys().0.public));
         a.handle(NOW, Input::LinkOpened { link, dialed: None, channel });
         let hello = Hello { version: PROTOCOL_VERSION + 1, ..b.hello() };
-        a.handle(NOW, Input::Message { link, msg: Message::Hello(hello), received_us: 0 });
+        a.handle(NOW, Input::Message { link, msg: Message::Hello(hello), received: MonoUs(0) });
         let seen = events(&mut a);
         let expected =
             Event::ProtocolViolation { link, what: Violation::Version(PROTOCOL_VERSION + 1) };
@@ -567,6 +574,7 @@ mod tests {
 mod secret_tests {
     use super::*;
     use crate::auth::Secret;
+    use crate::instant::MonoUs;
     use crate::node::testing::{node, NOW};
     use crate::node::{Command, CommandId, Input, Output};
 
@@ -584,7 +592,7 @@ mod secret_tests {
             for _ in 0..6 {
                 for (to_a, msg) in std::mem::take(&mut pending) {
                     let n = if to_a { &mut *a } else { &mut *b };
-                    n.handle(NOW, Input::Message { link: LinkId(1), msg, received_us: 0 });
+                    n.handle(NOW, Input::Message { link: LinkId(1), msg, received: MonoUs(0) });
                 }
                 for (from_a, n) in [(true, &mut *a), (false, &mut *b)] {
                     while let Some(o) = n.poll_output() {

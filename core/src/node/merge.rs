@@ -17,6 +17,7 @@ use super::{
     CommandError, CommandId, Event, Keep, LinkId, MergeStep, Node, Output, Reply, Violation,
 };
 use crate::ids::{PeerAddr, ServerId};
+use crate::instant::MonoMs;
 use crate::login::{self, ClientState, Direction, ServerState, SessionKey};
 use crate::resources::{Key, Role, Value};
 use crate::wire::{MergeMsg, MergeOffer, MergeOutcome, MergeRefusal, Message};
@@ -58,8 +59,8 @@ enum Incoming {
 #[derive(Clone, Copy, Debug, Default)]
 struct Failures {
     count: u32,
-    /// No login of this name is answered before this (monotonic ms).
-    until_ms: u64,
+    /// No login of this name is answered before this.
+    until: MonoMs,
 }
 
 #[derive(Default)]
@@ -168,10 +169,11 @@ impl Node {
         if !matches!(self.merges.incoming.get(&link), Some(Incoming::AwaitLogin)) {
             return self.violation(link, Violation::MergeOutOfOrder(MergeStep::Login));
         }
-        let now = self.now.mono_ms;
+        let now = self.now.mono;
         let f = self.merges.failures.get(&user).copied().unwrap_or_default();
-        if now < f.until_ms {
-            let why = MergeRefusal::TooManyAttempts { retry_after_ms: f.until_ms - now };
+        if now < f.until {
+            let why =
+                MergeRefusal::TooManyAttempts { retry_after_ms: f.until.saturating_since(now) };
             return self.refuse(link, why);
         }
         self.count_merge_failure(&user);
@@ -198,14 +200,14 @@ impl Node {
     fn count_merge_failure(&mut self, user: &str) {
         let table = &mut self.merges.failures;
         if !table.contains_key(user) && table.len() >= FAILURE_NAMES_MAX {
-            let oldest = table.iter().min_by_key(|(_, f)| f.until_ms).map(|(n, _)| n.clone());
+            let oldest = table.iter().min_by_key(|(_, f)| f.until).map(|(n, _)| n.clone());
             if let Some(name) = oldest {
                 table.remove(&name);
             }
         }
         let f = table.entry(user.to_owned()).or_default();
         f.count = f.count.saturating_add(1);
-        f.until_ms = self.now.mono_ms + backoff_ms(f.count);
+        f.until = self.now.mono.plus_ms(backoff_ms(f.count));
     }
 
     /// Reports a failed merge login (already counted when it started).
@@ -270,7 +272,7 @@ impl Node {
         if overlap(&offer.servers, &self.own_servers()) {
             return self.refuse(link, MergeRefusal::ServerOnBothSides);
         }
-        let stamp = self.clock.tick(self.now.wall_ms);
+        let stamp = self.clock.tick(self.now.wall);
         let outcome = if offer.keep_initiator {
             let Some(secret) = offer.secret else {
                 return self.violation(link, Violation::MergeKeepsInitiatorWithoutSecret);
@@ -306,7 +308,7 @@ impl Node {
             return self.violation(link, Violation::MergeSealBroken(MergeStep::Outcome));
         };
         if m.keep == Keep::Remote {
-            let stamp = self.clock.tick(self.now.wall_ms);
+            let stamp = self.clock.tick(self.now.wall);
             self.adopt(o.system, o.name, stamp, o.secret);
         }
         let merged = Ok(Reply::Merged { system: o.system });
@@ -368,6 +370,7 @@ mod tests {
 #[cfg(test)]
 mod two_node_tests {
     use super::*;
+    use crate::instant::MonoUs;
     use crate::node::{ChannelInfo, ChannelKind, Event, Input};
 
     use crate::node::testing::{node, NOW};
@@ -407,7 +410,7 @@ mod two_node_tests {
             while let Some(o) = a.poll_output() {
                 match o {
                     Output::Send { msg, .. } => {
-                        to_b.push(Input::Message { link: lb, msg, received_us: 0 })
+                        to_b.push(Input::Message { link: lb, msg, received: MonoUs(0) })
                     }
                     Output::Close(_) => to_b.push(Input::LinkClosed { link: lb }),
                     Output::Reply { id: CommandId(1), result } => reply = Some(result),
@@ -424,7 +427,7 @@ mod two_node_tests {
                         if let Message::Merge(m) = &msg {
                             from_b.push(m.clone());
                         }
-                        to_a.push(Input::Message { link: la, msg, received_us: 0 });
+                        to_a.push(Input::Message { link: la, msg, received: MonoUs(0) });
                     }
                     Output::Close(_) => to_a.push(Input::LinkClosed { link: la }),
                     Output::Event(e) => events.push(e),

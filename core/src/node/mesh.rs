@@ -63,24 +63,24 @@ impl Node {
     /// a system starting cold does not link everyone with everyone first.
     pub(super) fn mesh_undecided(&self) -> bool {
         let t = &self.config.timing;
-        self.now.mono_ms < self.started_ms + t.beacon_ms
+        self.now.mono < self.started.plus_ms(t.beacon_ms)
             && self.system_size() > u64::from(t.mesh_degree) + 1
     }
 
     /// Membership changed: beacons go fast again until things settle.
     pub(super) fn membership_changed(&mut self) {
-        let now = self.now.mono_ms;
+        let now = self.now.mono;
         if self.settled() {
             // Let newcomers hear of us soon rather than at the next idle beacon.
-            self.next_beacon_ms = self.next_beacon_ms.min(now + self.config.timing.beacon_ms);
+            self.next_beacon = self.next_beacon.min(now.plus_ms(self.config.timing.beacon_ms));
         }
-        self.changed_ms = now;
+        self.changed_at = now;
         self.mesh_dirty = true;
     }
 
     /// Whether nothing changed for `settle_ms`.
     pub(super) fn settled(&self) -> bool {
-        self.now.mono_ms >= self.changed_ms + self.config.timing.settle_ms
+        self.now.mono >= self.changed_at.plus_ms(self.config.timing.settle_ms)
     }
 
     /// How long a server learned of without a beacon period is remembered.
@@ -105,7 +105,7 @@ impl Node {
     /// server off anyway, the unreachable rule of discovery dials it again.
     pub(super) fn prune_surplus_links(&mut self) {
         let t = &self.config.timing;
-        let now = self.now.mono_ms;
+        let now = self.now.mono;
         let me = self.identity.server;
         let manual = self.manual_addresses();
         let direct_to = |peer: ServerId| {
@@ -121,7 +121,7 @@ impl Node {
             .filter(|(&peer, link)| {
                 let l = &self.links[link];
                 l.dialed.as_ref().is_some_and(|a| !manual.contains(a))
-                    && now >= l.up_ms + t.settle_ms
+                    && now >= l.up_since.plus_ms(t.settle_ms)
                     && !self.wants_link(peer)
                     && direct_to(peer)
             })

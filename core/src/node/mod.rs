@@ -31,6 +31,7 @@ use crate::auth::{KdfParams, Secret};
 use crate::hlc::HlcClock;
 use crate::identity::Identity;
 use crate::ids::{HardwareId, PeerAddr, ServerId, SystemId, SystemName};
+use crate::instant::{MonoMs, MonoUs, WallMs};
 use crate::keys::{PublicKey, StaticKeypair};
 use crate::persist::{Loss, Record, Restored, Snapshot};
 use crate::resources::{Key, ServerRecord, Value};
@@ -44,12 +45,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 /// A reading of the server's clocks, passed in with every input.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default)]
 pub struct Now {
-    /// Monotonic time in ms (timers); always `mono_us / 1000`.
-    pub mono_ms: u64,
+    /// Monotonic time in ms (timers); always `mono_us.to_ms()`.
+    pub mono: MonoMs,
     /// The same monotonic reading in µs, the base of receive stamps.
-    pub mono_us: u64,
-    /// Wall-clock time in ms since the Unix epoch (timestamps); may jump or be skewed.
-    pub wall_ms: u64,
+    pub mono_us: MonoUs,
+    /// Wall-clock time (timestamps); may jump or be skewed.
+    pub wall: WallMs,
 }
 
 /// Intervals and limits of the protocol.
@@ -201,10 +202,10 @@ pub enum Input {
         link: LinkId,
         /// The message.
         msg: Message,
-        /// Monotonic µs (the base of [`Now::mono_us`]) at which the driver read the frame
+        /// Monotonic time (the base of [`Now::mono_us`]) at which the driver read the frame
         /// from the socket: not when the node got round to it (its loop awaits fsyncs), so
         /// round trips measured from it are the network's.
-        received_us: u64,
+        received: MonoUs,
     },
     /// An administrator's or API client's command.
     Command {
@@ -376,18 +377,20 @@ pub struct Node {
     merges: merge::MergeState,
     /// Random per start, carried in beacons and hellos.
     boot: u64,
-    next_tick_ms: u64,
-    announce_at_ms: Option<u64>,
+    /// When housekeeping runs next.
+    next_tick: MonoMs,
+    /// When gathered announcements go out, if any wait.
+    announce_at: Option<MonoMs>,
     /// When the next beacon goes out.
-    next_beacon_ms: u64,
+    next_beacon: MonoMs,
     /// When membership last changed (see `mesh`).
-    changed_ms: u64,
+    changed_at: MonoMs,
     /// Servers of the system as last counted.
     mesh_n: u64,
     /// Server records or servers heard changed since the last count.
     mesh_dirty: bool,
     /// When this node started.
-    started_ms: u64,
+    started: MonoMs,
     /// Cameras, keys or membership changed since licenses were last checked.
     license_dirty: bool,
     /// Since when servers have been reachable and when they were last heard of.
@@ -396,8 +399,8 @@ pub struct Node {
     recording: recording::Recording,
     /// System time.
     time: time::TimeState,
-    /// Monotonic µs at which the message being handled was read from its socket.
-    received_us: u64,
+    /// When the message being handled was read from its socket.
+    received: MonoUs,
     /// Routes, statuses or settings changed: elect the primary time server again.
     time_recheck: bool,
     /// The clock was clamped at start below stamps the store holds ([`Event::ClockClamped`]).
@@ -424,7 +427,7 @@ impl Node {
         }
         let mut clock = HlcClock::starting_after(store.hlc_max());
         let mut events = Vec::new();
-        let clock_clamped = clock.clamp(now.wall_ms, config.timing.clock_offset_ms_max);
+        let clock_clamped = clock.clamp(now.wall, config.timing.clock_offset_ms_max);
         if clock_clamped {
             events.push(Event::ClockClamped);
         }
@@ -432,7 +435,7 @@ impl Node {
             Some(mut identity) => {
                 if restored.loss.is_some() {
                     // Sequence numbers after the damage may have reached peers: never reuse them.
-                    identity.epoch = identity.epoch.max(now.wall_ms).saturating_add(1);
+                    identity.epoch = identity.epoch.max(now.wall.0).saturating_add(1);
                     records.push(Record::Identity(identity.clone()));
                 }
                 if identity.link_key.is_none() {
@@ -440,7 +443,7 @@ impl Node {
                     records.push(Record::Identity(identity.clone()));
                 }
                 if identity.name_stamp.wall_ms
-                    <= now.wall_ms.saturating_add(config.timing.clock_offset_ms_max)
+                    <= now.wall.saturating_plus_ms(config.timing.clock_offset_ms_max).0
                 {
                     clock.observe(identity.name_stamp);
                 }
@@ -450,9 +453,9 @@ impl Node {
                 let identity = Identity {
                     server: ServerId(rng.gen()),
                     epoch: 0,
-                    system: SystemId::new(now.wall_ms, rng.gen()),
+                    system: SystemId::new(now.wall, rng.gen()),
                     name: config.system_name.clone(),
-                    name_stamp: clock.tick(now.wall_ms),
+                    name_stamp: clock.tick(now.wall),
                     secret: config.secret.clone(),
                     link_key: Some(config.link_key.clone()),
                 };
@@ -463,7 +466,7 @@ impl Node {
         let boot = rng.gen();
         // System time continues from the newest stamp this replica holds when the wall clock
         // is behind it (clamped above); a first sample steps it back if that was too far.
-        let initial_ms = now.wall_ms.max(clock.last().wall_ms);
+        let initial_ms = now.wall.0.max(clock.last().wall_ms);
         let crypto_rng = ChaCha20Rng::from_seed(config.entropy);
         let mut node = Node {
             crypto_rng,
@@ -481,18 +484,18 @@ impl Node {
             links: BTreeMap::new(),
             peers: BTreeMap::new(),
             boot,
-            next_tick_ms: now.mono_ms,
-            announce_at_ms: None,
-            next_beacon_ms: now.mono_ms,
-            changed_ms: now.mono_ms,
+            next_tick: now.mono,
+            announce_at: None,
+            next_beacon: now.mono,
+            changed_at: now.mono,
             mesh_n: 1,
             mesh_dirty: true,
-            started_ms: now.mono_ms,
+            started: now.mono,
             license_dirty: true,
             presence: presence::Presence::default(),
             recording: recording::Recording::default(),
-            time: time::TimeState::new(now.mono_ms, initial_ms),
-            received_us: now.mono_us,
+            time: time::TimeState::new(now.mono, initial_ms),
+            received: now.mono_us,
             time_recheck: true,
             clock_clamped,
         };
@@ -526,8 +529,8 @@ impl Node {
             }
             Input::DialFailed { addr } => self.on_dial_failed(&addr),
             Input::LinkClosed { link } => self.on_link_closed(link),
-            Input::Message { link, msg, received_us } => {
-                self.received_us = received_us;
+            Input::Message { link, msg, received } => {
+                self.received = received;
                 self.on_message(link, msg)
             }
             Input::Command { id, cmd } => self.on_command(id, cmd),
@@ -552,18 +555,18 @@ impl Node {
     }
 
     /// Monotonic time at which the node wants a [`Input::Tick`]: the earliest of its timers.
-    pub fn poll_timeout(&self) -> u64 {
-        self.timers().into_iter().filter_map(|(_, at)| at).min().unwrap_or(self.next_tick_ms)
+    pub fn poll_timeout(&self) -> MonoMs {
+        self.timers().into_iter().filter_map(|(_, at)| at).min().unwrap_or(self.next_tick)
     }
 
-    /// Every timer of the node with the monotonic ms it is due at (`None`: not armed).
-    pub fn timers(&self) -> [(Timer, Option<u64>); 5] {
+    /// Every timer of the node with the monotonic time it is due at (`None`: not armed).
+    pub fn timers(&self) -> [(Timer, Option<MonoMs>); 5] {
         [
-            (Timer::Housekeeping, Some(self.next_tick_ms)),
-            (Timer::Announce, self.announce_at_ms),
-            (Timer::TimeSync, self.time_due_ms()),
-            (Timer::Recording, self.recording_due_ms()),
-            (Timer::FailoverReady, self.failover_ready_due_ms()),
+            (Timer::Housekeeping, Some(self.next_tick)),
+            (Timer::Announce, self.announce_at),
+            (Timer::TimeSync, self.time_due()),
+            (Timer::Recording, self.recording_due()),
+            (Timer::FailoverReady, self.failover_ready_due()),
         ]
     }
 
@@ -574,19 +577,19 @@ impl Node {
 
     fn advance_time(&mut self, now: Now) {
         // Monotonic time never goes back, even if a caller errs.
-        debug_assert_eq!(now.mono_ms, now.mono_us / 1000, "one monotonic reading");
-        self.now.mono_ms = self.now.mono_ms.max(now.mono_ms);
+        debug_assert_eq!(now.mono, now.mono_us.to_ms(), "one monotonic reading");
+        self.now.mono = self.now.mono.max(now.mono);
         self.now.mono_us = self.now.mono_us.max(now.mono_us);
-        self.now.wall_ms = now.wall_ms;
+        self.now.wall = now.wall;
     }
 
     fn run_timers(&mut self) {
-        let now = self.now.mono_ms;
-        if now >= self.next_tick_ms {
-            self.next_tick_ms = now + self.config.timing.beacon_ms;
+        let now = self.now.mono;
+        if now >= self.next_tick {
+            self.next_tick = now.plus_ms(self.config.timing.beacon_ms);
             self.recount_system();
-            if now >= self.next_beacon_ms {
-                self.next_beacon_ms = now + self.beacon_interval_ms();
+            if now >= self.next_beacon {
+                self.next_beacon = now.plus_ms(self.beacon_interval_ms());
                 self.send_beacon();
             }
             self.check_links();
@@ -597,26 +600,25 @@ impl Node {
             self.check_licenses();
             self.time_recheck = true;
         }
-        if self.announce_at_ms.is_some_and(|at| now >= at) {
-            self.announce_at_ms = None;
+        if self.announce_at.is_some_and(|at| now >= at) {
+            self.announce_at = None;
             self.flush_announcements();
         }
-        if std::mem::take(&mut self.time_recheck) || self.time_due_ms().is_some_and(|at| now >= at)
-        {
+        if std::mem::take(&mut self.time_recheck) || self.time_due().is_some_and(|at| now >= at) {
             self.time_tick();
         }
-        if self.failover_ready_due_ms().is_some_and(|at| now >= at) {
+        if self.failover_ready_due().is_some_and(|at| now >= at) {
             self.check_own_status();
         }
-        if self.recording_due_ms().is_some_and(|at| now >= at) {
+        if self.recording_due().is_some_and(|at| now >= at) {
             self.reassign();
         }
     }
 
     /// Asks for the gathered announcements to go out soon.
     fn schedule_announce(&mut self) {
-        if self.announce_at_ms.is_none() {
-            self.announce_at_ms = Some(self.now.mono_ms + self.config.timing.announce_ms);
+        if self.announce_at.is_none() {
+            self.announce_at = Some(self.now.mono.plus_ms(self.config.timing.announce_ms));
         }
     }
 
@@ -626,7 +628,7 @@ impl Node {
 
     fn send(&mut self, link: LinkId, msg: Message) {
         if let Some(l) = self.links.get_mut(&link) {
-            l.last_tx_ms = self.now.mono_ms;
+            l.last_tx = self.now.mono;
             self.outputs.push_back(Output::Send { link, msg });
         }
     }
@@ -651,7 +653,7 @@ impl Node {
             let txn = Transaction {
                 origin,
                 seq: self.store.highest(origin) + 1,
-                hlc: self.clock.tick(self.now.wall_ms),
+                hlc: self.clock.tick(self.now.wall),
                 key,
                 value,
             };
@@ -727,7 +729,7 @@ impl Node {
                 | Key::CameraHistory { .. }
                 | Key::LicenseShortfall
         ) {
-            self.recording.changed(self.now.mono_ms);
+            self.recording.changed(self.now.mono);
             self.time_recheck = true;
         }
     }

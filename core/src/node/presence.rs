@@ -10,32 +10,33 @@
 
 use super::Node;
 use crate::ids::ServerId;
+use crate::instant::MonoMs;
 use crate::wire::ServerStatus;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What this server knows of another's presence in this run.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Seen {
-    /// Monotonic ms since when a route has reached it, while one does.
-    pub reachable_since_ms: Option<u64>,
-    /// Monotonic ms at which it was last heard of, once unreachable.
-    pub last_heard_ms: u64,
-    /// Whether `last_heard_ms` is someone's word (a closed link's last message, a withdrawal's
+    /// Since when a route has reached it, while one does.
+    pub reachable_since: Option<MonoMs>,
+    /// When it was last heard of, once unreachable.
+    pub last_heard: MonoMs,
+    /// Whether `last_heard` is someone's word (a closed link's last message, a withdrawal's
     /// age) rather than the moment the last route here went. Only someone's word is passed on:
     /// a server that merely lost its route late (a route counting up through a loop) would
     /// otherwise vouch for the dead one "just now" and restart everyone's hold.
     vouched: bool,
     /// The latest "heard of at" among withdrawals and closed links, and when that evidence
-    /// came; becomes `last_heard_ms` when the last route goes. Evidence older than a link's
+    /// came; becomes `last_heard` when the last route goes. Evidence older than a link's
     /// silence timeout while the server stayed reachable is stale (a cut link, not a death)
     /// and is dropped.
-    evidence: Option<(u64, u64)>,
+    evidence: Option<(MonoMs, MonoMs)>,
     /// Whether `evidence` includes another server's word (a route withdrawal), not only the
     /// last message of this server's own link to it.
     evidence_confirmed: bool,
-    /// Monotonic ms at which its last route went, while no one else has confirmed the loss
-    /// (this server's own link to it closed, and nobody's withdrawal said it was gone).
-    unconfirmed_loss_ms: Option<u64>,
+    /// When its last route went, while no one else has confirmed the loss (this server's own
+    /// link to it closed, and nobody's withdrawal said it was gone).
+    unconfirmed_loss: Option<MonoMs>,
     /// What it last announced of itself.
     pub status: ServerStatus,
 }
@@ -46,42 +47,42 @@ pub(super) struct Presence {
 }
 
 impl Node {
-    /// Someone vouched for `server` at monotonic `at_ms` (a withdrawal's age, a closed link's
-    /// last message).
+    /// Someone vouched for `server` at `at` (a withdrawal's age, a closed link's last
+    /// message).
     /// `confirmed`: the word is another server's (a withdrawal), not this server's own link.
-    pub(super) fn presence_heard(&mut self, server: ServerId, at_ms: u64, confirmed: bool) {
-        let now = self.now.mono_ms;
-        let at_ms = at_ms.min(now);
+    pub(super) fn presence_heard(&mut self, server: ServerId, at: MonoMs, confirmed: bool) {
+        let now = self.now.mono;
+        let at = at.min(now);
         let unreachable = self.route_to(server).is_none();
         let seen = self.presence.seen.entry(server).or_default();
-        if unreachable && seen.reachable_since_ms.is_none() && seen.last_heard_ms > 0 {
+        if unreachable && seen.reachable_since.is_none() && seen.last_heard > MonoMs(0) {
             if confirmed {
-                seen.unconfirmed_loss_ms = None;
+                seen.unconfirmed_loss = None;
             }
             // Word that comes after the last route went (a neighbour that lost it later):
             // it dates the death better than the moment our route went, and is passed on once.
             // Later word only moves the date (each hop adds its transit, so passing every
             // change on would echo between neighbours).
             if seen.vouched {
-                seen.last_heard_ms = seen.last_heard_ms.max(at_ms);
+                seen.last_heard = seen.last_heard.max(at);
             } else {
-                seen.last_heard_ms = at_ms;
+                seen.last_heard = at;
                 seen.vouched = true;
                 self.vouch_onward(server);
             }
             self.recording_dirty();
             return;
         }
-        seen.evidence = Some((seen.evidence.map_or(at_ms, |(e, _)| e.max(at_ms)), now));
+        seen.evidence = Some((seen.evidence.map_or(at, |(e, _)| e.max(at)), now));
         seen.evidence_confirmed |= confirmed;
     }
 
     /// When `server`'s last route went, if only this server's own link lost it so far.
-    pub(super) fn unconfirmed_loss_ms(&self, server: ServerId) -> Option<u64> {
+    pub(super) fn unconfirmed_loss(&self, server: ServerId) -> Option<MonoMs> {
         if self.route_to(server).is_some() {
             return None;
         }
-        self.presence.seen.get(&server).and_then(|s| s.unconfirmed_loss_ms)
+        self.presence.seen.get(&server).and_then(|s| s.unconfirmed_loss)
     }
 
     /// Passes this server's word of when `server` was last heard to the neighbours at the next
@@ -93,15 +94,15 @@ impl Node {
 
     /// The routes changed from reaching `before` to reaching what `routing` holds now.
     pub(super) fn reachability_changed(&mut self, before: &BTreeSet<ServerId>) {
-        let now = self.now.mono_ms;
+        let now = self.now.mono;
         let silence_ms = self.config.timing.link_silence_ms;
         let routes = self.routes().clone();
         for server in routes.keys() {
             let status = self.routing_status(*server);
             let seen = self.presence.seen.entry(*server).or_default();
-            seen.reachable_since_ms.get_or_insert(now);
-            seen.unconfirmed_loss_ms = None;
-            seen.evidence = seen.evidence.filter(|(_, came)| now <= came + silence_ms);
+            seen.reachable_since.get_or_insert(now);
+            seen.unconfirmed_loss = None;
+            seen.evidence = seen.evidence.filter(|(_, came)| now <= came.plus_ms(silence_ms));
             if seen.evidence.is_none() {
                 seen.evidence_confirmed = false;
             }
@@ -110,22 +111,22 @@ impl Node {
         let mut vouched = Vec::new();
         for server in before.iter().filter(|s| !routes.contains_key(s)) {
             let seen = self.presence.seen.entry(*server).or_default();
-            let since = seen.reachable_since_ms.take();
+            let since = seen.reachable_since.take();
             let confirmed = std::mem::take(&mut seen.evidence_confirmed);
-            seen.unconfirmed_loss_ms = None;
+            seen.unconfirmed_loss = None;
             match seen.evidence.take() {
                 Some((at, _)) => {
-                    seen.unconfirmed_loss_ms = (!confirmed).then_some(now);
-                    seen.last_heard_ms = at.min(now);
+                    seen.unconfirmed_loss = (!confirmed).then_some(now);
+                    seen.last_heard = at.min(now);
                     seen.vouched = true;
                     vouched.push(*server);
                 }
                 // A route back for less than a link's silence timeout, without word since, is
                 // a ghost (a route counting up through a loop): the earlier word still dates
                 // the death.
-                None if seen.vouched && since.is_some_and(|s| now < s + silence_ms) => {}
+                None if seen.vouched && since.is_some_and(|s| now < s.plus_ms(silence_ms)) => {}
                 None => {
-                    seen.last_heard_ms = now;
+                    seen.last_heard = now;
                     seen.vouched = false;
                 }
             }
@@ -152,33 +153,30 @@ impl Node {
         }
     }
 
-    /// Monotonic ms at which `server` was last heard of: now while it is reachable, this run's
-    /// start if it has not been heard of since.
-    pub(super) fn last_heard_ms(&self, server: ServerId) -> u64 {
+    /// When `server` was last heard of: now while it is reachable, this run's start if it
+    /// has not been heard of since.
+    pub(super) fn last_heard(&self, server: ServerId) -> MonoMs {
         if server == self.identity.server || self.route_to(server).is_some() {
-            return self.now.mono_ms;
+            return self.now.mono;
         }
-        self.presence
-            .seen
-            .get(&server)
-            .map_or(self.started_ms, |s| s.last_heard_ms.max(self.started_ms))
+        self.presence.seen.get(&server).map_or(self.started, |s| s.last_heard.max(self.started))
     }
 
     /// When `server`, unreachable, was last heard of by someone's word (see `Seen::vouched`).
-    pub(super) fn vouched_heard_ms(&self, server: ServerId) -> Option<u64> {
+    pub(super) fn vouched_heard(&self, server: ServerId) -> Option<MonoMs> {
         if self.route_to(server).is_some() {
             return None;
         }
         let seen = self.presence.seen.get(&server)?;
-        seen.vouched.then(|| seen.last_heard_ms.max(self.started_ms))
+        seen.vouched.then(|| seen.last_heard.max(self.started))
     }
 
-    /// Monotonic ms since when `server` has been reachable without a break.
-    pub(super) fn reachable_since_ms(&self, server: ServerId) -> Option<u64> {
+    /// Since when `server` has been reachable without a break.
+    pub(super) fn reachable_since(&self, server: ServerId) -> Option<MonoMs> {
         if server == self.identity.server {
-            return Some(self.started_ms);
+            return Some(self.started);
         }
-        self.presence.seen.get(&server).and_then(|s| s.reachable_since_ms)
+        self.presence.seen.get(&server).and_then(|s| s.reachable_since)
     }
 
     /// What `server` last announced of itself, if it was ever heard of.

@@ -27,6 +27,7 @@
 use super::{Node, Output};
 use crate::failover::{self, CameraDemand, ServerState};
 use crate::ids::{CameraId, ServerId};
+use crate::instant::MonoMs;
 use crate::resources::{FailoverPriority, HistoryRecord, Key, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,15 +38,15 @@ pub(super) struct Recording {
     /// The last assignment of every camera.
     assignment: BTreeMap<CameraId, ServerId>,
     /// Since when the view has changed without a new assignment.
-    dirty_since_ms: Option<u64>,
-    /// Monotonic ms at which a hold, uptime or stability threshold next passes.
-    due_ms: Option<u64>,
+    dirty_since: Option<MonoMs>,
+    /// When a hold, uptime or stability threshold next passes.
+    due: Option<MonoMs>,
 }
 
 impl Recording {
-    /// The view changed at monotonic `now_ms`.
-    pub fn changed(&mut self, now_ms: u64) {
-        self.dirty_since_ms.get_or_insert(now_ms);
+    /// The view changed at `now`.
+    pub fn changed(&mut self, now: MonoMs) {
+        self.dirty_since.get_or_insert(now);
     }
 }
 
@@ -53,40 +54,40 @@ impl Node {
     /// Something the assignment depends on changed: compute it again after `announce_ms`,
     /// which gathers a burst of changes (a bulk sync, a stream of API writes) into one pass.
     pub(super) fn recording_dirty(&mut self) {
-        self.recording.changed(self.now.mono_ms);
+        self.recording.changed(self.now.mono);
     }
 
     /// When the assignment must be computed again.
-    pub(super) fn recording_due_ms(&self) -> Option<u64> {
-        match (self.recording.dirty_since_ms, self.recording.due_ms) {
+    pub(super) fn recording_due(&self) -> Option<MonoMs> {
+        match (self.recording.dirty_since, self.recording.due) {
             (Some(since), due) => {
-                let soon = since + self.config.timing.announce_ms;
+                let soon = since.plus_ms(self.config.timing.announce_ms);
                 Some(due.map_or(soon, |d| d.min(soon)))
             }
             (None, due) => due,
         }
     }
 
-    /// Monotonic ms from which this server may take failover: `failover_min_uptime_ms` after
-    /// it started. It announces the moment in its status (see `check_own_status`).
-    pub(super) fn failover_ready_at_ms(&self) -> u64 {
-        self.started_ms + self.config.timing.failover_min_uptime_ms
+    /// From when this server may take failover: `failover_min_uptime_ms` after it started.
+    /// It announces the moment in its status (see `check_own_status`).
+    pub(super) fn failover_ready_at(&self) -> MonoMs {
+        self.started.plus_ms(self.config.timing.failover_min_uptime_ms)
     }
 
     /// When this server's readiness to take failover still has to flip and be announced.
-    pub(super) fn failover_ready_due_ms(&self) -> Option<u64> {
-        (!self.time.announced.failover_ready).then(|| self.failover_ready_at_ms())
+    pub(super) fn failover_ready_due(&self) -> Option<MonoMs> {
+        (!self.time.announced.failover_ready).then(|| self.failover_ready_at())
     }
 
     /// Whether the view changed since the last assignment.
     pub(super) fn recording_pending(&self) -> bool {
-        self.recording.dirty_since_ms.is_some()
+        self.recording.dirty_since.is_some()
     }
 
-    /// Since when `server` has been reachable without a break, in this server's monotonic ms
-    /// (this server: since it started).
-    pub fn connected_since_ms(&self, server: ServerId) -> Option<u64> {
-        self.reachable_since_ms(server)
+    /// Since when `server` has been reachable without a break, on this server's monotonic
+    /// clock (this server: since it started).
+    pub fn connected_since(&self, server: ServerId) -> Option<MonoMs> {
+        self.reachable_since(server)
     }
 
     /// Cameras this server records now, with the system time it started each (ms).
@@ -101,17 +102,17 @@ impl Node {
 
     /// Whether `server` is presumed alive: reachable, or heard of within the hold time.
     fn presumed_alive(&self, server: ServerId) -> bool {
-        self.now.mono_ms <= self.presumed_alive_until_ms(server)
+        self.now.mono <= self.presumed_alive_until(server)
     }
 
     /// Until when `server` is presumed alive: `hold_ms` after it was last heard of, and at
     /// least a moment after its last route went if only this server's own link lost it (no
     /// one else confirmed it gone): a cut link is routed around by neighbours within that
     /// moment, and acting sooner would fail a live server over.
-    fn presumed_alive_until_ms(&self, server: ServerId) -> u64 {
-        let held = self.last_heard_ms(server) + self.config.timing.hold_ms;
-        match self.unconfirmed_loss_ms(server) {
-            Some(lost_ms) => held.max(lost_ms + self.reroute_grace_ms()),
+    fn presumed_alive_until(&self, server: ServerId) -> MonoMs {
+        let held = self.last_heard(server).plus_ms(self.config.timing.hold_ms);
+        match self.unconfirmed_loss(server) {
+            Some(lost) => held.max(lost.plus_ms(self.reroute_grace_ms())),
             None => held,
         }
     }
@@ -130,7 +131,7 @@ impl Node {
         camera: CameraId,
         preferred: ServerId,
         states: &BTreeMap<ServerId, ServerState>,
-    ) -> (Option<ServerId>, Option<u64>) {
+    ) -> (Option<ServerId>, Option<MonoMs>) {
         let holder = self
             .open_spans(camera)
             .into_iter()
@@ -148,10 +149,10 @@ impl Node {
             return (Some(holder), None);
         }
         let stable_at = self
-            .reachable_since_ms(preferred)
-            .map(|since| since + self.config.timing.failover_stability_ms);
+            .reachable_since(preferred)
+            .map(|since| since.plus_ms(self.config.timing.failover_stability_ms));
         match stable_at {
-            Some(at) if self.now.mono_ms >= at => (None, None),
+            Some(at) if self.now.mono >= at => (None, None),
             Some(at) => (Some(holder), Some(at)),
             None => (Some(holder), None),
         }
@@ -159,16 +160,16 @@ impl Node {
 
     /// Each server's state for the assignment, and the next monotonic time one changes by
     /// the clock alone.
-    fn server_states(&self) -> (BTreeMap<ServerId, ServerState>, Option<u64>) {
+    fn server_states(&self) -> (BTreeMap<ServerId, ServerState>, Option<MonoMs>) {
         let me = self.identity.server;
-        let mut due: Option<u64> = None;
-        let mut due_at = |at: u64| due = Some(due.map_or(at, |d: u64| d.min(at)));
+        let mut due: Option<MonoMs> = None;
+        let mut due_at = |at: MonoMs| due = Some(due.map_or(at, |d: MonoMs| d.min(at)));
         let mut states = BTreeMap::new();
         for (server, record) in self.servers() {
             let reachable = server == me || self.route_to(server).is_some();
             let alive = self.presumed_alive(server);
             if !reachable && alive {
-                due_at(self.presumed_alive_until_ms(server) + 1);
+                due_at(self.presumed_alive_until(server).plus_ms(1));
             }
             let online = alive;
             let ready = self.last_status(server).is_some_and(|s| s.failover_ready);
@@ -183,11 +184,11 @@ impl Node {
 
     /// Computes who records every camera, and starts or stops this server's share.
     pub(super) fn reassign(&mut self) {
-        self.recording.dirty_since_ms = None;
+        self.recording.dirty_since = None;
         if !self.time_settled() {
             // Nothing is recorded (or stamped in camera history) on provisional time.
-            let at = self.now.mono_ms + self.config.timing.announce_ms;
-            self.recording.due_ms = Some(at);
+            let at = self.now.mono.plus_ms(self.config.timing.announce_ms);
+            self.recording.due = Some(at);
             return;
         }
         let (states, mut due) = self.server_states();
@@ -218,7 +219,7 @@ impl Node {
         let start: Vec<CameraId> =
             mine.iter().filter(|c| !self.recording.here.contains_key(c)).copied().collect();
         self.recording.assignment = assignment.recorder;
-        self.recording.due_ms = due;
+        self.recording.due = due;
         for camera in stop {
             self.stop_recording(camera);
         }
@@ -263,7 +264,7 @@ impl Node {
         let mut changes = Vec::new();
         for (server, start_ms) in self.open_spans(camera) {
             if server != me && !self.presumed_alive(server) {
-                let end_ms = self.system_at_ms(self.last_heard_ms(server)).max(start_ms);
+                let end_ms = self.system_at_ms(self.last_heard(server)).max(start_ms);
                 let key = Key::CameraHistory { camera, server, start_ms };
                 changes.push((
                     key,
@@ -359,7 +360,7 @@ impl Node {
             self.open_spans(camera),
             held,
             due,
-            self.recording_due_ms(),
+            self.recording_due(),
             states.iter().filter(|(_, s)| s.takes_failover).map(|(k, _)| *k).collect::<Vec<_>>(),
         ) + &format!(
             ", not taking (online, enabled, ready) {:?}",

@@ -50,7 +50,7 @@ impl Node {
     /// A neighbour's table changed: `routes` holds the changed entries, a hop count of
     /// [`HOPS_MAX`] or more withdrawing a route.
     pub(super) fn on_reach(&mut self, link: LinkId, routes: Vec<RouteAd>) {
-        let now = self.now.mono_ms;
+        let now = self.now.mono;
         let Some(l) = self.links.get_mut(&link) else { return };
         let peer = l.peer();
         let mut changed = false;
@@ -63,7 +63,7 @@ impl Node {
             }
             let old = if ad.hops >= HOPS_MAX {
                 if ad.heard_ago_ms != NOT_HEARD {
-                    heard.push((ad.server, now.saturating_sub(u64::from(ad.heard_ago_ms))));
+                    heard.push((ad.server, now.saturating_minus_ms(u64::from(ad.heard_ago_ms))));
                 }
                 l.reach.remove(&ad.server)
             } else {
@@ -75,8 +75,8 @@ impl Node {
                 lost_direct.push(ad.server);
             }
         }
-        for (server, at_ms) in heard {
-            self.presence_heard(server, at_ms, true);
+        for (server, at) in heard {
+            self.presence_heard(server, at, true);
         }
         if changed {
             self.routes_changed();
@@ -141,7 +141,7 @@ impl Node {
         self.recompute_routes();
         let me = self.identity.server;
         let own = (0, self.own_status());
-        let now = self.now.mono_ms;
+        let now = self.now.mono;
         let vouch_pending = std::mem::take(&mut self.routing.vouch_pending);
         // Every neighbour gets what changed since its last table: a new link, everything.
         let peers: Vec<_> = self.peers.iter().map(|(p, l)| (*p, *l)).collect();
@@ -167,8 +167,8 @@ impl Node {
             let withdrawn = gone.iter().map(|d| {
                 // Still reached (through this neighbour, which split horizon hides), or lost
                 // without anyone's word of when it was heard: no news of when it was heard.
-                let heard_ago_ms = match self.vouched_heard_ms(*d) {
-                    Some(at) => u32::try_from(now.saturating_sub(at)).unwrap_or(NOT_HEARD - 1),
+                let heard_ago_ms = match self.vouched_heard(*d) {
+                    Some(at) => u32::try_from(now.saturating_since(at)).unwrap_or(NOT_HEARD - 1),
                     None => NOT_HEARD,
                 };
                 RouteAd {

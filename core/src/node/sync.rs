@@ -6,6 +6,7 @@
 use super::link::Phase;
 use super::{LinkId, Node, Output, Violation};
 use crate::ids::ServerId;
+use crate::instant::MonoMs;
 use crate::persist::Record;
 use crate::store::{ReplicaId, Seq, Transaction};
 use crate::wire::Message;
@@ -29,7 +30,7 @@ pub struct SyncStats {
 #[derive(Default)]
 pub(super) struct SyncState {
     /// One outstanding pull per origin: the link asked and when to give up.
-    inflight: BTreeMap<ReplicaId, (LinkId, u64)>,
+    inflight: BTreeMap<ReplicaId, (LinkId, MonoMs)>,
     /// Origins to consider pulling.
     want: BTreeSet<ReplicaId>,
     /// Origins whose coverage grew since the last announcement.
@@ -122,7 +123,7 @@ impl Node {
         if let Some(bad) = txns.iter().find(|t| t.value.as_ref().is_some_and(|v| !v.fits(&t.key))) {
             return self.violation(link, Violation::ValueDoesNotFitKey(bad.key.clone()));
         }
-        let limit_ms = self.now.wall_ms.saturating_add(self.config.timing.clock_offset_ms_max);
+        let limit_ms = self.now.wall.saturating_plus_ms(self.config.timing.clock_offset_ms_max).0;
         if let Some(t) = txns.iter().find(|t| t.hlc.wall_ms > limit_ms) {
             // Refusing just this one would stall its origin's sequence vector for good.
             let stamp = t.hlc;
@@ -207,7 +208,7 @@ impl Node {
                 .max();
             match best {
                 Some((_, _, link)) => {
-                    let deadline = self.now.mono_ms + self.config.timing.pull_timeout_ms;
+                    let deadline = self.now.mono.plus_ms(self.config.timing.pull_timeout_ms);
                     self.sync.inflight.insert(origin, (link, deadline));
                     *in_flight.entry(link).or_default() += 1;
                     let limit = self.config.timing.sync_batch;
@@ -225,7 +226,7 @@ impl Node {
 
     /// Gives up on pulls that went unanswered and asks again, possibly elsewhere.
     pub(super) fn expire_pulls(&mut self) {
-        let now = self.now.mono_ms;
+        let now = self.now.mono;
         let late: Vec<_> =
             self.sync.inflight.iter().filter(|(_, (_, at))| now >= *at).map(|(o, _)| *o).collect();
         for o in late {
@@ -335,6 +336,7 @@ impl Node {
 mod tests {
     use super::*;
     use crate::hlc::Hlc;
+    use crate::instant::MonoUs;
     use crate::keys::PublicKey;
     use crate::node::link::{ChannelInfo, ChannelKind};
     use crate::node::testing::{node, NOW};
@@ -363,14 +365,14 @@ mod tests {
         };
         a.handle(NOW, Input::LinkOpened { link, dialed: None, channel });
         let hello = Message::Hello(crate::wire::Hello { hlc: Hlc::default(), ..b.hello() });
-        a.handle(NOW, Input::Message { link, msg: hello, received_us: 0 });
+        a.handle(NOW, Input::Message { link, msg: hello, received: MonoUs(0) });
         while a.poll_output().is_some() {}
 
         // The peer covers 300 origins this server has never heard of (a merge of many servers).
         let origins: Vec<ReplicaId> =
             (0..300u128).map(|i| ReplicaId { server: ServerId(1_000 + i), epoch: 0 }).collect();
         let covered = origins.iter().map(|o| (*o, 5)).collect();
-        a.handle(NOW, Input::Message { link, msg: Message::Have { covered }, received_us: 0 });
+        a.handle(NOW, Input::Message { link, msg: Message::Have { covered }, received: MonoUs(0) });
         let first = pulls(&mut a, link);
         assert_eq!(first.len(), PULLS_PER_LINK_MAX);
 
@@ -379,7 +381,7 @@ mod tests {
         let mut open: Vec<ReplicaId> = first;
         while let Some(origin) = open.pop() {
             let writes = Message::Writes { origin, upto: 5, txns: vec![] };
-            a.handle(NOW, Input::Message { link, msg: writes, received_us: 0 });
+            a.handle(NOW, Input::Message { link, msg: writes, received: MonoUs(0) });
             let next = pulls(&mut a, link);
             assert!(next.len() <= 1, "{} pulls for one answer", next.len());
             asked.extend(next.iter().copied());

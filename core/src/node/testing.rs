@@ -3,12 +3,14 @@
 use super::{Command, CommandId, Config, Input, Node, Now, Timing};
 use crate::auth::{KdfParams, Secret};
 use crate::ids::{HardwareId, PeerAddr, SystemName, UserId};
+use crate::instant::{MonoMs, MonoUs, WallMs};
 use crate::keys::{PublicKey, StaticKeypair};
 use crate::login;
 use crate::persist::Restored;
 use crate::resources::{Key, Role, UserRecord, Value};
 
-pub const NOW: Now = Now { mono_ms: 1_000, mono_us: 1_000_000, wall_ms: 1_700_000_000_000 };
+pub const NOW: Now =
+    Now { mono: MonoMs(1_000), mono_us: MonoUs(1_000_000), wall: WallMs(1_700_000_000_000) };
 
 /// A node of system `name` (secret from the name) with users `owner` and `viewer`, both
 /// with password `pw-right`.

@@ -11,8 +11,9 @@
 
 use super::{Event, Node};
 use crate::ids::ServerId;
+use crate::instant::{MonoMs, MonoUs};
 use crate::resources::{Key, Value};
-use crate::timesync::{Correction, MonoUs, SystemClock, SystemUs, TimeSample};
+use crate::timesync::{Correction, SystemClock, SystemUs, TimeSample};
 use crate::wire::{Message, Routed, RoutedBody, ServerStatus, ROUTED_TTL};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -60,27 +61,28 @@ pub(super) struct TimeState {
     /// The primary sampled now (`Some(None)`: this server is the primary; `None`: not
     /// decided yet).
     primary: Option<Option<ServerId>>,
-    next_poll_ms: u64,
+    /// When the primary is sampled next.
+    next_poll: MonoMs,
     /// Requests sent: id → monotonic time sent.
     pending: BTreeMap<u64, MonoUs>,
     next_id: u64,
-    /// Monotonic ms of the last external sample accepted.
-    external_ms: Option<u64>,
+    /// When the last external sample was accepted.
+    external_at: Option<MonoMs>,
     /// What this server announces of itself.
     pub announced: ServerStatus,
 }
 
 impl TimeState {
-    /// A provisional clock at `initial_ms`.
-    pub fn new(mono_ms: u64, initial_ms: u64) -> TimeState {
-        let clock = SystemClock::new(MonoUs(mono_ms * 1000), SystemUs(initial_ms * 1000));
+    /// A provisional clock reading system time `initial_ms` at `mono`.
+    pub fn new(mono: MonoMs, initial_ms: u64) -> TimeState {
+        let clock = SystemClock::new(mono.to_us(), SystemUs(initial_ms * 1000));
         TimeState {
             clock,
             primary: None,
-            next_poll_ms: mono_ms,
+            next_poll: mono,
             pending: BTreeMap::new(),
             next_id: 0,
-            external_ms: None,
+            external_at: None,
             announced: ServerStatus {
                 up_since_ms: initial_ms,
                 external_time: false,
@@ -92,20 +94,16 @@ impl TimeState {
 }
 
 impl Node {
-    fn mono_us(&self) -> MonoUs {
-        MonoUs(self.now.mono_us)
-    }
-
     /// System time now, ms: what the hive stamps (camera history, archives).
     pub fn system_now_ms(&mut self) -> u64 {
-        let mono = self.mono_us();
+        let mono = self.now.mono_us;
         self.time.clock.now(mono).0 / 1000
     }
 
-    /// System time at an earlier monotonic `mono_ms` of this run, ms: now less the time
-    /// since (the clock answers only for the present; its past was corrected since).
-    pub(super) fn system_at_ms(&self, mono_ms: u64) -> u64 {
-        self.system_peek_ms().saturating_sub(self.now.mono_ms.saturating_sub(mono_ms))
+    /// System time at an earlier monotonic `mono` of this run, ms: now less the time since
+    /// (the clock answers only for the present; its past was corrected since).
+    pub(super) fn system_at_ms(&self, mono: MonoMs) -> u64 {
+        self.system_peek_ms().saturating_sub(self.now.mono.saturating_since(mono))
     }
 
     /// System time now, ms, for stamps made outside the node (the API's camera creation).
@@ -115,13 +113,13 @@ impl Node {
 
     /// System time now without recording the reading, ms.
     pub(super) fn system_peek_ms(&self) -> u64 {
-        self.time.clock.peek(self.mono_us()).0 / 1000
+        self.time.clock.peek(self.now.mono_us).0 / 1000
     }
 
     /// System time, µs, that this server's clock shows at monotonic `mono_us` (not before its
     /// last input): lets a simulator compare servers at one true instant.
-    pub fn system_time_us_at(&self, mono_us: u64) -> u64 {
-        self.time.clock.peek(MonoUs(mono_us.max(self.now.mono_us))).0
+    pub fn system_time_us_at(&self, mono_us: MonoUs) -> u64 {
+        self.time.clock.peek(mono_us.max(self.now.mono_us)).0
     }
 
     /// This server's status as it announces it with its routes.
@@ -150,7 +148,7 @@ impl Node {
     /// The time as this server reports it.
     pub fn time_status(&self) -> TimeStatus {
         let primary = self.primary_time_server();
-        let mono = self.mono_us();
+        let mono = self.now.mono_us;
         let system_us = self.time.clock.peek(mono).0;
         let source = if primary != self.identity.server {
             TimeSource::Primary(primary)
@@ -161,7 +159,7 @@ impl Node {
         };
         TimeStatus {
             system_ms: system_us / 1000,
-            offset_from_wall_ms: (system_us / 1000) as i64 - self.now.wall_ms as i64,
+            offset_from_wall_ms: (system_us / 1000) as i64 - self.now.wall.0 as i64,
             error_bound_us: self.time.clock.error_bound_us(mono),
             primary,
             source,
@@ -172,9 +170,9 @@ impl Node {
     /// A sample of an external (NTP) source taken by the driver; followed while this server
     /// is the primary.
     pub(super) fn on_external_time(&mut self, sample: TimeSample) {
-        self.time.external_ms = Some(self.now.mono_ms);
+        self.time.external_at = Some(self.now.mono);
         if self.primary_time_server() == self.identity.server {
-            let correction = self.time.clock.add_sample(sample, self.mono_us());
+            let correction = self.time.clock.add_sample(sample, self.now.mono_us);
             self.time_corrected(correction, None);
         }
     }
@@ -190,14 +188,14 @@ impl Node {
     /// Runs time sync's timer: follows a change of primary, samples the primary, and keeps
     /// this server's announced status current.
     pub(super) fn time_tick(&mut self) {
-        let now = self.now.mono_ms;
+        let now = self.now.mono;
         let primary = self.primary_time_server();
         let me = self.identity.server;
         let source = (primary != me).then_some(primary);
         // A server just started waits a little to hear of a primary before it keeps time on
         // its own: its first sample from a remote primary then steps its provisional time;
         // later changes of primary keep the offset (no jump).
-        let startup = now < self.started_ms + self.time_startup_ms();
+        let startup = now < self.started.plus_ms(self.time_startup_ms());
         let decide = Some(source) != self.time.primary && !(source.is_none() && startup);
         if decide {
             if self.time.clock.synced() || source.is_none() {
@@ -206,13 +204,13 @@ impl Node {
             self.time.primary = Some(source);
             self.time.pending.clear();
             // A new primary is asked at once.
-            self.time.next_poll_ms = now;
+            self.time.next_poll = now;
             self.event(Event::PrimaryTimeServer(primary));
         }
         // The poll timer rearms even when there is no one to ask (a primary lost during the
         // start-up window): a timer left in the past would wake the node without end.
-        if now >= self.time.next_poll_ms {
-            self.time.next_poll_ms = now + self.config.timing.time_poll_ms;
+        if now >= self.time.next_poll {
+            self.time.next_poll = now.plus_ms(self.config.timing.time_poll_ms);
             if let Some(primary) = source {
                 self.request_time(primary);
             }
@@ -221,10 +219,10 @@ impl Node {
     }
 
     /// When time sync wants a tick.
-    pub(super) fn time_due_ms(&self) -> Option<u64> {
+    pub(super) fn time_due(&self) -> Option<MonoMs> {
         match self.time.primary {
-            None => Some(self.started_ms + self.time_startup_ms()),
-            Some(Some(_)) => Some(self.time.next_poll_ms),
+            None => Some(self.started.plus_ms(self.time_startup_ms())),
+            Some(Some(_)) => Some(self.time.next_poll),
             Some(None) => None,
         }
     }
@@ -246,7 +244,7 @@ impl Node {
         if self.time.pending.len() >= PENDING_MAX {
             self.time.pending.pop_first();
         }
-        let sent = self.mono_us();
+        let sent = self.now.mono_us;
         self.time.pending.insert(id, sent);
         self.send_routed(primary, RoutedBody::TimeRequest { id });
     }
@@ -256,15 +254,15 @@ impl Node {
     /// of its clock).
     pub(super) fn check_own_status(&mut self) {
         let external =
-            self.time.external_ms.is_some_and(|at| self.now.mono_ms < at + EXTERNAL_FRESH_MS);
-        let up_since_ms = self.system_at_ms(self.started_ms);
-        let failover_ready = self.failover_ready_at_ms() <= self.now.mono_ms;
+            self.time.external_at.is_some_and(|at| self.now.mono < at.plus_ms(EXTERNAL_FRESH_MS));
+        let up_since_ms = self.system_at_ms(self.started);
+        let failover_ready = self.failover_ready_at() <= self.now.mono;
         let announced = self.time.announced;
         if announced.external_time != external
             || announced.failover_ready != failover_ready
             || announced.up_since_ms.abs_diff(up_since_ms) > 1000
         {
-            let stamp = self.clock.tick(self.now.wall_ms);
+            let stamp = self.clock.tick(self.now.wall);
             self.time.announced =
                 ServerStatus { up_since_ms, external_time: external, failover_ready, stamp };
             self.routes_changed();
@@ -296,8 +294,8 @@ impl Node {
         }
         match msg.body {
             RoutedBody::TimeRequest { id } => {
-                let received_us = self.time.clock.peek(MonoUs(self.received_us)).0;
-                let mono = self.mono_us();
+                let received_us = self.time.clock.peek(self.received).0;
+                let mono = self.now.mono_us;
                 let sent_us = self.time.clock.now(mono).0;
                 let error_us = self.time.clock.error_bound_us(mono);
                 let body = RoutedBody::TimeReply { id, received_us, sent_us, error_us };
@@ -312,10 +310,10 @@ impl Node {
                     sent,
                     peer_received: SystemUs(received_us),
                     peer_sent: SystemUs(sent_us),
-                    received: MonoUs(self.received_us),
+                    received: self.received,
                     peer_error_us: error_us,
                 };
-                let correction = self.time.clock.add_sample(sample, self.mono_us());
+                let correction = self.time.clock.add_sample(sample, self.now.mono_us);
                 self.time_corrected(correction, Some(msg.from));
             }
         }

@@ -315,7 +315,7 @@ async fn add_licenses_and_cameras(
 ) -> Result<(), CliError> {
     use crate::driver::Clock;
     let channels = [4, 10, 2];
-    let now_ms = crate::driver::SystemClock::new().now().wall_ms;
+    let now_ms = crate::driver::SystemClock::new().now().wall.0;
     for (i, s) in servers.iter().enumerate() {
         let me = s
             .handle

@@ -1,6 +1,7 @@
 //! Clock readings for the core: monotonic time from tokio (which turmoil controls in
 //! simulation) and a wall clock that may be offset and drift, as real ones do.
 
+use hive_core::instant::{MonoMs, MonoUs, WallMs};
 use hive_core::node::Now;
 use std::ffi::OsStr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -32,8 +33,8 @@ pub fn parse_wall_skew_ms(value: Option<&OsStr>) -> Result<i64, WallSkewError> {
 pub trait Clock: 'static {
     /// The current reading.
     fn now(&self) -> Now;
-    /// The tokio instant at which monotonic time reaches `mono_ms`.
-    fn instant_at(&self, mono_ms: u64) -> Instant;
+    /// The tokio instant at which monotonic time reaches `mono`.
+    fn instant_at(&self, mono: MonoMs) -> Instant;
     /// The monotonic clock alone, for link tasks to stamp what they read.
     fn mono(&self) -> MonoClock;
 }
@@ -56,9 +57,9 @@ impl MonoClock {
         self.start.elapsed().as_micros() as u64
     }
 
-    /// The tokio instant at which monotonic time reaches `mono_ms`.
-    pub fn instant_at(&self, mono_ms: u64) -> Instant {
-        self.start + std::time::Duration::from_millis(mono_ms)
+    /// The tokio instant at which monotonic time reaches `mono`.
+    pub fn instant_at(&self, mono: MonoMs) -> Instant {
+        self.start + std::time::Duration::from_millis(mono.0)
     }
 }
 
@@ -106,12 +107,12 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
             .saturating_add_signed(self.wall_skew_ms);
-        let mono_us = self.mono.now_us();
-        Now { mono_ms: mono_us / 1000, mono_us, wall_ms }
+        let mono_us = MonoUs(self.mono.now_us());
+        Now { mono: mono_us.to_ms(), mono_us, wall: WallMs(wall_ms) }
     }
 
-    fn instant_at(&self, mono_ms: u64) -> Instant {
-        self.mono.instant_at(mono_ms)
+    fn instant_at(&self, mono: MonoMs) -> Instant {
+        self.mono.instant_at(mono)
     }
 
     fn mono(&self) -> MonoClock {
@@ -140,14 +141,15 @@ impl SkewedClock {
 
 impl Clock for SkewedClock {
     fn now(&self) -> Now {
-        let mono_us = self.mono.now_us();
-        let mono_ms = mono_us / 1000;
-        let skew = self.offset_ms + mono_ms as i64 * self.drift_ppm / 1_000_000;
-        Now { mono_ms, mono_us, wall_ms: (self.epoch_ms + mono_ms).saturating_add_signed(skew) }
+        let mono_us = MonoUs(self.mono.now_us());
+        let mono = mono_us.to_ms();
+        let skew = self.offset_ms + mono.0 as i64 * self.drift_ppm / 1_000_000;
+        let wall = WallMs((self.epoch_ms + mono.0).saturating_add_signed(skew));
+        Now { mono, mono_us, wall }
     }
 
-    fn instant_at(&self, mono_ms: u64) -> Instant {
-        self.mono.instant_at(mono_ms)
+    fn instant_at(&self, mono: MonoMs) -> Instant {
+        self.mono.instant_at(mono)
     }
 
     fn mono(&self) -> MonoClock {
@@ -183,9 +185,9 @@ mod tests {
     fn a_skewed_wall_clock_reads_ahead_by_the_skew() {
         let plain = SystemClock::new();
         let skewed = SystemClock { wall_skew_ms: 3_600_000, ..SystemClock::new() };
-        let before_ms = plain.now().wall_ms;
-        let unskewed_ms = skewed.now().wall_ms - 3_600_000;
-        let after_ms = plain.now().wall_ms;
+        let before_ms = plain.now().wall.0;
+        let unskewed_ms = skewed.now().wall.0 - 3_600_000;
+        let after_ms = plain.now().wall.0;
         assert!((before_ms..=after_ms).contains(&unskewed_ms), "{before_ms} {unskewed_ms}");
     }
 }

@@ -14,6 +14,7 @@ use super::channel::{self, ChannelError, Entropy, Keys, Role, Transport};
 use super::lanes::{self, Inbox, Lane, Outbox, QueueError};
 use super::{MonoClock, Net, TrafficStats};
 use hive_core::ids::PeerAddr;
+use hive_core::instant::MonoUs;
 use hive_core::node::{ChannelInfo, ChannelKind, LinkId};
 use hive_core::wire::{Message, MERGE_MESSAGE_LEN_MAX, MESSAGE_LEN_MAX};
 use std::collections::{BTreeMap, VecDeque};
@@ -44,8 +45,8 @@ pub enum LinkEvent {
     },
     /// A dial failed: no connection, or the handshake failed.
     DialFailed(PeerAddr),
-    /// A message arrived, read from the socket at monotonic µs `received_us`.
-    Message(LinkId, Message, u64),
+    /// A message arrived, read from the socket at the monotonic time given.
+    Message(LinkId, Message, MonoUs),
     /// A link ended: closed by the peer, broken, or closed for a malformed frame.
     Closed(LinkId, String),
 }
@@ -309,7 +310,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
     mono: MonoClock,
 ) -> String {
     // When the bytes that completed the next message were read: its receive stamp.
-    let mut read_us = 0;
+    let mut read_at = MonoUs(0);
     let mut plain: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut sealed = Vec::with_capacity(channel::CHUNK_PLAIN_MAX + 16);
     let mut nonce = transport.recv_nonce;
@@ -318,7 +319,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
             match Message::decode_within(&plain, limit) {
                 Ok(Some((msg, used))) => {
                     plain.drain(..used);
-                    let event = Raw::Event(LinkEvent::Message(link, msg, read_us));
+                    let event = Raw::Event(LinkEvent::Message(link, msg, read_at));
                     // Waiting here stops reading the socket: TCP back-pressure on the peer.
                     if events.send(event).await.is_err() {
                         return "driver gone".into();
@@ -330,7 +331,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
         }
         match channel::read_message(rd, usize::from(u16::MAX), &mut sealed).await {
             Ok(()) => {
-                read_us = mono.now_us();
+                read_at = MonoUs(mono.now_us());
                 stats.link_received(sealed.len() + 2);
                 if let Err(e) = transport.open_into(nonce, &sealed, &mut plain) {
                     return format!("{e}");

@@ -375,8 +375,8 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
                     Some(Input::LinkOpened { link, dialed, channel })
                 }
                 LinkEvent::DialFailed(addr) => Some(Input::DialFailed { addr }),
-                LinkEvent::Message(link, msg, received_us) => {
-                    Some(Input::Message { link, msg, received_us })
+                LinkEvent::Message(link, msg, received) => {
+                    Some(Input::Message { link, msg, received })
                 }
                 LinkEvent::Closed(link, why) => {
                     tracing::debug!(?link, why, "link closed");

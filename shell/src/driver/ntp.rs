@@ -5,7 +5,8 @@
 
 use super::MonoClock;
 use crate::time::{NtpReply, SntpError, SntpPoller};
-use hive_core::timesync::{MonoUs, SystemUs, TimeSample};
+use hive_core::instant::MonoUs;
+use hive_core::timesync::{SystemUs, TimeSample};
 use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;

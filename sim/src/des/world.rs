@@ -10,6 +10,7 @@ use crate::check::{self, Violation};
 use crate::report::NodeReport;
 use hive_core::auth::{KdfParams, Secret};
 use hive_core::ids::{HardwareId, PeerAddr, SystemName};
+use hive_core::instant::{MonoMs, MonoUs, WallMs};
 use hive_core::keys::{PublicKey, StaticKeypair};
 use hive_core::licenses::LicenseIssuer;
 use hive_core::node::{
@@ -308,17 +309,17 @@ impl World {
     fn clock(&self, host: HostId) -> Now {
         let s = &self.hosts[host].spec;
         let mono_us = self.mono_us_at(host, self.now);
-        let mono_ms = mono_us / 1000;
-        let wall = mono_ms as i64 + s.clock_offset_ms;
-        Now { mono_ms, mono_us, wall_ms: 1_700_000_000_000u64.saturating_add_signed(wall) }
+        let mono = mono_us.to_ms();
+        let wall = mono.0 as i64 + s.clock_offset_ms;
+        Now { mono, mono_us, wall: WallMs(1_700_000_000_000u64.saturating_add_signed(wall)) }
     }
 
-    /// `host`'s monotonic clock, µs, at simulated time `at_ms`: true time scaled by its drift.
-    pub fn mono_us_at(&self, host: HostId, at_ms: u64) -> u64 {
+    /// `host`'s monotonic clock at simulated time `at_ms`: true time scaled by its drift.
+    pub fn mono_us_at(&self, host: HostId, at_ms: u64) -> MonoUs {
         let drift_ppm = self.hosts[host].spec.drift_ppm;
         let true_us = i128::from(at_ms) * 1000;
         let us = true_us + true_us * i128::from(drift_ppm) / 1_000_000;
-        u64::try_from(us.max(0)).unwrap_or(u64::MAX)
+        MonoUs(u64::try_from(us.max(0)).unwrap_or(u64::MAX))
     }
 
     /// System time, µs, that running `host` shows now.
@@ -327,15 +328,15 @@ impl World {
         Some(node.system_time_us_at(self.mono_us_at(host, self.now)))
     }
 
-    /// The first simulated ms at which `host`'s monotonic clock reads `mono_ms` or later.
-    pub fn true_ms_at_mono(&self, host: HostId, mono_ms: u64) -> u64 {
+    /// The first simulated ms at which `host`'s monotonic clock reads `mono` or later.
+    pub fn true_ms_at_mono(&self, host: HostId, mono: MonoMs) -> u64 {
         let drift_ppm = i128::from(self.hosts[host].spec.drift_ppm);
-        let guess = i128::from(mono_ms) * 1_000_000 / (1_000_000 + drift_ppm);
+        let guess = i128::from(mono.0) * 1_000_000 / (1_000_000 + drift_ppm);
         let mut at = u64::try_from(guess.max(0)).unwrap_or(u64::MAX);
-        while at > 0 && self.mono_us_at(host, at - 1) / 1000 >= mono_ms {
+        while at > 0 && self.mono_us_at(host, at - 1).to_ms() >= mono {
             at -= 1;
         }
-        while self.mono_us_at(host, at) / 1000 < mono_ms {
+        while self.mono_us_at(host, at).to_ms() < mono {
             at += 1;
         }
         at
@@ -758,8 +759,8 @@ impl World {
                 if alive {
                     self.mix(link.0 ^ ((to as u64) << 48));
                     // Delivered the moment it arrives: the delivery time is its receive stamp.
-                    let received_us = self.mono_us_at(to, self.now);
-                    self.deliver(to, Input::Message { link, msg: *msg, received_us });
+                    let received = self.mono_us_at(to, self.now);
+                    self.deliver(to, Input::Message { link, msg: *msg, received });
                 }
             }
             Ev::Opened { link, host, inc, dialed, channel } => {
@@ -857,7 +858,7 @@ impl World {
                     doubles.insert((a, b));
                     let (na, nb) = (self.node(a).expect("up"), self.node(b).expect("up"));
                     let (sa, sb) = (na.identity().server, nb.identity().server);
-                    let Some(met) = na.connected_since_ms(sb).zip(nb.connected_since_ms(sa)) else {
+                    let Some(met) = na.connected_since(sb).zip(nb.connected_since(sa)) else {
                         continue;
                     };
                     let Some(works) = self.routes_work_since(a, b, &mut works_since) else {
