@@ -261,6 +261,51 @@ fn last_nonzero(bytes: &[u8]) -> Option<usize> {
     Some(word * 8 + in_word)
 }
 
+/// Scans `bytes` and asserts the scan's promises on any input, for the proptests and the fuzz
+/// target: intact records and damage tile the file from the header to the last record, every
+/// record checks out, and what follows is a torn tail or zeros.
+pub fn check_scan(bytes: &[u8]) -> Scan {
+    let found = scan(bytes);
+    assert!(found.valid_end <= bytes.len());
+    let mut regions: Vec<(usize, usize)> =
+        found.records.iter().map(|r| (r.offset, r.len)).collect();
+    regions.extend(found.damage.iter().map(|d| (d.offset, d.len)));
+    regions.sort();
+    let mut at = SEGMENT_HEADER_LEN.min(bytes.len());
+    for (offset, len) in regions {
+        assert_eq!(offset, at, "{found:?}");
+        assert!(len > 0 && offset % RECORD_ALIGN == 0, "{found:?}");
+        at = offset + len;
+    }
+    match found.records.last() {
+        Some(last) => {
+            assert_eq!(at, last.end());
+            assert_eq!(found.valid_end, last.end().min(bytes.len()));
+        }
+        None => {
+            assert!(found.damage.is_empty());
+            assert_eq!(found.valid_end, SEGMENT_HEADER_LEN.min(bytes.len()));
+        }
+    }
+    for r in &found.records {
+        let header = record::check(&bytes[r.offset..]).expect("an intact record");
+        assert_eq!(
+            (header.time_us, header.keyframe, header.record_len()),
+            (r.time_us, r.keyframe, r.len)
+        );
+    }
+    let tail = &bytes[found.valid_end..];
+    match found.torn_tail {
+        None => assert!(tail.iter().all(|&b| b == 0)),
+        Some(torn) => {
+            assert_eq!(torn.offset, found.valid_end);
+            assert!(torn.len > 0 && tail[torn.len - 1] != 0);
+            assert!(tail[torn.len..].iter().all(|&b| b == 0));
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,56 +452,12 @@ mod tests {
                     );
                 }
             }
-            check_invariants(&seg);
+            check_scan(&seg);
         }
 
         #[test]
         fn scanning_garbage_never_panics_and_tiles_the_file(bytes in prop::collection::vec(any::<u8>(), 0..3_000)) {
-            check_invariants(&bytes);
-        }
-    }
-
-    /// The scan's promises on any input (the fuzz target checks them too): intact records and
-    /// damage tile the file from the header to the last record, every record checks out, and
-    /// what follows is a torn tail or zeros.
-    fn check_invariants(bytes: &[u8]) {
-        let found = scan(bytes);
-        assert!(found.valid_end <= bytes.len());
-        let mut regions: Vec<(usize, usize)> =
-            found.records.iter().map(|r| (r.offset, r.len)).collect();
-        regions.extend(found.damage.iter().map(|d| (d.offset, d.len)));
-        regions.sort();
-        let mut at = SEGMENT_HEADER_LEN.min(bytes.len());
-        for (offset, len) in regions {
-            assert_eq!(offset, at, "{found:?}");
-            assert!(len > 0 && offset % RECORD_ALIGN == 0, "{found:?}");
-            at = offset + len;
-        }
-        match found.records.last() {
-            Some(last) => {
-                assert_eq!(at, last.end());
-                assert_eq!(found.valid_end, last.end().min(bytes.len()));
-            }
-            None => {
-                assert!(found.damage.is_empty());
-                assert_eq!(found.valid_end, SEGMENT_HEADER_LEN.min(bytes.len()));
-            }
-        }
-        for r in &found.records {
-            let header = record::check(&bytes[r.offset..]).expect("an intact record");
-            assert_eq!(
-                (header.time_us, header.keyframe, header.record_len()),
-                (r.time_us, r.keyframe, r.len)
-            );
-        }
-        let tail = &bytes[found.valid_end..];
-        match found.torn_tail {
-            None => assert!(tail.iter().all(|&b| b == 0)),
-            Some(torn) => {
-                assert_eq!(torn.offset, found.valid_end);
-                assert!(torn.len > 0 && tail[torn.len - 1] != 0);
-                assert!(tail[torn.len..].iter().all(|&b| b == 0));
-            }
+            check_scan(&bytes);
         }
     }
 
