@@ -87,6 +87,19 @@ pub struct ServerRecord {
     /// first; servers with an external time source come before any priority).
     #[serde(default)]
     pub time_priority: u32,
+    /// Where it serves video (RTSP), if it does; servers that predate video have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaService>,
+}
+
+/// A server's RTSP service, so that any server can tell a client where a camera plays.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Debug)]
+pub struct MediaService {
+    /// TCP port of its RTSP server, on each of the server's addresses.
+    pub port: u16,
+    /// Whether it speaks RTSP over TLS (`rtsps://`); plain `rtsp://` only when the operator
+    /// allowed it.
+    pub tls: bool,
 }
 
 /// How eagerly a camera moves to another server when its own fails.
@@ -109,6 +122,10 @@ pub struct CameraRecord {
     pub name: String,
     /// Stream URL (RTSP).
     pub url: String,
+    /// The camera's secondary (low-resolution) stream, recorded beside the primary one for
+    /// grids and remote viewers; `None` when the camera has one stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary_url: Option<String>,
     /// Server that records it while it is online, and that it returns to after a failover.
     /// Who records it now is not stored: every server computes it from the view (see
     /// [`crate::failover`]), and camera history says who recorded when.

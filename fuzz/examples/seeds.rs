@@ -159,6 +159,7 @@ impl Pair {
         let camera = CameraRecord {
             name: "door".into(),
             url: "rtsp://10.0.0.50/stream".into(),
+            secondary_url: None,
             preferred: me.server,
             failover_priority: FailoverPriority::Medium,
             recording: true,

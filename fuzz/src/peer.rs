@@ -73,6 +73,7 @@ static CONFIG: LazyLock<Config> = LazyLock::new(|| Config {
     hardware_id: HardwareId(HARDWARE_ID.into()),
     listen: vec![PeerAddr("10.0.0.1:7001".into())],
     manual_peers: vec![],
+    media: None,
     vendor_key: LicenseIssuer::from_seed(ISSUER_SEED).verifying_key(),
     kdf: KdfParams::CHEAP,
     failover_enabled: true,

@@ -18,6 +18,7 @@ pub fn camera_with(id: u128, server: ServerId, priority: FailoverPriority) -> Co
     let record = CameraRecord {
         name: format!("Camera {id}"),
         url: format!("rtsp://192.0.2.{}/stream{id}", id % 250),
+        secondary_url: None,
         preferred: server,
         failover_priority: priority,
         recording: true,

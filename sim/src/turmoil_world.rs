@@ -200,6 +200,7 @@ impl<'a> TurmoilWorld<'a> {
                     hardware_id: HardwareId(format!("hw-{index}")),
                     listen: vec![advertised],
                     manual_peers: manual,
+                    media: None,
                     vendor_key: issuer.verifying_key(),
                     kdf: KdfParams::CHEAP,
                     failover_enabled: true,

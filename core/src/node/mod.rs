@@ -34,7 +34,7 @@ use crate::ids::{HardwareId, PeerAddr, ServerId, SystemId, SystemName};
 use crate::instant::{MonoMs, MonoUs, WallMs};
 use crate::keys::{PublicKey, StaticKeypair};
 use crate::persist::{Loss, Record, Restored, Snapshot};
-use crate::resources::{Key, ServerRecord, Value};
+use crate::resources::{Key, MediaService, ServerRecord, Value};
 use crate::store::{Store, Transaction};
 use crate::wire::{Beacon, Message};
 use link::Link;
@@ -149,6 +149,8 @@ pub struct Config {
     pub failover_enabled: bool,
     /// Most cameras this server records.
     pub max_cameras: u32,
+    /// This server's RTSP service, published in its server record.
+    pub media: Option<MediaService>,
     /// Protocol intervals.
     pub timing: Timing,
 }
@@ -266,6 +268,12 @@ pub enum Output {
     },
     /// Stop recording this camera: it falls to another server, or to none.
     StopRecording {
+        /// The camera.
+        camera: crate::ids::CameraId,
+    },
+    /// The record of a camera this server records changed (its URLs, say): the recorder
+    /// takes the new record. Who records it may change too; that comes as its own output.
+    RecordedCameraChanged {
         /// The camera.
         camera: crate::ids::CameraId,
     },
@@ -680,6 +688,7 @@ impl Node {
             failover_enabled,
             max_cameras,
             time_priority,
+            media: self.config.media,
         };
         if self.store.get(&key) != Some(&Value::Server(record.clone())) {
             self.write(vec![(key, Some(Value::Server(record)))]);
@@ -731,6 +740,11 @@ impl Node {
         ) {
             self.recording.changed(self.now.mono);
             self.time_recheck = true;
+        }
+        if let Key::Camera(camera) = key {
+            if self.recording.records(*camera) {
+                self.outputs.push_back(Output::RecordedCameraChanged { camera: *camera });
+            }
         }
     }
 

@@ -44,6 +44,11 @@ pub(super) struct Recording {
 }
 
 impl Recording {
+    /// Whether this server records `camera`.
+    pub(super) fn records(&self, camera: CameraId) -> bool {
+        self.here.contains_key(&camera)
+    }
+
     /// The view changed at `now`.
     pub fn changed(&mut self, now: MonoMs) {
         self.dirty_since.get_or_insert(now);

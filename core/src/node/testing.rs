@@ -24,6 +24,7 @@ pub fn node(name: &str, seed: u8) -> Node {
         hardware_id: HardwareId(name.into()),
         listen: vec![PeerAddr(format!("10.0.0.{seed}:7001"))],
         manual_peers: vec![],
+        media: None,
         vendor_key: crate::licenses::LicenseIssuer::from_seed([1; 32]).verifying_key(),
         kdf: KdfParams::CHEAP,
         failover_enabled: true,

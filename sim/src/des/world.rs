@@ -298,6 +298,7 @@ impl World {
             hardware_id: HardwareId(format!("hw-{host}")),
             listen: vec![h.addr.clone()],
             manual_peers: h.spec.manual_peers.iter().map(|p| self.hosts[*p].addr.clone()).collect(),
+            media: None,
             vendor_key: self.issuer.verifying_key(),
             kdf: KdfParams::CHEAP,
             failover_enabled: true,
@@ -600,6 +601,7 @@ impl World {
             Output::StopRecording { camera } => {
                 self.hosts[host].recording.remove(&camera);
             }
+            Output::RecordedCameraChanged { .. } => {}
         }
     }
 
