@@ -2,11 +2,13 @@
 
 use super::{camera_url, parse_id, rules, ApiError, AppState, Body, Caller};
 
+use crate::video::plane::VideoPlane;
+use crate::video::status::CameraStatus;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use hive_core::ids::{CameraId, ServerId};
-use hive_core::node::Command;
+use hive_core::node::{Command, Node};
 use hive_core::resources::{CameraRecord, FailoverPriority, Key, Role, Value};
 use serde::{Deserialize, Serialize};
 
@@ -58,9 +60,20 @@ pub struct CameraView {
     pub name: String,
     /// Stream URL.
     pub url: String,
+    /// Secondary (low-resolution) stream URL, if the camera has one.
+    pub secondary_url: Option<String>,
+    /// Where a client plays it over RTSP: on each address of the server recording it (add
+    /// `?pos=<ms since epoch or ISO 8601>` for the archive, `?stream=1` for the secondary
+    /// stream). Empty while nobody records it.
+    pub rtsp_urls: Vec<String>,
     /// Server recording it now, as the answering server's view says (`null`: nobody, e.g.
     /// every server that could is down, or licenses ran out).
     pub server: Option<String>,
+    /// Recording status of its primary stream, when the answering server records it.
+    pub status: Option<CameraStatus>,
+    /// Recording status of its secondary stream, when it has one and the answering server
+    /// records it.
+    pub secondary_status: Option<CameraStatus>,
     /// Server it returns to after failover.
     pub preferred_server: String,
     /// Failover priority.
@@ -71,15 +84,28 @@ pub struct CameraView {
 
 impl CameraView {
     /// The camera as `caller` may see it: viewers never see its credentials.
-    fn new(id: CameraId, c: &CameraRecord, recorder: Option<ServerId>, caller: &Caller) -> Self {
-        let url = match caller.role {
-            Role::Owner | Role::Admin => c.url.clone(),
-            Role::Viewer => camera_url::redacted(&c.url),
+    fn new(
+        id: CameraId,
+        c: &CameraRecord,
+        node: &Node,
+        caller: &Caller,
+        plane: Option<&VideoPlane>,
+    ) -> Self {
+        let shown = |url: &str| match caller.role {
+            Role::Owner | Role::Admin => url.to_owned(),
+            Role::Viewer => camera_url::redacted(url),
         };
+        let recorder = node.recorder_of(id);
+        let here = plane.filter(|p| p.records(id));
+        let status_of = |stream| here.and_then(|p| p.board.get_stream((id, stream)));
         CameraView {
+            status: status_of(0),
+            secondary_status: c.secondary_url.as_ref().and_then(|_| status_of(1)),
             id: id.to_string(),
             name: c.name.clone(),
-            url,
+            url: shown(&c.url),
+            secondary_url: c.secondary_url.as_deref().map(shown),
+            rtsp_urls: recorder.map(|s| rtsp_urls(node, s, id)).unwrap_or_default(),
             server: recorder.map(|s| s.to_string()),
             preferred_server: c.preferred.to_string(),
             failover_priority: c.failover_priority.into(),
@@ -88,12 +114,29 @@ impl CameraView {
     }
 }
 
+/// The RTSP URLs of `camera` on each advertised address of `server`.
+fn rtsp_urls(node: &Node, server: ServerId, camera: CameraId) -> Vec<String> {
+    let Some(Value::Server(record)) = node.store().get(&Key::Server(server)) else {
+        return Vec::new();
+    };
+    let Some(media) = record.media else { return Vec::new() };
+    let scheme = if media.tls { "rtsps" } else { "rtsp" };
+    record
+        .addresses
+        .iter()
+        .filter_map(|a| a.0.rsplit_once(':'))
+        .map(|(host, _link_port)| format!("{scheme}://{host}:{}/{camera}", media.port))
+        .collect()
+}
+
 /// `POST /api/cameras`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewCamera {
     name: String,
     url: String,
+    /// The secondary (low-resolution) stream's URL, if the camera has one.
+    secondary_url: Option<String>,
     /// Server to record it; this one when absent.
     server: Option<String>,
     failover_priority: Option<Priority>,
@@ -106,6 +149,8 @@ pub struct NewCamera {
 pub struct CameraChange {
     name: Option<String>,
     url: Option<String>,
+    /// A new secondary stream URL; `""` removes it.
+    secondary_url: Option<String>,
     server: Option<String>,
     failover_priority: Option<Priority>,
     recording: Option<bool>,
@@ -137,13 +182,28 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<CameraView>>, ApiError> {
+    let plane = state.video.upgrade();
     let cams = state
         .handle
         .read(move |n| {
-            n.cameras().map(|(id, c)| CameraView::new(id, c, n.recorder_of(id), &caller)).collect()
+            let plane = plane.as_deref();
+            n.cameras().map(|(id, c)| CameraView::new(id, c, n, &caller, plane)).collect()
         })
         .await?;
     Ok(Json(cams))
+}
+
+/// How `caller` sees camera `id`.
+async fn view(state: &AppState, id: CameraId, caller: Caller) -> Result<CameraView, ApiError> {
+    let plane = state.video.upgrade();
+    state
+        .handle
+        .read(move |n| match n.store().get(&Key::Camera(id)) {
+            Some(Value::Camera(c)) => Some(CameraView::new(id, c, n, &caller, plane.as_deref())),
+            _ => None,
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no camera {id}")))
 }
 
 async fn camera(state: &AppState, id: CameraId) -> Result<CameraRecord, ApiError> {
@@ -163,9 +223,7 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> Result<Json<CameraView>, ApiError> {
     let id: CameraId = parse_id(&id, "camera")?;
-    let record = camera(&state, id).await?;
-    let recorder = state.handle.read(move |n| n.recorder_of(id)).await?;
-    Ok(Json(CameraView::new(id, &record, recorder, &caller)))
+    Ok(Json(view(&state, id, caller).await?))
 }
 
 pub async fn create(
@@ -176,6 +234,9 @@ pub async fn create(
     caller.require_admin()?;
     rules::check_camera_name(&new.name)?;
     check_url(&new.url)?;
+    if let Some(url) = &new.secondary_url {
+        check_url(url)?;
+    }
     let server = match &new.server {
         Some(s) => known_server(&state, s).await?,
         None => state.handle.read(|n| n.identity().server).await?,
@@ -184,17 +245,17 @@ pub async fn create(
     let record = CameraRecord {
         name: new.name,
         url: new.url,
+        secondary_url: new.secondary_url,
         preferred: server,
         failover_priority: new.failover_priority.unwrap_or(Priority::Medium).into(),
         recording: new.recording.unwrap_or(true),
         created_ms: state.handle.read(|n| n.system_time_ms()).await?,
     };
-    let view = CameraView::new(id, &record, None, &caller);
     state
         .handle
         .command(Command::Put { key: Key::Camera(id), value: Value::Camera(record) })
         .await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, Json(view(&state, id, caller).await?)))
 }
 
 pub async fn update(
@@ -214,6 +275,14 @@ pub async fn update(
         check_url(&url)?;
         record.url = url;
     }
+    match change.secondary_url.as_deref() {
+        Some("") => record.secondary_url = None,
+        Some(url) => {
+            check_url(url)?;
+            record.secondary_url = Some(url.to_owned());
+        }
+        None => {}
+    }
     if let Some(server) = change.server {
         let server = known_server(&state, &server).await?;
         record.preferred = server;
@@ -224,13 +293,11 @@ pub async fn update(
     if let Some(r) = change.recording {
         record.recording = r;
     }
-    let recorder = state.handle.read(move |n| n.recorder_of(id)).await?;
-    let view = CameraView::new(id, &record, recorder, &caller);
     state
         .handle
         .command(Command::Put { key: Key::Camera(id), value: Value::Camera(record) })
         .await?;
-    Ok(Json(view))
+    Ok(Json(view(&state, id, caller).await?))
 }
 
 pub async fn remove(

@@ -103,11 +103,25 @@ fn cameras_text(cams: &Value) -> String {
                 short(&text(&c["server"])),
                 short(&text(&c["preferred_server"])),
                 if c["recording"].as_bool() == Some(true) { "yes".into() } else { "no".into() },
+                status_text(&c["status"]),
                 text(&c["url"]),
+                text(&c["rtsp_urls"][0]),
             ]
         })
         .collect();
-    render(&["CAMERA", "NAME", "RECORDED BY", "PREFERRED", "RECORDING", "URL"], &rows)
+    let header =
+        ["CAMERA", "NAME", "RECORDED BY", "PREFERRED", "RECORDING", "STATUS", "URL", "PLAY"];
+    render(&header, &rows)
+}
+
+/// A recording status as one word, with the reason of an error: "recording", "error: 401 from
+/// camera". "-" when the answering server does not record the camera (it does not know).
+fn status_text(status: &Value) -> String {
+    match (status["state"].as_str(), status["reason"].as_str()) {
+        (Some(state), Some(reason)) => format!("{state}: {reason}"),
+        (Some(state), None) => state.to_owned(),
+        _ => "-".to_owned(),
+    }
 }
 
 pub async fn run(cmd: Cmd) -> Result<(), CliError> {
@@ -211,8 +225,11 @@ pub async fn run(cmd: Cmd) -> Result<(), CliError> {
             }
         },
         Cmd::Camera { cmd, conn } => match cmd {
-            CameraCmd::Add { name, stream, server } => {
+            CameraCmd::Add { name, stream, secondary_stream, server } => {
                 let mut body = json!({ "name": name, "url": stream });
+                if let Some(url) = secondary_stream {
+                    body["secondary_url"] = json!(url);
+                }
                 if let Some(s) = server {
                     body["server"] = json!(s);
                 }

@@ -268,14 +268,14 @@ async fn wait_merged(servers: &[Server], limit: Duration) -> Option<Duration> {
 
 /// Serves `count` test cameras on a free loopback port; returns the port.
 async fn start_test_cameras(count: usize) -> Result<u16, CliError> {
-    use crate::video::testcamera::{Clip, TestCameras, BUNDLED_CLIP};
-    let clip = Clip::parse(BUNDLED_CLIP)?;
-    let cameras = std::sync::Arc::new(TestCameras::new(count, &clip, None));
+    use crate::video::testcamera::{Clip, TestCameras};
+    let main = Clip::bundled(hive_media::frame::Codec::H264);
+    let cameras = std::sync::Arc::new(TestCameras::new(count, main, Clip::bundled_sub(), None));
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .map_err(|e| CliError::Demo(format!("no port for the test cameras: {e}")))?;
     let port = listener.local_addr().map_err(|e| CliError::Demo(e.to_string()))?.port();
-    tokio::spawn(cameras.clone().run(clip, 25.0));
+    tokio::spawn(cameras.clone().run(25.0));
     tokio::spawn(crate::rtsp::serve(listener, cameras, None));
     Ok(port)
 }
@@ -333,6 +333,10 @@ async fn add_licenses_and_cameras(
             let record = CameraRecord {
                 name: format!("Demo camera {}.{}", i + 1, c + 1),
                 url: format!("rtsp://127.0.0.1:{camera_port}/cam{}", i * per_server + c + 1),
+                secondary_url: Some(format!(
+                    "rtsp://127.0.0.1:{camera_port}/cam{}?stream=1",
+                    i * per_server + c + 1
+                )),
                 preferred: me,
                 failover_priority: FailoverPriority::Medium,
                 recording: true,

@@ -185,6 +185,9 @@ pub enum CameraCmd {
         /// Stream URL (rtsp://...).
         #[arg(long = "stream")]
         stream: String,
+        /// The camera's secondary (low-resolution) stream URL, recorded too.
+        #[arg(long = "secondary-stream")]
+        secondary_stream: Option<String>,
         /// Server id to record it (default: the server at --url).
         #[arg(long)]
         server: Option<String>,
@@ -258,9 +261,13 @@ pub struct TestcameraArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: std::net::IpAddr,
-    /// An H.264 Annex B clip to loop instead of the bundled one.
+    /// An Annex B clip (H.264, or H.265 with --h265) to loop as the primary stream instead of
+    /// the bundled one.
     #[arg(long)]
     pub clip: Option<PathBuf>,
+    /// Send the primary stream in H.265, as most current cameras do.
+    #[arg(long)]
+    pub h265: bool,
     /// Frames per second.
     #[arg(long, default_value_t = 25.0)]
     pub fps: f64,
@@ -274,15 +281,19 @@ pub async fn main(cli: Cli) -> i32 {
     let result = match cli.command {
         Cmd::Serve(args) => serve::run(*args).await,
         Cmd::Demo(args) => demo::run(args).await,
-        Cmd::Testcamera(a) => crate::video::testcamera::run(
-            a.count,
-            std::net::SocketAddr::new(a.bind, a.port),
-            a.clip.as_deref(),
-            a.fps,
-            a.credentials.as_deref(),
-        )
-        .await
-        .map_err(CliError::from),
+        Cmd::Testcamera(a) => {
+            use hive_media::frame::Codec;
+            crate::video::testcamera::run(crate::video::testcamera::TestCameraSpec {
+                count: a.count,
+                bind: std::net::SocketAddr::new(a.bind, a.port),
+                clip: a.clip,
+                codec: if a.h265 { Codec::H265 } else { Codec::H264 },
+                fps: a.fps,
+                credentials: a.credentials,
+            })
+            .await
+            .map_err(CliError::from)
+        }
         other => commands::run(other).await,
     };
     match result {

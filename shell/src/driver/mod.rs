@@ -70,6 +70,8 @@ pub enum RecordingOrder {
         camera: CameraId,
         /// Its stream URL (credentials included, if the record holds them).
         url: String,
+        /// Its secondary (low-resolution) stream's URL, if it has one.
+        secondary_url: Option<String>,
     },
     /// Stop recording `camera`.
     Stop {
@@ -197,6 +199,17 @@ pub async fn load<F: Fs>(fs: F) -> Result<(Persistence<F>, Restored), DriverErro
 /// are.
 pub fn is_record(body: &[u8]) -> bool {
     Record::decode(body).is_ok()
+}
+
+/// Tells the video plane to record `camera` from the URLs of its record now.
+fn send_start(dc: &DriverConfig, node: &Node, camera: CameraId) {
+    let Some(tx) = &dc.recording else { return };
+    let Some((_, record)) = node.cameras().find(|(id, _)| *id == camera) else { return };
+    let _ = tx.send(RecordingOrder::Start {
+        camera,
+        url: record.url.clone(),
+        secondary_url: record.secondary_url.clone(),
+    });
 }
 
 /// Says what a server whose acknowledged writes may be missing found, and whether anything
@@ -341,17 +354,9 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
                     Output::Event(e) => log_event(&e),
                     Output::StartRecording { camera } => {
                         tracing::info!(%camera, "recording starts here");
-                        if let Some(tx) = &dc.recording {
-                            let url = node
-                                .cameras()
-                                .find(|(id, _)| *id == camera)
-                                .map(|(_, c)| c.url.clone());
-                            let _ = tx.send(RecordingOrder::Start {
-                                camera,
-                                url: url.unwrap_or_default(),
-                            });
-                        }
+                        send_start(&dc, &node, camera);
                     }
+                    Output::RecordedCameraChanged { camera } => send_start(&dc, &node, camera),
                     Output::StopRecording { camera } => {
                         tracing::info!(%camera, "recording stops here");
                         if let Some(tx) = &dc.recording {

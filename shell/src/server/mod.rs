@@ -13,7 +13,7 @@ use handle::NodeHandle;
 use hive_core::auth::{KdfParams, Secret};
 use hive_core::ids::UserId;
 use hive_core::node::{Command, Config, Timing};
-use hive_core::resources::{Key, Role, UserRecord, Value};
+use hive_core::resources::{Key, MediaService, Role, UserRecord, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use thiserror::Error;
@@ -159,6 +159,7 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
         kdf: KdfParams::STANDARD,
         failover_enabled: settings.failover,
         max_cameras: settings.max_cameras,
+        media: Some(MediaService { port: rtsp_addr.port(), tls: !settings.rtsp_plain }),
         timing: Timing {
             clock_offset_ms_max: settings.clock_offset_ms_max,
             hold_ms: settings.failover_ms.hold,

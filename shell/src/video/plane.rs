@@ -5,7 +5,7 @@ use super::clock::FrameClock;
 use super::feed::LiveFeed;
 use super::playback::Playback;
 use super::recorder::{record, FrameSink};
-use super::status::StatusBoard;
+use super::status::{StatusBoard, StreamKey};
 use crate::api::AppState;
 use crate::archive::{Archive, ArchiveError, StreamWriter, FLUSH_INTERVAL};
 use crate::driver::RecordingOrder;
@@ -24,8 +24,8 @@ const RETENTION_EVERY_FLUSHES: u64 = 120;
 
 /// The video plane of one server.
 pub struct VideoPlane {
-    feeds: Mutex<BTreeMap<CameraId, LiveFeed>>,
-    recorders: Mutex<BTreeMap<CameraId, watch::Sender<bool>>>,
+    feeds: Mutex<BTreeMap<StreamKey, LiveFeed>>,
+    recorders: Mutex<BTreeMap<CameraId, Recording>>,
     /// Statuses of cameras recorded here.
     pub board: StatusBoard,
     /// System time for frames.
@@ -39,6 +39,12 @@ pub struct VideoPlane {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A camera this server records: what it pulls, and the switch that stops its recorders.
+struct Recording {
+    urls: (String, Option<String>),
+    stop: watch::Sender<bool>,
 }
 
 struct ArchiveSink(StreamWriter);
@@ -89,43 +95,60 @@ impl VideoPlane {
         plane
     }
 
-    fn feed(&self, camera: CameraId) -> LiveFeed {
-        lock(&self.feeds).entry(camera).or_default().clone()
+    fn feed(&self, stream: StreamKey) -> LiveFeed {
+        lock(&self.feeds).entry(stream).or_default().clone()
     }
 
-    /// Carries out one order of the core.
+    /// Starts a recorder of one stream, stopped by `stop`.
+    fn start_recorder(&self, stream: StreamKey, url: String, stop: watch::Receiver<bool>) {
+        tokio::spawn(record(
+            stream,
+            url,
+            self.feed(stream),
+            Arc::new(ArchiveSink(self.archive.writer(stream.0, stream.1))),
+            self.clock.clone(),
+            self.board.clone(),
+            stop,
+        ));
+    }
+
+    /// Carries out one order of the core. A start for a camera recorded already with other
+    /// URLs (its record changed) restarts its recorders.
     pub fn order(self: &Arc<Self>, order: RecordingOrder) {
         match order {
-            RecordingOrder::Start { camera, url } => {
+            RecordingOrder::Start { camera, url, secondary_url } => {
                 let mut recorders = lock(&self.recorders);
-                if recorders.contains_key(&camera) {
+                let urls = (url, secondary_url);
+                if recorders.get(&camera).is_some_and(|r| r.urls == urls) {
                     return;
                 }
+                if let Some(old) = recorders.remove(&camera) {
+                    let _ = old.stop.send(true);
+                }
                 let (stop, stopped) = watch::channel(false);
-                recorders.insert(camera, stop);
-                tokio::spawn(record(
-                    camera,
-                    url,
-                    self.feed(camera),
-                    Arc::new(ArchiveSink(self.archive.writer(camera, 0))),
-                    self.clock.clone(),
-                    self.board.clone(),
-                    stopped,
-                ));
+                self.start_recorder((camera, 0), urls.0.clone(), stopped.clone());
+                match &urls.1 {
+                    Some(secondary) => self.start_recorder((camera, 1), secondary.clone(), stopped),
+                    None => {
+                        lock(&self.feeds).remove(&(camera, 1));
+                        self.board.forget_secondary(camera);
+                    }
+                }
+                recorders.insert(camera, Recording { urls, stop });
             }
             RecordingOrder::Stop { camera } => {
-                if let Some(stop) = lock(&self.recorders).remove(&camera) {
-                    let _ = stop.send(true);
+                if let Some(old) = lock(&self.recorders).remove(&camera) {
+                    let _ = old.stop.send(true);
                 }
-                lock(&self.feeds).remove(&camera);
+                lock(&self.feeds).retain(|(c, _), _| *c != camera);
             }
         }
     }
 
     /// Stops every recorder and makes the archive durable (the server is stopping).
     pub fn stop_all(&self) {
-        for (_, stop) in std::mem::take(&mut *lock(&self.recorders)) {
-            let _ = stop.send(true);
+        for (_, recording) in std::mem::take(&mut *lock(&self.recorders)) {
+            let _ = recording.stop.send(true);
         }
         if let Err(e) = self.archive.flush() {
             tracing::error!(error = %e, "archive flush failed at stop");
@@ -144,6 +167,11 @@ impl VideoPlane {
         lock(&self.recorders).contains_key(&camera)
     }
 
+    /// Whether this server records this stream of a camera now.
+    fn records_stream(&self, (camera, stream): StreamKey) -> bool {
+        lock(&self.recorders).get(&camera).is_some_and(|r| stream == 0 || r.urls.1.is_some())
+    }
+
     fn camera_of(target: &Target) -> Option<CameraId> {
         target.camera.parse().ok()
     }
@@ -153,7 +181,7 @@ impl Media for VideoPlane {
     async fn info(&self, target: &Target) -> Option<StreamInfo> {
         let camera = Self::camera_of(target)?;
         let title = target.camera.clone();
-        let live = lock(&self.feeds).get(&camera).and_then(|f| f.stream_params());
+        let live = lock(&self.feeds).get(&(camera, target.stream)).and_then(|f| f.stream_params());
         if let Some((codec, parameter_sets)) = live {
             return Some(StreamInfo { codec, parameter_sets, title });
         }
@@ -169,7 +197,7 @@ impl Media for VideoPlane {
             }
         }
         // Recorded here but no frame yet: the parameter sets come in-band.
-        self.records(camera).then(|| StreamInfo {
+        self.records_stream((camera, target.stream)).then(|| StreamInfo {
             codec: Codec::H264,
             parameter_sets: ParameterSets::default(),
             title,
@@ -178,7 +206,7 @@ impl Media for VideoPlane {
 
     fn live(&self, target: &Target) -> Option<Flow> {
         let camera = Self::camera_of(target)?;
-        Some(lock(&self.feeds).get(&camera)?.subscribe())
+        Some(lock(&self.feeds).get(&(camera, target.stream))?.subscribe())
     }
 
     fn archive(
@@ -191,7 +219,7 @@ impl Media for VideoPlane {
         let camera = Self::camera_of(target)?;
         Playback {
             archive: self.archive.clone(),
-            live: lock(&self.feeds).get(&camera).cloned(),
+            live: lock(&self.feeds).get(&(camera, target.stream)).cloned(),
             camera,
             stream: target.stream,
             from_us,

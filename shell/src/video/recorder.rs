@@ -3,7 +3,7 @@
 
 use super::clock::FrameClock;
 use super::feed::LiveFeed;
-use super::status::{CameraState, StatusBoard};
+use super::status::{CameraState, StatusBoard, StreamKey};
 use bytes::Bytes;
 use futures::StreamExt;
 use hive_core::ids::CameraId;
@@ -28,9 +28,9 @@ pub trait FrameSink: Send + Sync + 'static {
     fn store(&self, camera: CameraId, frame: &Frame) -> Result<(), String>;
 }
 
-/// Pulls `url` for `camera` until `stop` turns true.
+/// Pulls `url` for one stream of a camera until `stop` turns true.
 pub async fn record(
-    camera: CameraId,
+    key: StreamKey,
     url: String,
     feed: LiveFeed,
     sink: Arc<dyn FrameSink>,
@@ -38,20 +38,21 @@ pub async fn record(
     board: StatusBoard,
     mut stop: watch::Receiver<bool>,
 ) {
+    let camera = key.0;
     let group = Arc::new(SessionGroup::default());
     let mut backoff = Duration::from_millis(500);
     loop {
-        board.set(camera, CameraState::Connecting);
+        board.set(key, CameraState::Connecting);
         let pulled = tokio::select! {
-            r = pull(camera, &url, &group, &feed, &*sink, &clock, &board) => r,
+            r = pull(key, &url, &group, &feed, &*sink, &clock, &board) => r,
             _ = stop.wait_for(|s| *s) => break,
         };
         let reason = match pulled {
             Ok(()) => "the camera ended the stream".to_owned(),
             Err(reason) => reason,
         };
-        tracing::warn!(%camera, %reason, "camera stream lost; reconnecting");
-        board.set(camera, CameraState::Error(reason));
+        tracing::warn!(%camera, stream = key.1, %reason, "camera stream lost; reconnecting");
+        board.set(key, CameraState::Error(reason));
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.wait_for(|s| *s) => break,
@@ -67,7 +68,7 @@ pub async fn record(
             }
         }
     }
-    board.set(camera, CameraState::Stopped);
+    board.set(key, CameraState::Stopped);
 }
 
 /// Splits `user:password@` out of a URL, as retina takes credentials apart.
@@ -103,7 +104,7 @@ fn reason(e: &retina::Error) -> String {
 }
 
 async fn pull(
-    camera: CameraId,
+    key: StreamKey,
     url: &str,
     group: &Arc<SessionGroup>,
     feed: &LiveFeed,
@@ -157,9 +158,9 @@ async fn pull(
         time_us = time_us.max(last_us + 1);
         last_us = time_us;
         let frame = Frame { time_us, keyframe, codec, data: Bytes::from(v.into_data()) };
-        match sink.store(camera, &frame) {
-            Ok(()) => board.set_recording(camera, time_us),
-            Err(reason) => board.set(camera, CameraState::Error(reason)),
+        match sink.store(key.0, &frame) {
+            Ok(()) => board.set_recording(key, time_us),
+            Err(reason) => board.set(key, CameraState::Error(reason)),
         }
         feed.publish(frame);
     }

@@ -1,12 +1,12 @@
 //! What each camera recorded here is doing, for the API and CLI.
 
 use hive_core::ids::CameraId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// A camera's recording state on this server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", content = "reason", rename_all = "snake_case")]
 pub enum CameraState {
     /// Connecting to the camera.
@@ -20,7 +20,7 @@ pub enum CameraState {
 }
 
 /// A camera's status as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CameraStatus {
     /// State and reason.
     #[serde(flatten)]
@@ -37,36 +37,49 @@ impl CameraStatus {
     }
 }
 
-/// Statuses of the cameras this server records. Cheap to clone (shared).
+/// One stream of a camera: 0 is the primary stream, 1 the secondary (low-resolution) one.
+pub type StreamKey = (CameraId, u8);
+
+/// Statuses of the camera streams this server records. Cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
 pub struct StatusBoard {
-    cameras: Arc<Mutex<BTreeMap<CameraId, CameraStatus>>>,
+    streams: Arc<Mutex<BTreeMap<StreamKey, CameraStatus>>>,
 }
 
 impl StatusBoard {
-    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<CameraId, CameraStatus>) -> T) -> T {
-        f(&mut self.cameras.lock().unwrap_or_else(|e| e.into_inner()))
+    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<StreamKey, CameraStatus>) -> T) -> T {
+        f(&mut self.streams.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Sets `camera`'s state.
-    pub fn set(&self, camera: CameraId, state: CameraState) {
+    /// Sets a stream's state.
+    pub fn set(&self, stream: StreamKey, state: CameraState) {
         self.with(|m| {
-            m.entry(camera).or_insert_with(CameraStatus::new).state = state;
+            m.entry(stream).or_insert_with(CameraStatus::new).state = state;
         })
     }
 
-    /// Notes a frame of `camera` stored at `time_us`.
-    pub fn set_recording(&self, camera: CameraId, time_us: i64) {
+    /// Notes a frame of a stream stored at `time_us`.
+    pub fn set_recording(&self, stream: StreamKey, time_us: i64) {
         self.with(|m| {
-            let entry = m.entry(camera).or_insert_with(CameraStatus::new);
+            let entry = m.entry(stream).or_insert_with(CameraStatus::new);
             entry.state = CameraState::Recording;
             entry.last_frame_us = Some(time_us);
             entry.frames += 1;
         })
     }
 
-    /// `camera`'s status, if it was ever recorded here.
+    /// `camera`'s primary stream's status, if it was ever recorded here.
     pub fn get(&self, camera: CameraId) -> Option<CameraStatus> {
-        self.with(|m| m.get(&camera).cloned())
+        self.get_stream((camera, 0))
+    }
+
+    /// A stream's status, if it was ever recorded here.
+    pub fn get_stream(&self, stream: StreamKey) -> Option<CameraStatus> {
+        self.with(|m| m.get(&stream).cloned())
+    }
+
+    /// Forgets `camera`'s secondary stream (its record no longer names one).
+    pub fn forget_secondary(&self, camera: CameraId) {
+        self.with(|m| m.remove(&(camera, 1)));
     }
 }

@@ -1,6 +1,8 @@
-//! `hive testcamera`: N RTSP H.264 cameras served from one looping clip, for the demo, tests
-//! and benchmarks. Every camera sends the same pre-encoded frames (nothing is encoded at run
-//! time), with timestamps that keep counting across loops.
+//! `hive testcamera`: N RTSP cameras served from looping clips, for the demo, tests and
+//! benchmarks. Each camera has a primary stream (`/camN`, H.264 or H.265) and a low-resolution
+//! secondary one (`/camN?stream=1`, H.264), as real cameras do. Every camera sends the same
+//! pre-encoded frames (nothing is encoded at run time), with timestamps that keep counting
+//! across loops.
 
 use super::feed::LiveFeed;
 use crate::rtsp::{Access, Flow, Media};
@@ -15,8 +17,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 /// The bundled clip: 10 s of 640x360 at 25 fps, a keyframe every second, frame number burned in
-/// (made by `shell/assets/make-clip.sh`).
+/// (made by `shell/assets/make-clip.sh`, like the other bundled clips).
 pub const BUNDLED_CLIP: &[u8] = include_bytes!("../../assets/testclip.h264");
+
+/// The bundled clip in H.265.
+pub const BUNDLED_CLIP_H265: &[u8] = include_bytes!("../../assets/testclip.h265");
+
+/// The bundled secondary stream: the same 10 s at 320x180, H.264.
+pub const BUNDLED_SUB_CLIP: &[u8] = include_bytes!("../../assets/testclip-sub.h264");
 
 /// A clip the test camera cannot serve.
 #[derive(Debug, Error)]
@@ -27,28 +35,52 @@ pub enum ClipError {
     /// The RTSP port could not be opened.
     #[error("listening for RTSP: {0}")]
     Listen(std::io::Error),
-    /// It has no access units, or does not start with a keyframe that carries SPS and PPS.
-    #[error("the clip must be an H.264 Annex B stream starting with SPS, PPS and a keyframe")]
-    NotH264,
+    /// It has no access units, or does not start with a keyframe that carries its parameter
+    /// sets.
+    #[error(
+        "the clip must be an {0:?} Annex B stream starting with its parameter sets and a keyframe"
+    )]
+    NotAnnexB(Codec),
 }
 
 /// A clip split into access units.
 #[derive(Debug, Clone)]
 pub struct Clip {
+    codec: Codec,
     units: Vec<AccessUnit>,
     parameter_sets: ParameterSets,
 }
 
 impl Clip {
-    /// Parses an H.264 Annex B stream.
-    pub fn parse(stream: &[u8]) -> Result<Clip, ClipError> {
-        let units = access_units(Codec::H264, stream);
-        let first = units.first().filter(|u| u.keyframe).ok_or(ClipError::NotH264)?;
-        let parameter_sets = ParameterSets::of_unit(Codec::H264, &first.data);
-        if !parameter_sets.complete(Codec::H264) {
-            return Err(ClipError::NotH264);
+    /// Parses an Annex B stream of `codec`.
+    pub fn parse(codec: Codec, stream: &[u8]) -> Result<Clip, ClipError> {
+        let units = access_units(codec, stream);
+        let first = units.first().filter(|u| u.keyframe).ok_or(ClipError::NotAnnexB(codec))?;
+        let parameter_sets = ParameterSets::of_unit(codec, &first.data);
+        if !parameter_sets.complete(codec) {
+            return Err(ClipError::NotAnnexB(codec));
         }
-        Ok(Clip { units, parameter_sets })
+        Ok(Clip { codec, units, parameter_sets })
+    }
+
+    /// The bundled primary clip in `codec`.
+    pub fn bundled(codec: Codec) -> Clip {
+        let bytes = match codec {
+            Codec::H264 => BUNDLED_CLIP,
+            Codec::H265 => BUNDLED_CLIP_H265,
+        };
+        Clip::parse(codec, bytes).expect("the bundled clips parse (unit test)")
+    }
+
+    /// The bundled secondary clip.
+    pub fn bundled_sub() -> Clip {
+        Clip::parse(Codec::H264, BUNDLED_SUB_CLIP).expect("the bundled clips parse (unit test)")
+    }
+
+    /// Its frame `n` of a loop that never ends, stamped `time_us`.
+    fn frame(&self, n: i64, time_us: i64) -> Frame {
+        let unit = &self.units[n.rem_euclid(self.units.len() as i64) as usize];
+        Frame { time_us, keyframe: unit.keyframe, codec: self.codec, data: unit.data.clone() }
     }
 
     /// Frames in one loop.
@@ -62,10 +94,12 @@ impl Clip {
     }
 }
 
-/// Cameras `cam1..camN`, each a live feed of the clip.
+/// Cameras `cam1..camN`, each with a live feed of the primary clip and one of the secondary.
 pub struct TestCameras {
-    feeds: BTreeMap<String, LiveFeed>,
-    parameter_sets: ParameterSets,
+    /// Feeds by camera name and stream (0 primary, 1 secondary).
+    feeds: BTreeMap<(String, u8), LiveFeed>,
+    /// The clips of stream 0 and 1.
+    clips: [Clip; 2],
     /// `Authorization` header value required, if credentials were asked for.
     required_authorization: Option<String>,
 }
@@ -75,17 +109,29 @@ fn now_us() -> i64 {
 }
 
 impl TestCameras {
-    /// `count` cameras of `clip`; with `credentials` (`user:password`) clients must send them
-    /// (Basic).
-    pub fn new(count: usize, clip: &Clip, credentials: Option<&str>) -> TestCameras {
-        let feeds = (1..=count).map(|n| (format!("cam{n}"), LiveFeed::new())).collect();
+    /// `count` cameras sending `main` as their primary stream and `sub` as their secondary;
+    /// with `credentials` (`user:password`) clients must send them (Basic).
+    pub fn new(count: usize, main: Clip, sub: Clip, credentials: Option<&str>) -> TestCameras {
+        let feeds = (1..=count)
+            .flat_map(|n| [0, 1].map(|stream| ((format!("cam{n}"), stream), LiveFeed::new())))
+            .collect();
         let required_authorization = credentials
             .map(|c| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c)));
-        TestCameras { feeds, parameter_sets: clip.parameter_sets.clone(), required_authorization }
+        TestCameras { feeds, clips: [main, sub], required_authorization }
     }
 
-    /// Publishes the clip's frames to every camera at `fps`, looping, until the task is dropped.
-    pub async fn run(self: Arc<Self>, clip: Clip, fps: f64) {
+    /// Frames in one loop of the primary clip.
+    pub fn clip_len(&self) -> usize {
+        self.clips[0].len()
+    }
+
+    fn feed(&self, target: &Target) -> Option<&LiveFeed> {
+        self.feeds.get(&(target.camera.clone(), target.stream))
+    }
+
+    /// Publishes the clips' frames to every camera at `fps`, looping, until the task is
+    /// dropped.
+    pub async fn run(self: Arc<Self>, fps: f64) {
         let frame_us = (1_000_000.0 / fps.clamp(0.1, 1000.0)) as i64;
         let start_us = now_us();
         let start = tokio::time::Instant::now();
@@ -97,15 +143,10 @@ impl TestCameras {
             // Frames follow the clock: after a stall, jump ahead rather than burst.
             let due = start.elapsed().as_micros() as i64 / frame_us;
             n = n.max(due);
-            let unit = &clip.units[(n as usize) % clip.units.len()];
-            let frame = Frame {
-                time_us: start_us + n * frame_us,
-                keyframe: unit.keyframe,
-                codec: Codec::H264,
-                data: unit.data.clone(),
-            };
-            for feed in self.feeds.values() {
-                feed.publish(frame.clone());
+            let time_us = start_us + n * frame_us;
+            let frames = [self.clips[0].frame(n, time_us), self.clips[1].frame(n, time_us)];
+            for ((_, stream), feed) in &self.feeds {
+                feed.publish(frames[usize::from(*stream)].clone());
             }
             n += 1;
         }
@@ -114,16 +155,17 @@ impl TestCameras {
 
 impl Media for TestCameras {
     async fn info(&self, target: &Target) -> Option<StreamInfo> {
-        self.feeds.get(&target.camera)?;
+        self.feed(target)?;
+        let clip = &self.clips[usize::from(target.stream.min(1))];
         Some(StreamInfo {
-            codec: Codec::H264,
-            parameter_sets: self.parameter_sets.clone(),
+            codec: clip.codec,
+            parameter_sets: clip.parameter_sets.clone(),
             title: target.camera.clone(),
         })
     }
 
     fn live(&self, target: &Target) -> Option<Flow> {
-        Some(self.feeds.get(&target.camera)?.subscribe())
+        Some(self.feed(target)?.subscribe())
     }
 
     fn archive(&self, _: &Target, _: i64, _: f64, _: Option<i64>) -> Option<Flow> {
@@ -145,25 +187,41 @@ impl Media for TestCameras {
     }
 }
 
+/// What `hive testcamera` serves.
+#[derive(Debug, Clone)]
+pub struct TestCameraSpec {
+    /// How many cameras.
+    pub count: usize,
+    /// Where to listen.
+    pub bind: std::net::SocketAddr,
+    /// A clip to loop as the primary stream instead of the bundled one.
+    pub clip: Option<std::path::PathBuf>,
+    /// The primary stream's codec (and the clip's).
+    pub codec: Codec,
+    /// Frames per second.
+    pub fps: f64,
+    /// `user:password` that clients must send.
+    pub credentials: Option<String>,
+}
+
 /// Runs `hive testcamera` until interrupted.
-pub async fn run(
-    count: usize,
-    bind: std::net::SocketAddr,
-    clip_path: Option<&std::path::Path>,
-    fps: f64,
-    credentials: Option<&str>,
-) -> Result<(), ClipError> {
-    let bytes = match clip_path {
-        Some(path) => std::fs::read(path)?,
-        None => BUNDLED_CLIP.to_vec(),
+pub async fn run(spec: TestCameraSpec) -> Result<(), ClipError> {
+    let main = match &spec.clip {
+        Some(path) => Clip::parse(spec.codec, &std::fs::read(path)?)?,
+        None => Clip::bundled(spec.codec),
     };
-    let clip = Clip::parse(&bytes)?;
-    let cameras = Arc::new(TestCameras::new(count, &clip, credentials));
+    let (count, bind, fps) = (spec.count, spec.bind, spec.fps);
+    let cameras =
+        Arc::new(TestCameras::new(count, main, Clip::bundled_sub(), spec.credentials.as_deref()));
     let listener = tokio::net::TcpListener::bind(bind).await.map_err(ClipError::Listen)?;
     let port = listener.local_addr().map_err(ClipError::Listen)?.port();
-    tracing::info!(count, port, frames = clip.len(), fps, "test cameras serving");
-    println!("test cameras: rtsp://{}:{port}/cam1 .. cam{count}", bind.ip());
-    tokio::spawn(cameras.clone().run(clip, fps));
+    let frames = cameras.clip_len();
+    tracing::info!(count, port, frames, fps, codec = ?spec.codec, "test cameras serving");
+    println!(
+        "test cameras: rtsp://{}:{port}/cam1 .. cam{count} (secondary streams: ?stream=1)",
+        bind.ip()
+    );
+    tokio::spawn(cameras.clone().run(fps));
     crate::rtsp::serve(listener, cameras, None).await;
     Ok(())
 }
@@ -173,11 +231,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_bundled_clip_is_ten_seconds_with_a_keyframe_every_second() {
-        let clip = Clip::parse(BUNDLED_CLIP).unwrap();
-        assert_eq!(clip.len(), 250);
-        let keys: Vec<usize> =
-            clip.units.iter().enumerate().filter(|(_, u)| u.keyframe).map(|(i, _)| i).collect();
-        assert_eq!(keys, (0..10).map(|s| s * 25).collect::<Vec<_>>());
+    fn the_bundled_clips_are_ten_seconds_with_a_keyframe_every_second() {
+        for clip in [Clip::bundled(Codec::H264), Clip::bundled(Codec::H265), Clip::bundled_sub()] {
+            assert_eq!(clip.len(), 250, "{:?}", clip.codec);
+            let keys: Vec<usize> =
+                clip.units.iter().enumerate().filter(|(_, u)| u.keyframe).map(|(i, _)| i).collect();
+            assert_eq!(keys, (0..10).map(|s| s * 25).collect::<Vec<_>>(), "{:?}", clip.codec);
+            assert!(clip.parameter_sets.complete(clip.codec));
+        }
+    }
+
+    #[test]
+    fn a_clip_of_another_codec_or_garbage_is_refused() {
+        assert!(matches!(
+            Clip::parse(Codec::H264, b"not a video"),
+            Err(ClipError::NotAnnexB(Codec::H264))
+        ));
+        assert!(Clip::parse(Codec::H265, BUNDLED_CLIP).is_err());
     }
 }
