@@ -17,6 +17,7 @@ pub mod chrony;
 pub mod hostile;
 pub mod netns;
 pub mod tls;
+pub mod video;
 
 /// Seed of the tests' license vendor.
 pub const VENDOR_SEED: [u8; 32] = [7; 32];

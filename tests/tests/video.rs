@@ -1,77 +1,20 @@
 //! Video with real clients: a `hive testcamera` (with credentials), a server recording it, and
 //! ffprobe/ffmpeg from Debian watching live and from the archive; wrong credentials get 401;
-//! after `kill -9` the archive still decodes. Skips (with a message) when ffmpeg is missing.
+//! after `kill -9` the archive still decodes.
 
-use hive_tests::{free_port, hive_bin, wait_for, Hive, Spec, OWNER_PASSWORD};
+use hive_tests::video::{decode, frames, now_ms, require_ffmpeg, test_cameras};
+use hive_tests::{free_port, wait_for, Hive, Spec, OWNER_PASSWORD};
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ffmpeg_or_skip() -> bool {
-    let ok = Command::new("ffprobe").arg("-version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipping: ffprobe/ffmpeg not installed (scripts/test-all installs them)");
-    }
-    ok
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-/// Frames ffprobe reads from `url` in `seconds` of stream.
-fn frames(url: &str, seconds: u32) -> u64 {
-    let out = Command::new("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-count_frames"])
-        .args(["-read_intervals", &format!("%+{seconds}")])
-        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", url])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim().trim_end_matches(',').parse().unwrap_or(0)
-}
-
-/// Decodes `seconds` of `url` with ffmpeg; returns its error output (empty when clean).
-fn decode(url: &str, seconds: u32) -> (bool, String) {
-    let out = Command::new("timeout")
-        .args(["40", "ffmpeg", "-v", "error", "-rtsp_transport", "tcp", "-i", url])
-        .args(["-t", &seconds.to_string(), "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
+use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn a_recorded_test_camera_plays_live_and_from_the_archive_and_survives_kill_9() {
-    if !ffmpeg_or_skip() {
-        return;
-    }
+    require_ffmpeg();
     let camera_port = free_port();
-    let _cameras = Killed(
-        Command::new(hive_bin())
-            .args(["testcamera", "--count", "2", "--port", &camera_port.to_string()])
-            .args(["--credentials", "viewer:cam-pass"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    // The test camera itself: ffprobe reads it (with its credentials), and refuses without.
+    // The test camera itself: ffprobe reads it with its credentials.
+    let _cameras = test_cameras(2, camera_port, Some("viewer:cam-pass"), &[]);
     let camera_url = format!("rtsp://viewer:cam-pass@127.0.0.1:{camera_port}/cam1");
-    wait_for("the test camera to serve", Duration::from_secs(10), || {
-        let n = frames(&camera_url, 1);
-        (n > 0, n)
-    });
 
     let spec = Spec::new("rec", "Video", "secret-video", hive_tests::discovery_port());
     let mut hive = Hive::start(spec);
