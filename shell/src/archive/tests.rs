@@ -521,3 +521,27 @@ fn a_full_disk_is_an_error_never_a_crash_and_retention_makes_room() {
     drop(archive);
     drop(disk);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_runtime_task_appends_across_segments_making_each_off_its_worker() {
+    // A recorder appends from a tokio task: segments it makes there go through
+    // `block_in_place` (which would panic on a current-thread runtime, hence the check of the
+    // flavor), and a ticker sharing the single worker still runs to its end.
+    let dir = tempfile::tempdir().unwrap();
+    let archive = Archive::open(dir.path(), config(256 << 10, 1 << 30)).unwrap();
+    let ticker = tokio::spawn(async {
+        for _ in 0..10 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    });
+    let written = frames(0..300);
+    let appender = {
+        let archive = archive.clone();
+        let written = written.clone();
+        tokio::spawn(async move { store(&archive, CAM, &written) })
+    };
+    appender.await.unwrap();
+    ticker.await.unwrap();
+    assert!(segment_files(dir.path(), CAM).len() > 3, "the frames span several segments");
+    assert_frames(&read_all(&archive, CAM), &written);
+}

@@ -38,7 +38,23 @@ impl StreamWriter {
         if lock(&self.stream).try_append(frame, record_bytes)? {
             return Ok(());
         }
-        self.archive.append_to_new_segment(&self.stream, self.key, frame, record_bytes)
+        let new_segment =
+            || self.archive.append_to_new_segment(&self.stream, self.key, frame, record_bytes);
+        off_the_runtime(new_segment)
+    }
+}
+
+/// Runs `work`, which may wait for the disk (fallocate, retention's deletes), so that it holds
+/// up no other task: on a multi-threaded tokio runtime the worker hands its other tasks to
+/// another thread first; elsewhere (a plain thread, a current-thread runtime in tests) it
+/// simply runs.
+fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 
