@@ -1,4 +1,4 @@
-//! Video with real clients: a `hive testcamera` (with credentials), a server recording it, and
+//! Video with real clients: a `hive testcamera` (with Basic or Digest credentials), a server recording it, and
 //! ffprobe/ffmpeg from Debian watching live and from the archive; wrong credentials get 401;
 //! after `kill -9` the archive still decodes.
 
@@ -34,6 +34,34 @@ fn a_recorded_test_camera_plays_live_and_from_the_archive_and_survives_kill_9() 
         let (_, s) = hive.api().get(&format!("/api/cameras/{id}/status"));
         (s["status"]["state"] == "recording", s)
     });
+    // Most cameras ask for Digest: a camera that does records too, and with a wrong password
+    // shows the same 401 reason.
+    let digest_port = free_port();
+    let _digest_cameras = test_cameras(2, digest_port, Some("viewer:cam-pass"), &["--digest"]);
+    let digest_ids: Vec<String> = ["cam-pass", "nope"]
+        .iter()
+        .map(|password| {
+            let url = format!("rtsp://viewer:{password}@127.0.0.1:{digest_port}/cam1");
+            let (status, cam) = hive
+                .api()
+                .post("/api/cameras", &json!({ "name": format!("digest {password}"), "url": url }));
+            assert_eq!(status, 201, "{cam}");
+            cam["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    wait_for("the Digest camera to record", Duration::from_secs(20), || {
+        let (_, s) = hive.api().get(&format!("/api/cameras/{}/status", digest_ids[0]));
+        (s["status"]["state"] == "recording", s)
+    });
+    wait_for(
+        "the Digest camera with a wrong password to show why",
+        Duration::from_secs(20),
+        || {
+            let (_, s) = hive.api().get(&format!("/api/cameras/{}/status", digest_ids[1]));
+            let reason = s["status"]["reason"].as_str().unwrap_or("").to_owned();
+            (reason.contains("401"), s)
+        },
+    );
     wait_for("the camera with wrong credentials to show why", Duration::from_secs(20), || {
         let (_, s) = hive.api().get(&format!("/api/cameras/{bad_id}/status"));
         let reason = s["status"]["reason"].as_str().unwrap_or("").to_owned();

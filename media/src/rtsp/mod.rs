@@ -2,6 +2,7 @@
 //! session state machine.
 
 pub mod clock;
+pub mod digest;
 pub mod reader;
 pub mod session;
 pub mod target;

@@ -270,7 +270,8 @@ async fn wait_merged(servers: &[Server], limit: Duration) -> Option<Duration> {
 async fn start_test_cameras(count: usize) -> Result<u16, CliError> {
     use crate::video::testcamera::{Clip, TestCameras};
     let main = Clip::bundled(hive_media::frame::Codec::H264);
-    let cameras = std::sync::Arc::new(TestCameras::new(count, main, Clip::bundled_sub(), None));
+    let cameras =
+        std::sync::Arc::new(TestCameras::new(count, main, Clip::bundled_sub(), None, false));
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .map_err(|e| CliError::Demo(format!("no port for the test cameras: {e}")))?;

@@ -271,9 +271,12 @@ pub struct TestcameraArgs {
     /// Frames per second.
     #[arg(long, default_value_t = 25.0)]
     pub fps: f64,
-    /// Require these credentials (`user:password`, Basic) from clients.
+    /// Require these credentials (`user:password`) from clients, with Basic authentication.
     #[arg(long)]
     pub credentials: Option<String>,
+    /// Ask for the credentials with Digest authentication instead, as most cameras do.
+    #[arg(long, requires = "credentials")]
+    pub digest: bool,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -290,6 +293,7 @@ pub async fn main(cli: Cli) -> i32 {
                 codec: if a.h265 { Codec::H265 } else { Codec::H264 },
                 fps: a.fps,
                 credentials: a.credentials,
+                digest: a.digest,
             })
             .await
             .map_err(CliError::from)

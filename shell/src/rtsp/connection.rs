@@ -1,6 +1,6 @@
 //! One RTSP client connection: requests in order, then RTP of the playing flow, coalesced.
 
-use super::{Access, Flow, Media};
+use super::{Access, AuthRequest, Flow, Media};
 use bytes::BytesMut;
 use hive_media::frame::Codec;
 use hive_media::rtp::{rtp_time, Packetizer};
@@ -86,12 +86,17 @@ where
                         request.header(&headers::AUTHORIZATION).map(|v| v.as_str().to_owned());
                     let needs_auth = request.method() != rtsp_types::Method::Options;
                     if needs_auth && granted.as_ref() != Some(&authorization) {
-                        if media.authorize(authorization.clone(), peer).await == Access::Granted {
+                        let proof = AuthRequest {
+                            authorization: authorization.clone(),
+                            method: <&str>::from(request.method()).to_owned(),
+                            uri: request.request_uri().map_or_else(String::new, |u| u.as_str().to_owned()),
+                        };
+                        if media.authorize(proof, peer).await == Access::Granted {
                             granted = Some(authorization);
                         } else {
                             let response = session::status_only(&request, StatusCode::Unauthorized);
                             let mut response = response;
-                            response.insert_header(headers::WWW_AUTHENTICATE, "Basic realm=\"hive\"");
+                            response.insert_header(headers::WWW_AUTHENTICATE, media.challenge());
                             write_response(&mut wr, &response).await?;
                             auth_failures += u32::from(authorization.is_some());
                             if auth_failures >= AUTH_FAILURES_MAX {

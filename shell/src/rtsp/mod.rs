@@ -33,6 +33,17 @@ pub enum Access {
     Denied,
 }
 
+/// What a request offers as proof of who sends it.
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    /// Its `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// Its method (`DESCRIBE`, …), which Digest signs.
+    pub method: String,
+    /// Its request URI, which Digest signs.
+    pub uri: String,
+}
+
 /// What an RTSP server serves and who may watch it.
 pub trait Media: Send + Sync + 'static {
     /// The stream a URL names, for DESCRIBE and SETUP; `None` is 404. May read the archive
@@ -49,12 +60,17 @@ pub trait Media: Send + Sync + 'static {
         speed: f64,
         until_us: Option<i64>,
     ) -> Option<Flow>;
-    /// Whether the `Authorization` header (if any) of a client at `peer` lets it watch.
+    /// Whether the credentials of a request from a client at `peer` let it watch.
     fn authorize(
         &self,
-        authorization: Option<String>,
+        request: AuthRequest,
         peer: std::net::IpAddr,
     ) -> impl Future<Output = Access> + Send;
+    /// The `WWW-Authenticate` value of a 401: Basic, which the server can check against
+    /// password verifiers (Digest would need a password-equivalent stored).
+    fn challenge(&self) -> String {
+        "Basic realm=\"hive\"".to_owned()
+    }
     /// System time now, µs since the epoch.
     fn now_us(&self) -> i64;
 }

@@ -9,7 +9,7 @@ use super::status::{StatusBoard, StreamKey};
 use crate::api::AppState;
 use crate::archive::{Archive, ArchiveError, StreamWriter, FLUSH_INTERVAL};
 use crate::driver::RecordingOrder;
-use crate::rtsp::{Access, Flow, Media};
+use crate::rtsp::{Access, AuthRequest, Flow, Media};
 use hive_core::ids::CameraId;
 use hive_media::frame::{Codec, Frame};
 use hive_media::nal::ParameterSets;
@@ -229,10 +229,10 @@ impl Media for VideoPlane {
         .start()
     }
 
-    async fn authorize(&self, authorization: Option<String>, peer: std::net::IpAddr) -> Access {
+    async fn authorize(&self, proof: AuthRequest, peer: std::net::IpAddr) -> Access {
         let Some(state) = &self.auth else { return Access::Granted };
         let mut request = axum::http::Request::builder();
-        if let Some(value) = authorization {
+        if let Some(value) = proof.authorization {
             request = request.header(axum::http::header::AUTHORIZATION, value);
         }
         let Ok(request) = request.body(()) else { return Access::Denied };

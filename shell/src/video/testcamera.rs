@@ -5,10 +5,11 @@
 //! across loops.
 
 use super::feed::LiveFeed;
-use crate::rtsp::{Access, Flow, Media};
+use crate::rtsp::{Access, AuthRequest, Flow, Media};
 use base64::Engine;
 use hive_media::frame::{Codec, Frame};
 use hive_media::nal::{access_units, AccessUnit, ParameterSets};
+use hive_media::rtsp::digest::DigestChallenge;
 use hive_media::rtsp::target::Target;
 use hive_media::sdp::StreamInfo;
 use std::collections::BTreeMap;
@@ -100,8 +101,17 @@ pub struct TestCameras {
     feeds: BTreeMap<(String, u8), LiveFeed>,
     /// The clips of stream 0 and 1.
     clips: [Clip; 2],
-    /// `Authorization` header value required, if credentials were asked for.
-    required_authorization: Option<String>,
+    /// What clients must prove, if credentials were asked for.
+    auth: Option<CameraAuth>,
+}
+
+/// How a test camera checks its clients, as real cameras do: Basic, or Digest (most cameras).
+#[derive(Debug, Clone)]
+enum CameraAuth {
+    /// The `Authorization` value required.
+    Basic(String),
+    /// The challenge sent, and the user and password its answers must prove.
+    Digest { challenge: DigestChallenge, user: String, password: String },
 }
 
 fn now_us() -> i64 {
@@ -110,14 +120,37 @@ fn now_us() -> i64 {
 
 impl TestCameras {
     /// `count` cameras sending `main` as their primary stream and `sub` as their secondary;
-    /// with `credentials` (`user:password`) clients must send them (Basic).
-    pub fn new(count: usize, main: Clip, sub: Clip, credentials: Option<&str>) -> TestCameras {
+    /// with `credentials` (`user:password`) clients must send them (Basic, or Digest with
+    /// `digest`).
+    pub fn new(
+        count: usize,
+        main: Clip,
+        sub: Clip,
+        credentials: Option<&str>,
+        digest: bool,
+    ) -> TestCameras {
         let feeds = (1..=count)
             .flat_map(|n| [0, 1].map(|stream| ((format!("cam{n}"), stream), LiveFeed::new())))
             .collect();
-        let required_authorization = credentials
-            .map(|c| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c)));
-        TestCameras { feeds, clips: [main, sub], required_authorization }
+        let auth = credentials.map(|c| {
+            if !digest {
+                return CameraAuth::Basic(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(c)
+                ));
+            }
+            let (user, password) = c.split_once(':').unwrap_or((c, ""));
+            let nonce: [u8; 16] = rand::random();
+            CameraAuth::Digest {
+                challenge: DigestChallenge {
+                    realm: "hive testcamera".to_owned(),
+                    nonce: nonce.iter().map(|b| format!("{b:02x}")).collect(),
+                },
+                user: user.to_owned(),
+                password: password.to_owned(),
+            }
+        });
+        TestCameras { feeds, clips: [main, sub], auth }
     }
 
     /// Frames in one loop of the primary clip.
@@ -172,13 +205,26 @@ impl Media for TestCameras {
         None
     }
 
-    async fn authorize(&self, authorization: Option<String>, _: std::net::IpAddr) -> Access {
-        match &self.required_authorization {
-            None => Access::Granted,
-            Some(required) if authorization.as_deref() == Some(required.as_str()) => {
-                Access::Granted
+    async fn authorize(&self, proof: AuthRequest, _: std::net::IpAddr) -> Access {
+        let granted = match (&self.auth, proof.authorization.as_deref()) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(CameraAuth::Basic(required)), Some(given)) => given == required,
+            (Some(CameraAuth::Digest { challenge, user, password }), Some(given)) => {
+                challenge.verify(given, &proof.method, &proof.uri, user, password)
             }
-            Some(_) => Access::Denied,
+        };
+        if granted {
+            Access::Granted
+        } else {
+            Access::Denied
+        }
+    }
+
+    fn challenge(&self) -> String {
+        match &self.auth {
+            Some(CameraAuth::Digest { challenge, .. }) => challenge.header(),
+            _ => "Basic realm=\"hive testcamera\"".to_owned(),
         }
     }
 
@@ -202,6 +248,8 @@ pub struct TestCameraSpec {
     pub fps: f64,
     /// `user:password` that clients must send.
     pub credentials: Option<String>,
+    /// Ask for the credentials with Digest rather than Basic.
+    pub digest: bool,
 }
 
 /// Runs `hive testcamera` until interrupted.
@@ -211,8 +259,13 @@ pub async fn run(spec: TestCameraSpec) -> Result<(), ClipError> {
         None => Clip::bundled(spec.codec),
     };
     let (count, bind, fps) = (spec.count, spec.bind, spec.fps);
-    let cameras =
-        Arc::new(TestCameras::new(count, main, Clip::bundled_sub(), spec.credentials.as_deref()));
+    let cameras = Arc::new(TestCameras::new(
+        count,
+        main,
+        Clip::bundled_sub(),
+        spec.credentials.as_deref(),
+        spec.digest,
+    ));
     let listener = tokio::net::TcpListener::bind(bind).await.map_err(ClipError::Listen)?;
     let port = listener.local_addr().map_err(ClipError::Listen)?.port();
     let frames = cameras.clip_len();
