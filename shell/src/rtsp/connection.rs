@@ -20,6 +20,13 @@ const WRITE_BYTES: usize = 256 * 1024;
 /// Failed authentications after which the connection is closed (each costs a password hash).
 const AUTH_FAILURES_MAX: u32 = 3;
 
+/// How long a connection may take to authenticate (its first request other than OPTIONS)
+/// after it is accepted: an unauthenticated peer trickling bytes cannot hold a slot longer.
+const AUTHENTICATE_WITHIN: Duration = Duration::from_secs(10);
+
+/// How long one write may wait for a client that stopped reading before it is dropped.
+const WRITE_STALL: Duration = Duration::from_secs(30);
+
 /// Why a connection ended early.
 #[derive(Debug, Error)]
 pub enum ConnectionError {
@@ -35,6 +42,12 @@ pub enum ConnectionError {
     /// Too many failed authentications.
     #[error("{AUTH_FAILURES_MAX} failed authentications")]
     AuthFailures,
+    /// No authenticated request within [`AUTHENTICATE_WITHIN`] of connecting.
+    #[error("not authenticated within {} s", AUTHENTICATE_WITHIN.as_secs())]
+    AuthenticationTimeout,
+    /// The client took nothing for [`WRITE_STALL`].
+    #[error("client stopped reading for {} s", WRITE_STALL.as_secs())]
+    Stalled,
 }
 
 struct Playing {
@@ -63,6 +76,7 @@ where
     let mut out = BytesMut::with_capacity(WRITE_BYTES);
     let timeout = Duration::from_secs(session::SESSION_TIMEOUT_S);
     let mut last_heard = Instant::now();
+    let authenticate_by = last_heard + AUTHENTICATE_WITHIN;
     loop {
         tokio::select! {
             read = rd.read(&mut read_buf) => {
@@ -127,8 +141,14 @@ where
                         frame = play.flow.try_recv().ok();
                     }
                 }
-                wr.write_all(&out).await?;
+                match tokio::time::timeout(WRITE_STALL, wr.write_all(&out)).await {
+                    Ok(written) => written?,
+                    Err(_) => return Err(ConnectionError::Stalled),
+                }
                 out.clear();
+            }
+            _ = tokio::time::sleep_until(authenticate_by), if granted.is_none() => {
+                return Err(ConnectionError::AuthenticationTimeout);
             }
             _ = tokio::time::sleep_until(last_heard + timeout), if playing.is_none() => {
                 return Err(ConnectionError::Silent(session::SESSION_TIMEOUT_S));

@@ -7,6 +7,8 @@
 //! server's stream share one server.
 
 mod connection;
+#[cfg(test)]
+mod tests;
 
 use hive_media::rtsp::target::Target;
 use hive_media::sdp::StreamInfo;
