@@ -16,6 +16,11 @@ const AHEAD_FRAMES: usize = 64;
 /// Bytes read from the archive per blocking call.
 const READ_BYTES: usize = 1 << 20;
 
+/// A jump between two frames longer than this is a gap in the recording (or the way from a
+/// position before the archive's start to its first frame): playback goes straight on to the
+/// next frame rather than wait the gap out.
+const GAP_SKIP_US: i64 = 1_000_000;
+
 /// What to play.
 pub struct Playback {
     /// The archive.
@@ -57,7 +62,7 @@ impl Playback {
     }
 
     async fn run(self, reader: StreamReader, mut cursor: Position, tx: mpsc::Sender<Frame>) {
-        let started = Instant::now();
+        let mut pace = Pace::new(Instant::now(), self.from_us, self.speed);
         let mut last_sent = i64::MIN;
         let ended = |f: &Frame| self.until_us.is_some_and(|u| f.time_us > u);
         loop {
@@ -70,11 +75,8 @@ impl Playback {
                 if ended(&frame) {
                     return;
                 }
-                // Frames before the position (from its keyframe) go at once; later ones at
-                // their pace.
-                if frame.time_us > self.from_us {
-                    let ahead_us = ((frame.time_us - self.from_us) as f64 / self.speed) as u64;
-                    tokio::time::sleep_until(started + Duration::from_micros(ahead_us)).await;
+                if let Some(due) = pace.due(frame.time_us, Instant::now()) {
+                    tokio::time::sleep_until(due).await;
                 }
                 last_sent = frame.time_us;
                 if tx.send(frame).await.is_err() {
@@ -110,5 +112,71 @@ impl Playback {
                 return;
             }
         }
+    }
+}
+
+/// When archive frames are due: at their own spacing divided by the speed, from the position
+/// asked for; frames before it (from its keyframe on) at once; across a gap, at once too, the
+/// pace then continuing from that frame.
+#[derive(Debug)]
+struct Pace {
+    /// A moment and the media time due then.
+    anchor: (Instant, i64),
+    /// Media time of the last frame paced.
+    last_us: i64,
+    speed: f64,
+}
+
+impl Pace {
+    fn new(now: Instant, from_us: i64, speed: f64) -> Pace {
+        Pace { anchor: (now, from_us), last_us: from_us, speed }
+    }
+
+    /// When the frame of media time `time_us` is due, or `None` for at once.
+    fn due(&mut self, time_us: i64, now: Instant) -> Option<Instant> {
+        if time_us <= self.anchor.1 {
+            return None;
+        }
+        if time_us.saturating_sub(self.last_us) > GAP_SKIP_US {
+            self.anchor = (now, time_us);
+            self.last_us = time_us;
+            return None;
+        }
+        self.last_us = time_us;
+        let ahead_us = (time_us - self.anchor.1) as f64 / self.speed;
+        Some(self.anchor.0 + Duration::from_micros(ahead_us as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_700_000_000_000_000;
+
+    #[test]
+    fn frames_keep_their_spacing_at_the_asked_speed() {
+        let now = Instant::now();
+        let mut pace = Pace::new(now, T0, 2.0);
+        assert_eq!(pace.due(T0 - 500_000, now), None, "before the position: at once");
+        assert_eq!(pace.due(T0 + 40_000, now), Some(now + Duration::from_millis(20)));
+        assert_eq!(pace.due(T0 + 80_000, now), Some(now + Duration::from_millis(40)));
+    }
+
+    #[test]
+    fn a_gap_in_the_recording_is_not_waited_out() {
+        let now = Instant::now();
+        // Asked for a minute before the first frame: the first frame goes at once.
+        let mut pace = Pace::new(now, T0 - 60_000_000, 1.0);
+        assert_eq!(pace.due(T0, now), None);
+        let later = now + Duration::from_millis(40);
+        assert_eq!(pace.due(T0 + 40_000, later), Some(now + Duration::from_millis(40)));
+        // An hour without recording, then frames again: straight on, then at their pace.
+        let after_gap = later + Duration::from_millis(1);
+        assert_eq!(pace.due(T0 + 3_600_000_000, after_gap), None);
+        assert_eq!(
+            pace.due(T0 + 3_600_040_000, after_gap),
+            Some(after_gap + Duration::from_millis(40))
+        );
     }
 }
