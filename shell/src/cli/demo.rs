@@ -6,6 +6,7 @@ use super::commands::system_text;
 use super::error::CliError;
 use crate::config::{ApiTls, FailoverMs, ServeSettings, DISCOVERY_GROUP};
 use crate::server::{self, Server};
+use crate::video::status::CameraState;
 use clap::Args;
 use hive_core::ids::{CameraId, HardwareId, PeerAddr, SystemName};
 use hive_core::licenses::{LicenseId, LicenseIssuer};
@@ -118,10 +119,30 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         "\nTry:  HIVE_URL=http://{} HIVE_PASSWORD={DEMO_PASSWORD} cargo run --release -p hive -- camera list",
         servers[servers.len() - 1].http_addr
     );
-    // Give the recorders a moment to connect before showing where to watch.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    println!("\nWatch each camera live from the server recording it (add ?pos=<ms since epoch> for the archive):");
-    print!("{}", watch_urls(&servers).await);
+    // Show where to watch once every camera records (or after 15 s, with what it is doing).
+    let cameras = servers.len() * args.cameras;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut watch = watch_urls(&servers).await;
+    while (watch.len() < cameras || watch.iter().any(|(_, _, recording)| !recording))
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        watch = watch_urls(&servers).await;
+    }
+    println!("\nWatch each camera, live, from the server recording it:");
+    for (line, _, _) in &watch {
+        println!("{line}");
+    }
+    if let Some((_, url, _)) = watch.first() {
+        let minute_ago_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis().saturating_sub(60_000));
+        println!(
+            "\nLive:     ffplay -rtsp_transport tcp '{url}'\n\
+             Archive:  ffplay -rtsp_transport tcp '{url}?pos={minute_ago_ms}'   \
+             (pos: ms since the epoch or ISO 8601; ?stream=1 for the secondary stream)"
+        );
+    }
     let mut servers: Vec<Option<Server>> = servers.into_iter().map(Some).collect();
     let recorders = recorders(&servers).await;
     println!("\nCameras and the servers recording them:");
@@ -281,8 +302,9 @@ async fn start_test_cameras(count: usize) -> Result<u16, CliError> {
     Ok(port)
 }
 
-/// One line per camera: its name, status and an RTSP URL on the server recording it.
-async fn watch_urls(servers: &[Server]) -> String {
+/// Per camera recorded now, sorted: a line with its name, URL and status, the RTSP URL on the
+/// server recording it, and whether it records.
+async fn watch_urls(servers: &[Server]) -> Vec<(String, String, bool)> {
     let mut lines = Vec::new();
     for s in servers {
         let video = s.video.clone();
@@ -292,20 +314,19 @@ async fn watch_urls(servers: &[Server]) -> String {
             n.cameras()
                 .filter(|(id, _)| n.recorder_of(*id) == Some(me))
                 .map(|(id, c)| {
-                    let state = video.board.get(id).map_or("starting".to_owned(), |st| {
-                        format!("{:?}", st.state).to_lowercase()
-                    });
-                    format!(
-                        "  {}: rtsp://{DEMO_USER}:{DEMO_PASSWORD}@{rtsp}/{id}  ({state})\n",
-                        c.name
-                    )
+                    let status = video.board.get(id);
+                    let recording =
+                        status.as_ref().is_some_and(|st| st.state == CameraState::Recording);
+                    let state = status.map_or("starting".to_owned(), |st| st.state.to_string());
+                    let url = format!("rtsp://{DEMO_USER}:{DEMO_PASSWORD}@{rtsp}/{id}");
+                    (format!("  {}: {url}  ({state})", c.name), url, recording)
                 })
                 .collect::<Vec<_>>()
         });
         lines.extend(read.await.unwrap_or_default());
     }
     lines.sort();
-    lines.concat()
+    lines
 }
 
 async fn add_licenses_and_cameras(

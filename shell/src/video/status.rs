@@ -19,6 +19,17 @@ pub enum CameraState {
     Stopped,
 }
 
+impl std::fmt::Display for CameraState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CameraState::Connecting => f.write_str("connecting"),
+            CameraState::Recording => f.write_str("recording"),
+            CameraState::Error(reason) => write!(f, "error: {reason}"),
+            CameraState::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+
 /// A camera's status as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CameraStatus {

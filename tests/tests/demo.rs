@@ -1,0 +1,68 @@
+//! `hive demo`, as a new user runs it: three servers record their test cameras, and every
+//! RTSP URL it prints plays, live and from the archive, in ffprobe/ffmpeg from Debian.
+
+use hive_tests::hive_bin;
+use hive_tests::video::{decode, frames, require_ffmpeg, Killed};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+#[test]
+fn the_demo_prints_a_url_per_camera_that_plays_live_and_from_the_archive() {
+    require_ffmpeg();
+    let mut child = Command::new(hive_bin())
+        .arg("demo")
+        .env("HIVE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _demo = Killed(child);
+    // Read the demo's output on a thread, line by line, until it says how to watch.
+    let (lines_tx, lines_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut printed = Vec::new();
+    while !printed.iter().any(|l: &String| l.starts_with("Archive:")) {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the demo stopped printing:\n{}", printed.join("\n")));
+        printed.push(line);
+    }
+    let text = printed.join("\n");
+    let camera_urls: Vec<&str> = printed
+        .iter()
+        .filter(|l| l.starts_with("  Demo camera") && l.contains("rtsp://"))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("rtsp://")))
+        .collect();
+    assert_eq!(camera_urls.len(), 6, "one URL per camera:\n{text}");
+    assert!(
+        printed
+            .iter()
+            .filter(|l| l.starts_with("  Demo camera"))
+            .all(|l| l.ends_with("(recording)")),
+        "every camera records:\n{text}"
+    );
+    for url in &camera_urls {
+        let n = frames(url, 2);
+        assert!(n >= 25, "{n} frames in 2 s from {url}");
+    }
+    // The printed archive command plays (from the archive's start, as the demo is new).
+    let archive = printed
+        .iter()
+        .find(|l| l.starts_with("Archive:"))
+        .and_then(|l| l.split('\'').nth(1))
+        .unwrap()
+        .to_owned();
+    assert!(archive.contains("?pos="), "{archive}");
+    let (ok, errors) = decode(&archive, 2);
+    assert!(ok && errors.is_empty(), "archive decode of {archive}: {errors}");
+}
