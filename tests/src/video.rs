@@ -99,3 +99,179 @@ pub fn decode(url: &str, seconds: u32) -> (bool, String) {
 pub fn with_owner(url: &str) -> String {
     url.replacen("rtsp://", &format!("rtsp://admin:{OWNER_PASSWORD}@"), 1)
 }
+
+/// A minimal RTSP/TCP client for what ffmpeg cannot show: the RTP timestamps and headers of a
+/// session, request by request (plain `rtsp://`, Basic credentials).
+pub struct RawRtsp {
+    stream: std::net::TcpStream,
+    authorization: String,
+    cseq: u32,
+    session: Option<String>,
+    /// RTP packets read while waiting for a response: (timestamp, marker).
+    pending: std::collections::VecDeque<(u32, bool)>,
+    /// Timestamp of the last packet read that ended a frame.
+    last_frame_ts: Option<u32>,
+}
+
+/// An RTSP response: status and headers (names lowercased).
+#[derive(Debug)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RawResponse {
+    /// The first header named `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// `rtptime=` of the RTP-Info header.
+    pub fn rtptime(&self) -> Option<u32> {
+        let info = self.header("rtp-info")?;
+        info.split(';').find_map(|p| p.trim().strip_prefix("rtptime="))?.parse().ok()
+    }
+}
+
+enum RawItem {
+    Rtp(u32, bool),
+    Response(RawResponse),
+}
+
+impl RawRtsp {
+    /// Connects to `addr` as `user:password`.
+    pub fn connect(addr: std::net::SocketAddr, user: &str, password: &str) -> RawRtsp {
+        use base64::Engine;
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        RawRtsp {
+            stream,
+            authorization: format!("Basic {token}"),
+            cseq: 0,
+            session: None,
+            pending: Default::default(),
+            last_frame_ts: None,
+        }
+    }
+
+    /// Sends `method url` with `extra` header lines and waits for its response (RTP packets
+    /// arriving meanwhile are kept for [`RawRtsp::next_rtp`]). Remembers the session id.
+    pub fn request(&mut self, method: &str, url: &str, extra: &[&str]) -> RawResponse {
+        use std::io::Write;
+        self.cseq += 1;
+        let mut text = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
+        text += &format!("Authorization: {}\r\n", self.authorization);
+        if let Some(session) = &self.session {
+            text += &format!("Session: {session}\r\n");
+        }
+        for line in extra {
+            text += &format!("{line}\r\n");
+        }
+        text += "\r\n";
+        self.stream.write_all(text.as_bytes()).unwrap();
+        loop {
+            match self.read_item() {
+                RawItem::Rtp(ts, marker) => self.pending.push_back((ts, marker)),
+                RawItem::Response(r) => {
+                    if let Some(id) = r.header("session") {
+                        self.session = Some(id.split(';').next().unwrap_or(id).to_owned());
+                    }
+                    return r;
+                }
+            }
+        }
+    }
+
+    /// DESCRIBE, SETUP of track 0 on interleaved channels 0-1.
+    pub fn setup(&mut self, url: &str) {
+        let r = self.request("DESCRIBE", url, &[]);
+        assert_eq!(r.status, 200, "DESCRIBE {url}: {r:?}");
+        let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
+        let track = if query.is_empty() {
+            format!("{base}/trackID=0")
+        } else {
+            format!("{base}/trackID=0?{query}")
+        };
+        let r = self.request("SETUP", &track, &["Transport: RTP/AVP/TCP;unicast;interleaved=0-1"]);
+        assert_eq!(r.status, 200, "SETUP {track}: {r:?}");
+    }
+
+    /// The next RTP packet's (timestamp, marker).
+    pub fn next_rtp(&mut self) -> (u32, bool) {
+        if let Some(p) = self.pending.pop_front() {
+            return p;
+        }
+        match self.read_item() {
+            RawItem::Rtp(ts, marker) => (ts, marker),
+            RawItem::Response(r) => panic!("unexpected response {r:?}"),
+        }
+    }
+
+    /// The timestamp of the last whole frame received, whether read by the caller or kept
+    /// while waiting for a response.
+    pub fn last_frame_ts(&self) -> Option<u32> {
+        self.last_frame_ts
+    }
+
+    /// Forgets RTP packets kept while waiting for responses.
+    pub fn drop_pending(&mut self) {
+        self.pending.clear();
+    }
+
+    /// The timestamp of the next frame completed (its last packet carries the marker).
+    pub fn next_frame_ts(&mut self) -> u32 {
+        loop {
+            let (ts, marker) = self.next_rtp();
+            if marker {
+                return ts;
+            }
+        }
+    }
+
+    fn read_item(&mut self) -> RawItem {
+        use std::io::Read;
+        let mut first = [0u8; 1];
+        self.stream.read_exact(&mut first).unwrap();
+        if first[0] == b'$' {
+            let mut head = [0u8; 3];
+            self.stream.read_exact(&mut head).unwrap();
+            let len = usize::from(u16::from_be_bytes([head[1], head[2]]));
+            let mut packet = vec![0u8; len];
+            self.stream.read_exact(&mut packet).unwrap();
+            let marker = packet[1] & 0x80 != 0;
+            let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+            if marker {
+                self.last_frame_ts = Some(ts);
+            }
+            return RawItem::Rtp(ts, marker);
+        }
+        let mut head = vec![first[0]];
+        while !head.ends_with(b"\r\n\r\n") {
+            self.stream.read_exact(&mut first).unwrap();
+            head.push(first[0]);
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let mut lines = text.lines();
+        let status = lines.next().and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_owned()))
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body).unwrap();
+        RawItem::Response(RawResponse { status, headers })
+    }
+}
+
+/// Milliseconds from RTP timestamp `from` to `to` at 90 kHz (wrapping, signed).
+pub fn rtp_ms(from: u32, to: u32) -> i64 {
+    i64::from(to.wrapping_sub(from) as i32) / 90
+}

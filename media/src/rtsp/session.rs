@@ -21,8 +21,9 @@ pub enum PlayFrom {
     Live,
     /// The archive, from the keyframe at or before this system time (µs since the epoch).
     At(i64),
-    /// Where the paused flow stopped.
-    Resume,
+    /// The archive, from the first frame after this system time, without going back to a
+    /// keyframe: a paused archive flow resumed, whose client's decoder holds the frames before.
+    After(i64),
 }
 
 /// What the shell does to the session's flow of frames.
@@ -75,6 +76,8 @@ pub struct Session {
     channel: u8,
     /// Whether the URL chose a position, so `npt` counts from it.
     played_once: bool,
+    /// Where the archive flow playing (or paused) started; `None` while live.
+    archive_from_us: Option<i64>,
 }
 
 /// What the shell knows at the time of a request.
@@ -86,6 +89,9 @@ pub struct Context<'a> {
     pub next_seq: u16,
     /// System time now, µs since the epoch.
     pub now_us: i64,
+    /// System time of the last frame the session sent since its last PLAY, if any: where a
+    /// paused archive flow resumes.
+    pub last_sent_us: Option<i64>,
 }
 
 /// The methods the server answers.
@@ -127,7 +133,14 @@ pub fn track_url(url: &url::Url) -> String {
 impl Session {
     /// A new session with the id the shell chose (random, unguessable).
     pub fn new(id: String) -> Session {
-        Session { id, state: State::Init, target: None, channel: 0, played_once: false }
+        Session {
+            id,
+            state: State::Init,
+            target: None,
+            channel: 0,
+            played_once: false,
+            archive_from_us: None,
+        }
     }
 
     /// The session id.
@@ -174,6 +187,7 @@ impl Session {
             Method::Teardown => {
                 self.state = State::Init;
                 self.target = None;
+                self.archive_from_us = None;
                 Reply { response: status_only(request, StatusCode::Ok), effect: Effect::Teardown }
             }
             _ => Reply {
@@ -285,7 +299,14 @@ impl Session {
                 ),
             }
         };
-        // (start, end) as system times; None start = live (or resume).
+        // A paused (or replayed) archive flow goes on after the last frame sent, or from where
+        // it started if nothing was sent; a live one is live again.
+        let resume = match (self.archive_from_us, cx.last_sent_us) {
+            (Some(_), Some(last)) => PlayFrom::After(last),
+            (Some(from), _) => PlayFrom::At(from),
+            (None, _) => PlayFrom::Live,
+        };
+        // (start, end) as system times.
         let (from, until_us) = match &range {
             Some(Range::Utc(UtcRange::From(t))) => match utc_to_us(t) {
                 Some(t) => (PlayFrom::At(t), None),
@@ -309,7 +330,7 @@ impl Session {
                         let end = end.and_then(npt_us).map(|e| pos.saturating_add(e));
                         let from = match start {
                             Some(s) => PlayFrom::At(s),
-                            None if self.state == State::Paused => PlayFrom::Resume,
+                            None if self.state == State::Paused => resume,
                             None => PlayFrom::At(pos),
                         };
                         (from, end)
@@ -320,19 +341,23 @@ impl Session {
             }
             Some(_) => return fail(request, StatusCode::InvalidRange),
             None => match (target.pos_us, self.state) {
-                (_, State::Paused) => (PlayFrom::Resume, None),
+                (_, State::Paused) => (resume, None),
                 (Some(pos), _) if !self.played_once => (PlayFrom::At(pos), None),
-                (Some(_), _) => (PlayFrom::Resume, None),
-                (None, _) => (PlayFrom::Live, None),
+                (Some(_), _) => (resume, None),
+                (None, _) => (resume, None),
             },
         };
         let start_us = match from {
-            PlayFrom::At(t) => t,
-            PlayFrom::Live | PlayFrom::Resume => cx.now_us,
+            PlayFrom::At(t) | PlayFrom::After(t) => t,
+            PlayFrom::Live => cx.now_us,
         };
         let range_header = match (&range, from) {
             (Some(Range::Utc(_)), _) => format!("clock={}-", us_to_utc(start_us)),
-            (_, PlayFrom::At(t)) => {
+            // Resumed without a position in the URL: only an absolute time says where.
+            (None, PlayFrom::After(_)) if target.pos_us.is_none() => {
+                format!("clock={}-", us_to_utc(start_us))
+            }
+            (_, PlayFrom::At(t) | PlayFrom::After(t)) => {
                 let pos = target.pos_us.unwrap_or(t);
                 let s = (t - pos).max(0);
                 format!("npt={}.{:03}-", s / 1_000_000, s % 1_000_000 / 1_000)
@@ -343,6 +368,11 @@ impl Session {
         let rtp_info = format!("url={track};seq={};rtptime={}", cx.next_seq, rtp_time(start_us));
         self.state = State::Playing;
         self.played_once = true;
+        self.archive_from_us = match from {
+            PlayFrom::At(t) => Some(t),
+            PlayFrom::After(_) => self.archive_from_us,
+            PlayFrom::Live => None,
+        };
         let mut builder = self
             .with_session(respond(request, StatusCode::Ok))
             .header(headers::RANGE, range_header)
@@ -384,6 +414,11 @@ mod tests {
     }
 
     fn send(session: &mut Session, text: &str) -> Reply {
+        send_after(session, text, None)
+    }
+
+    /// `send` by a shell that last sent a frame of system time `last_sent_us`.
+    fn send_after(session: &mut Session, text: &str, last_sent_us: Option<i64>) -> Reply {
         let mut lookup = |t: &Target| {
             (t.camera == "cam1").then(|| StreamInfo {
                 codec: Codec::H264,
@@ -391,7 +426,7 @@ mod tests {
                 title: t.camera.clone(),
             })
         };
-        let cx = Context { lookup: &mut lookup, next_seq: 5, now_us: 9_000_000 };
+        let cx = Context { lookup: &mut lookup, next_seq: 5, now_us: 9_000_000, last_sent_us };
         session.handle(&request(text), cx)
     }
 
@@ -426,6 +461,49 @@ mod tests {
         let info = r.response.header(&headers::RTP_INFO).unwrap().as_str().to_owned();
         assert!(info.contains("seq=5;rtptime="), "{info}");
         assert_eq!(r.response.header(&headers::RANGE).unwrap().as_str(), "npt=30.500-");
+    }
+
+    #[test]
+    fn a_paused_archive_flow_resumes_after_the_last_frame_sent_and_a_live_one_goes_live() {
+        const PAUSE: &str = "PAUSE rtsp://h/cam1 RTSP/1.0\r\nCSeq: 5\r\nSession: abc\r\n\r\n";
+        const PLAY: &str = "PLAY rtsp://h/cam1 RTSP/1.0\r\nCSeq: 6\r\nSession: abc\r\n\r\n";
+        // An archive URL: PLAY, PAUSE after frames up to 1.8 s past pos, PLAY without Range.
+        let mut s = Session::new("abc".into());
+        let setup = SETUP.replace("?pos=1000000/trackID=0", "/trackID=0?pos=1000000");
+        assert_eq!(status(&send(&mut s, &setup)), 200);
+        let r = send(&mut s, PLAY);
+        assert!(matches!(r.effect, Effect::Play { from: PlayFrom::At(1_000_000_000), .. }));
+        send_after(&mut s, PAUSE, Some(1_001_800_000));
+        let r = send_after(&mut s, PLAY, Some(1_001_800_000));
+        assert!(
+            matches!(r.effect, Effect::Play { from: PlayFrom::After(1_001_800_000), .. }),
+            "{:?}",
+            r.effect
+        );
+        assert_eq!(r.response.header(&headers::RANGE).unwrap().as_str(), "npt=1.800-");
+        // Paused before anything was sent: from the start again.
+        let mut s = Session::new("abc".into());
+        send(&mut s, &setup);
+        send(&mut s, PLAY);
+        send(&mut s, PAUSE);
+        let r = send(&mut s, PLAY);
+        assert!(matches!(r.effect, Effect::Play { from: PlayFrom::At(1_000_000_000), .. }));
+        // A live URL paused and played again is live again.
+        let mut s = Session::new("abc".into());
+        send(&mut s, &SETUP.replace("?pos=1000000", ""));
+        send(&mut s, PLAY);
+        send_after(&mut s, PAUSE, Some(8_000_000));
+        let r = send_after(&mut s, PLAY, Some(8_000_000));
+        assert!(matches!(r.effect, Effect::Play { from: PlayFrom::Live, .. }), "{:?}", r.effect);
+        // A live URL moved into the archive by a clock PLAY resumes in the archive, and says
+        // where by an absolute time.
+        let clock = "PLAY rtsp://h/cam1 RTSP/1.0\r\nCSeq: 7\r\nSession: abc\r\n\
+                     Range: clock=19700101T000010Z-\r\n\r\n";
+        send(&mut s, clock);
+        send_after(&mut s, PAUSE, Some(12_000_000));
+        let r = send_after(&mut s, PLAY, Some(12_000_000));
+        assert!(matches!(r.effect, Effect::Play { from: PlayFrom::After(12_000_000), .. }));
+        assert_eq!(r.response.header(&headers::RANGE).unwrap().as_str(), "clock=19700101T000012Z-");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! One RTSP client connection: requests in order, then RTP of the playing flow, coalesced.
 
-use super::{Access, AuthRequest, Flow, Media};
+use super::{Access, ArchiveStart, AuthRequest, Flow, Media};
 use bytes::BytesMut;
 use hive_media::frame::Codec;
 use hive_media::rtp::{rtp_time, Packetizer};
@@ -77,6 +77,9 @@ where
     let timeout = Duration::from_secs(session::SESSION_TIMEOUT_S);
     let mut last_heard = Instant::now();
     let authenticate_by = last_heard + AUTHENTICATE_WITHIN;
+    // System time of the last frame sent since the last PLAY: where a paused archive flow
+    // goes on.
+    let mut last_sent_us: Option<i64> = None;
     loop {
         tokio::select! {
             read = rd.read(&mut read_buf) => {
@@ -119,7 +122,8 @@ where
                             continue;
                         }
                     }
-                    let done = handle(&request, &mut session, &mut packetizer, &mut playing, &*media, &mut out, &mut wr).await?;
+                    let mut flow = FlowState { packetizer: &mut packetizer, playing: &mut playing, last_sent_us: &mut last_sent_us };
+                    let done = handle(&request, &mut session, &mut flow, &*media, &mut out, &mut wr).await?;
                     if done {
                         return Ok(());
                     }
@@ -137,6 +141,7 @@ where
                     if packetizer.packetize(&f.data, rtp_time(f.time_us), play.channel, &mut out).is_err() {
                         tracing::debug!("dropping a malformed frame");
                     }
+                    last_sent_us = Some(f.time_us);
                     if out.len() < WRITE_BYTES {
                         frame = play.flow.try_recv().ok();
                     }
@@ -178,11 +183,18 @@ async fn write_response<W: AsyncWrite + Unpin>(
 }
 
 /// Answers one request; `true` when the connection should close.
+/// The connection's flow of frames, as a request may change it.
+struct FlowState<'a> {
+    packetizer: &'a mut Packetizer,
+    playing: &'a mut Option<Playing>,
+    /// System time of the last frame sent since the last PLAY, if any.
+    last_sent_us: &'a mut Option<i64>,
+}
+
 async fn handle<W, M>(
     request: &Request<Vec<u8>>,
     session: &mut Session,
-    packetizer: &mut Packetizer,
-    playing: &mut Option<Playing>,
+    flow: &mut FlowState<'_>,
     media: &M,
     out: &mut BytesMut,
     wr: &mut W,
@@ -206,30 +218,32 @@ where
     let codec = info.as_ref().map(|i| i.codec);
     let mut lookup = |_: &Target| info.clone();
     let now_us = media.now_us();
-    let reply = session
-        .handle(request, Context { lookup: &mut lookup, next_seq: packetizer.next_seq, now_us });
+    let next_seq = flow.packetizer.next_seq;
+    let cx = Context { lookup: &mut lookup, next_seq, now_us, last_sent_us: *flow.last_sent_us };
+    let reply = session.handle(request, cx);
     if let Some(codec) = codec {
         if request.method() == rtsp_types::Method::Setup {
-            *packetizer = Packetizer::new(codec, rand::random(), packetizer.next_seq);
+            *flow.packetizer = Packetizer::new(codec, rand::random(), next_seq);
         }
     }
     match reply.effect {
         Effect::None => {}
-        Effect::Pause => *playing = None,
-        Effect::Teardown => *playing = None,
+        Effect::Pause => *flow.playing = None,
+        Effect::Teardown => *flow.playing = None,
         Effect::Play { target, from, speed, until_us, channel } => {
             out.clear();
-            let flow = match from {
+            *flow.last_sent_us = None;
+            let frames = match from {
                 PlayFrom::Live => media.live(&target),
-                PlayFrom::At(at) => {
-                    media.archive(&target, at, speed, until_us).or_else(|| media.live(&target))
-                }
-                // Resuming a paused archive flow restarts it where it was asked to be; a live
-                // one is live again.
-                PlayFrom::Resume => media.live(&target),
+                PlayFrom::At(at) => media
+                    .archive(&target, ArchiveStart::Keyframe(at), speed, until_us)
+                    .or_else(|| media.live(&target)),
+                PlayFrom::After(at) => media
+                    .archive(&target, ArchiveStart::After(at), speed, until_us)
+                    .or_else(|| media.live(&target)),
             };
-            match flow {
-                Some(flow) => *playing = Some(Playing { flow, channel }),
+            match frames {
+                Some(frames) => *flow.playing = Some(Playing { flow: frames, channel }),
                 None => {
                     let response = session::status_only(request, StatusCode::NotFound);
                     write_response(wr, &response).await?;

@@ -35,6 +35,26 @@ pub enum Access {
     Denied,
 }
 
+/// Where archive frames start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveStart {
+    /// From the keyframe at or before this system time (µs since the epoch): what a new
+    /// decoder needs.
+    Keyframe(i64),
+    /// From the first frame after this system time: a paused flow going on, whose client's
+    /// decoder holds the frames before.
+    After(i64),
+}
+
+impl ArchiveStart {
+    /// The system time named, µs since the epoch.
+    pub fn time_us(self) -> i64 {
+        match self {
+            ArchiveStart::Keyframe(t) | ArchiveStart::After(t) => t,
+        }
+    }
+}
+
 /// What a request offers as proof of who sends it.
 #[derive(Debug, Clone)]
 pub struct AuthRequest {
@@ -53,12 +73,12 @@ pub trait Media: Send + Sync + 'static {
     fn info(&self, target: &Target) -> impl Future<Output = Option<StreamInfo>> + Send;
     /// Live frames of a stream, starting with its cached GOP.
     fn live(&self, target: &Target) -> Option<Flow>;
-    /// Archive frames from the keyframe at or before `from_us`, paced at `speed`, on into live
-    /// unless `until_us` ends them. `None` when the stream has no archive (then live is served).
+    /// Archive frames from `start`, paced at `speed`, on into live unless `until_us` ends
+    /// them. `None` when the stream has no archive (then live is served).
     fn archive(
         &self,
         target: &Target,
-        from_us: i64,
+        start: ArchiveStart,
         speed: f64,
         until_us: Option<i64>,
     ) -> Option<Flow>;

@@ -9,7 +9,7 @@ use super::status::{StatusBoard, StreamKey};
 use crate::api::AppState;
 use crate::archive::{Archive, ArchiveError, StreamWriter, FLUSH_INTERVAL};
 use crate::driver::RecordingOrder;
-use crate::rtsp::{Access, AuthRequest, Flow, Media};
+use crate::rtsp::{Access, ArchiveStart, AuthRequest, Flow, Media};
 use hive_core::ids::CameraId;
 use hive_media::frame::{Codec, Frame};
 use hive_media::nal::ParameterSets;
@@ -212,7 +212,7 @@ impl Media for VideoPlane {
     fn archive(
         &self,
         target: &Target,
-        from_us: i64,
+        start: ArchiveStart,
         speed: f64,
         until_us: Option<i64>,
     ) -> Option<Flow> {
@@ -222,7 +222,7 @@ impl Media for VideoPlane {
             live: lock(&self.feeds).get(&(camera, target.stream)).cloned(),
             camera,
             stream: target.stream,
-            from_us,
+            start,
             speed,
             until_us,
         }

@@ -3,6 +3,7 @@
 
 use super::feed::LiveFeed;
 use crate::archive::{Archive, Position, StreamReader};
+use crate::rtsp::ArchiveStart;
 use hive_core::ids::CameraId;
 use hive_media::frame::Frame;
 use std::sync::Arc;
@@ -31,8 +32,8 @@ pub struct Playback {
     pub camera: CameraId,
     /// Its stream.
     pub stream: u8,
-    /// Where, µs since the epoch.
-    pub from_us: i64,
+    /// Where.
+    pub start: ArchiveStart,
     /// Playback speed.
     pub speed: f64,
     /// Where to end, µs since the epoch.
@@ -43,7 +44,7 @@ impl Playback {
     /// Starts playing; `None` when the archive holds nothing of the stream.
     pub fn start(self) -> Option<mpsc::Receiver<Frame>> {
         let reader = self.archive.reader(self.camera, self.stream)?;
-        let keyframe = reader.seek(self.from_us)?;
+        let keyframe = reader.seek(self.start.time_us())?;
         let (tx, rx) = mpsc::channel(AHEAD_FRAMES);
         tokio::spawn(self.run(reader, keyframe.position, tx));
         Some(rx)
@@ -62,8 +63,12 @@ impl Playback {
     }
 
     async fn run(self, reader: StreamReader, mut cursor: Position, tx: mpsc::Sender<Frame>) {
-        let mut pace = Pace::new(Instant::now(), self.from_us, self.speed);
-        let mut last_sent = i64::MIN;
+        let mut pace = Pace::new(Instant::now(), self.start.time_us(), self.speed);
+        // Going on after a frame the client has: nothing up to it again.
+        let mut last_sent = match self.start {
+            ArchiveStart::Keyframe(_) => i64::MIN,
+            ArchiveStart::After(t) => t,
+        };
         let ended = |f: &Frame| self.until_us.is_some_and(|u| f.time_us > u);
         loop {
             let (frames, next) = self.read(&reader, cursor).await;
@@ -71,7 +76,8 @@ impl Playback {
             if frames.is_empty() {
                 break;
             }
-            for frame in frames {
+            let after = last_sent;
+            for frame in frames.into_iter().filter(|f| f.time_us > after) {
                 if ended(&frame) {
                     return;
                 }

@@ -5,7 +5,7 @@
 //! across loops.
 
 use super::feed::LiveFeed;
-use crate::rtsp::{Access, AuthRequest, Flow, Media};
+use crate::rtsp::{Access, ArchiveStart, AuthRequest, Flow, Media};
 use base64::Engine;
 use hive_media::frame::{Codec, Frame};
 use hive_media::nal::{access_units, AccessUnit, ParameterSets};
@@ -201,7 +201,7 @@ impl Media for TestCameras {
         Some(self.feed(target)?.subscribe())
     }
 
-    fn archive(&self, _: &Target, _: i64, _: f64, _: Option<i64>) -> Option<Flow> {
+    fn archive(&self, _: &Target, _: ArchiveStart, _: f64, _: Option<i64>) -> Option<Flow> {
         None
     }
 
