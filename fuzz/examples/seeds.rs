@@ -94,7 +94,9 @@ fn main() -> io::Result<()> {
     write(&root, "merge_messages", &merge_scripts())?;
     write(&root, "opaque_messages", &opaque_transcripts())?;
     write(&root, "channel_handshake", &handshakes())?;
-    write(&root, "archive_segment", &archive_segments())
+    write(&root, "archive_segment", &archive_segments())?;
+    write(&root, "rtsp_request", &rtsp_conversations())?;
+    write(&root, "rtp_depacketize", &rtp_streams())
 }
 
 /// Two nodes of one system with some resources, linked and synced.
@@ -614,4 +616,107 @@ fn write(root: &Path, target: &str, inputs: &[Vec<u8>]) -> io::Result<()> {
     }
     println!("{target}: {} seeds", inputs.len());
     Ok(())
+}
+
+/// What RTSP clients send: ffmpeg's seek (PLAY, PAUSE, PLAY npt), a VLC-like live session, a
+/// clock seek with Scale, and hostile openings; each behind the target's header (chunk size,
+/// time now, last frame sent).
+fn rtsp_conversations() -> Vec<Vec<u8>> {
+    let url = "rtsp://127.0.0.1:8554/cam1";
+    let setup = |cseq: u32, query: &str| {
+        format!(
+            "SETUP {url}/trackID=0{query} RTSP/1.0\r\nCSeq: {cseq}\r\n\
+             Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        )
+    };
+    let play = |cseq: u32, extra: &str| {
+        format!("PLAY {url} RTSP/1.0\r\nCSeq: {cseq}\r\nSession: fuzz\r\n{extra}\r\n")
+    };
+    let conversations = [
+        format!(
+            "OPTIONS {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n\
+             DESCRIBE {url}?pos=1796277600000 RTSP/1.0\r\nCSeq: 2\r\nAccept: application/sdp\r\n\r\n\
+             {}{}PAUSE {url} RTSP/1.0\r\nCSeq: 5\r\nSession: fuzz\r\n\r\n{}\
+             TEARDOWN {url} RTSP/1.0\r\nCSeq: 7\r\nSession: fuzz\r\n\r\n",
+            setup(3, "?pos=1796277600000"),
+            play(4, "Range: npt=0.000-\r\n"),
+            play(6, "Range: npt=4.500-\r\n"),
+        ),
+        format!(
+            "DESCRIBE {url} RTSP/1.0\r\nCSeq: 2\r\n\r\n{}{}\
+             GET_PARAMETER {url} RTSP/1.0\r\nCSeq: 5\r\nSession: fuzz\r\n\r\n$\x01\x00\x04abcd",
+            setup(3, ""),
+            play(4, ""),
+        ),
+        format!(
+            "{}{}",
+            setup(3, "?speed=4&stream=1"),
+            play(4, "Range: clock=20261203T060000.250Z-20261203T070000Z\r\nScale: 2\r\n"),
+        ),
+        "PLAY rtsp://h/cam1 RTSP/1.0\r\nCSeq: 1\r\nRange: npt=99999999999999-\r\n\r\n".into(),
+        "ANNOUNCE rtsp://h/cam1 RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 4\r\n\r\nabcd".into(),
+        "SETUP rtsp://h/cam1 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n".into(),
+    ];
+    conversations
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let mut seed = vec![if i % 2 == 0 { 255 } else { 7 }];
+            seed.extend_from_slice(&1_796_277_600_000_000u64.to_le_bytes());
+            seed.extend_from_slice(&1_796_277_601_800_000u64.to_le_bytes());
+            seed.extend_from_slice(text.as_bytes());
+            seed
+        })
+        .collect()
+}
+
+/// RTP streams as cameras send them: access units of an H.264 and an H.265 stream (parameter
+/// sets, a keyframe fragmented into FU packets, small frames), packetized by our own packetizer,
+/// each packet as `u16 LE length | packet`.
+fn rtp_streams() -> Vec<Vec<u8>> {
+    use hive_media::frame::Codec;
+    use hive_media::rtp::Packetizer;
+    let streams = [
+        (Codec::H264, vec![vec![0x67, 0x42, 0, 0x1f], vec![0x68, 0xce], vec![0x65; 3000]]),
+        (
+            Codec::H265,
+            vec![
+                vec![0x40, 1, 0xc],
+                vec![0x42, 1, 1],
+                vec![0x44, 1, 0xc0],
+                vec![0x26, 1, 0xaf, 0x80],
+            ],
+        ),
+    ];
+    let mut seeds = Vec::new();
+    for (codec, keyframe_nals) in streams {
+        let mut packets = bytes::BytesMut::new();
+        let mut packetizer = Packetizer::new(codec, 0x1234_5678, 65_530);
+        let small: Vec<u8> = match codec {
+            Codec::H264 => vec![0x41; 300],
+            Codec::H265 => [vec![0x02, 0x01], vec![0x55; 300]].concat(),
+        };
+        let mut keyframe = keyframe_nals;
+        if codec == Codec::H265 {
+            keyframe.push([vec![0x26, 0x01], vec![0x77; 3000]].concat());
+        }
+        let units = [
+            hive_media::nal::join_length_prefixed(keyframe.iter().map(Vec::as_slice)),
+            hive_media::nal::join_length_prefixed([small.as_slice(), small.as_slice()]),
+        ];
+        for (n, unit) in units.iter().enumerate() {
+            let rtp_time = 90_000 + 3_000 * n as u32;
+            packetizer.packetize(unit, rtp_time, 0, &mut packets).expect("well formed");
+        }
+        let mut seed = Vec::new();
+        let mut rest = &packets[..];
+        // Interleaved framing: `$`, channel, u16 BE length.
+        while rest.len() >= 4 {
+            let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+            hive_fuzz::reader::put_bytes(&mut seed, &rest[4..4 + len]);
+            rest = &rest[4 + len..];
+        }
+        seeds.push(seed);
+    }
+    seeds
 }

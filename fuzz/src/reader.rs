@@ -43,6 +43,11 @@ impl<'a> Reader<'a> {
         u64::from_le_bytes(self.take())
     }
 
+    /// Every byte not read yet.
+    pub fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.0)
+    }
+
     /// `u16 LE length | bytes`; a length past the end takes the rest.
     pub fn bytes(&mut self) -> Vec<u8> {
         let len = usize::from(self.u16()).min(self.0.len());

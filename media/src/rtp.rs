@@ -229,6 +229,11 @@ impl Depacketizer {
         Ok(done)
     }
 
+    /// Bytes held for the access unit under way: never over [`ACCESS_UNIT_MAX`].
+    pub fn buffered_bytes(&self) -> usize {
+        self.bytes + self.fragment.as_ref().map_or(0, Vec::len)
+    }
+
     fn add(&mut self, nal: Vec<u8>) -> Result<(), RtpError> {
         self.bytes += nal.len() + 4;
         if self.bytes > ACCESS_UNIT_MAX {
@@ -284,7 +289,8 @@ impl Depacketizer {
             match self.fragment.as_mut() {
                 Some(f) => {
                     f.extend_from_slice(body);
-                    if f.len() > ACCESS_UNIT_MAX {
+                    // The unit's NAL units and the fragment under way share the bound.
+                    if self.bytes + f.len() > ACCESS_UNIT_MAX {
                         self.reset();
                         return Err(RtpError::TooLarge(ACCESS_UNIT_MAX));
                     }

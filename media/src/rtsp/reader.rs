@@ -43,6 +43,11 @@ impl RequestReader {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Bytes received and not yet taken as a message.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The next complete message, `Ok(None)` when more bytes are needed.
     pub fn next_message(&mut self) -> Result<Option<Incoming>, ReadError> {
         if self.buf.is_empty() {

@@ -289,14 +289,17 @@ impl Session {
         let npt_us = |t: &NptTime| -> Option<i64> {
             match *t {
                 NptTime::Now => None,
-                NptTime::Seconds(s, ns) => {
-                    Some((s as i64).checked_mul(1_000_000)? + i64::from(ns.unwrap_or(0) / 1_000))
-                }
-                NptTime::Hms(h, m, s, ns) => Some(
-                    ((h as i64).checked_mul(3600)? + i64::from(m) * 60 + i64::from(s))
-                        .checked_mul(1_000_000)?
-                        + i64::from(ns.unwrap_or(0) / 1_000),
-                ),
+                // Peer numbers: every step checked, an overflow is an invalid range.
+                NptTime::Seconds(s, ns) => i64::try_from(s)
+                    .ok()?
+                    .checked_mul(1_000_000)?
+                    .checked_add(i64::from(ns.unwrap_or(0) / 1_000)),
+                NptTime::Hms(h, m, s, ns) => i64::try_from(h)
+                    .ok()?
+                    .checked_mul(3600)?
+                    .checked_add(i64::from(m) * 60 + i64::from(s))?
+                    .checked_mul(1_000_000)?
+                    .checked_add(i64::from(ns.unwrap_or(0) / 1_000)),
             }
         };
         // A paused (or replayed) archive flow goes on after the last frame sent, or from where
@@ -326,8 +329,15 @@ impl Session {
                 match target.pos_us {
                     // With a position in the URL, npt counts from it.
                     Some(pos) => {
-                        let start = start.and_then(npt_us).map(|s| pos.saturating_add(s));
-                        let end = end.and_then(npt_us).map(|e| pos.saturating_add(e));
+                        let offset = |t: Option<&NptTime>| match t.map(|t| (t, npt_us(t))) {
+                            Some((NptTime::Now, _)) | None => Ok(None),
+                            Some((_, us)) => {
+                                us.and_then(|us| pos.checked_add(us)).map(Some).ok_or(())
+                            }
+                        };
+                        let (Ok(start), Ok(end)) = (offset(start), offset(end)) else {
+                            return fail(request, StatusCode::InvalidRange);
+                        };
                         let from = match start {
                             Some(s) => PlayFrom::At(s),
                             None if self.state == State::Paused => resume,
@@ -359,7 +369,7 @@ impl Session {
             }
             (_, PlayFrom::At(t) | PlayFrom::After(t)) => {
                 let pos = target.pos_us.unwrap_or(t);
-                let s = (t - pos).max(0);
+                let s = t.saturating_sub(pos).max(0);
                 format!("npt={}.{:03}-", s / 1_000_000, s % 1_000_000 / 1_000)
             }
             _ => "npt=0.000-".to_owned(),
@@ -558,5 +568,18 @@ mod tests {
         assert_eq!(status(&send(&mut s, &SETUP.replace("?pos=1000000", ""))), 200);
         let r = send(&mut s, "PLAY rtsp://h/cam1 RTSP/1.0\r\nCSeq: 4\r\nSession: abc\r\nRange: smpte=0:00:10-\r\n\r\n");
         assert_eq!(status(&r), 457);
+    }
+
+    #[test]
+    fn npt_offsets_that_overflow_the_clock_are_an_invalid_range_not_a_panic() {
+        let mut s = Session::new("abc".into());
+        let setup = SETUP.replace("?pos=1000000/trackID=0", "/trackID=0?pos=9223372036854775");
+        assert_eq!(status(&send(&mut s, &setup)), 200);
+        for range in ["npt=9223372036854-", "npt=9223372036854775807-", "npt=2562047788:00:00-"] {
+            let play = format!(
+                "PLAY rtsp://h/cam1 RTSP/1.0\r\nCSeq: 4\r\nSession: abc\r\nRange: {range}\r\n\r\n"
+            );
+            assert_eq!(status(&send(&mut s, &play)), 457, "{range}");
+        }
     }
 }
