@@ -38,6 +38,10 @@ pub enum ArchiveError {
     /// older than the last one stored.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// A frame after a failed append, before the next keyframe: not stored, since no decoder
+    /// could use it without the frame that failed.
+    #[error("waiting for a keyframe after a failed append")]
+    AwaitingKeyframe,
     /// A configuration the archive cannot work with.
     #[error("bad archive configuration: {reason}")]
     Config {

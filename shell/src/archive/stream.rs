@@ -75,6 +75,9 @@ pub struct Stream {
     pub next_id: SegmentId,
     /// Until when appends fail at once with a full disk, rather than try again per frame.
     pub disk_full_until: Option<Instant>,
+    /// Whether an append failed since the last keyframe stored: the frames after it until the
+    /// next keyframe could not be decoded, so they are not stored either.
+    pub awaiting_keyframe: bool,
 }
 
 impl Stream {
@@ -88,6 +91,7 @@ impl Stream {
             unsynced: Vec::new(),
             next_id: SegmentId(1),
             disk_full_until: None,
+            awaiting_keyframe: false,
         }
     }
 

@@ -32,8 +32,18 @@ impl StreamWriter {
     /// at once; it is durable after the next [`Archive::flush`]. Fails with
     /// [`ArchiveError::DiskFull`] when no segment can be made even after retention,
     /// [`ArchiveError::FrameTooLarge`], or an index error when the frame is older than the
-    /// last one stored.
+    /// last one stored. After a failure, frames up to the next keyframe fail with
+    /// [`ArchiveError::AwaitingKeyframe`]: stored, they would be undecodable.
     pub fn append(&self, frame: &Frame) -> Result<(), ArchiveError> {
+        if !frame.keyframe && lock(&self.stream).awaiting_keyframe {
+            return Err(ArchiveError::AwaitingKeyframe);
+        }
+        let stored = self.store(frame);
+        lock(&self.stream).awaiting_keyframe = stored.is_err();
+        stored
+    }
+
+    fn store(&self, frame: &Frame) -> Result<(), ArchiveError> {
         let record_bytes = self.archive.record_bytes(frame.data.len())?;
         if lock(&self.stream).try_append(frame, record_bytes)? {
             return Ok(());

@@ -47,14 +47,23 @@ struct Recording {
     stop: watch::Sender<bool>,
 }
 
-struct ArchiveSink(StreamWriter);
+/// Stores frames of one stream in the archive.
+struct ArchiveSink {
+    writer: StreamWriter,
+    /// Why the last append failed: the status while frames wait for a keyframe.
+    failed: Mutex<String>,
+}
 
 impl FrameSink for ArchiveSink {
     fn store(&self, _camera: CameraId, frame: &Frame) -> Result<(), String> {
-        self.0.append(frame).map_err(|e| match e {
-            ArchiveError::DiskFull { .. } => "disk full".to_owned(),
-            other => other.to_string(),
-        })
+        let reason = match self.writer.append(frame) {
+            Ok(()) => return Ok(()),
+            Err(ArchiveError::AwaitingKeyframe) => return Err(lock(&self.failed).clone()),
+            Err(ArchiveError::DiskFull { .. }) => "disk full".to_owned(),
+            Err(other) => other.to_string(),
+        };
+        lock(&self.failed).clone_from(&reason);
+        Err(reason)
     }
 }
 
@@ -105,7 +114,10 @@ impl VideoPlane {
             stream,
             url,
             self.feed(stream),
-            Arc::new(ArchiveSink(self.archive.writer(stream.0, stream.1))),
+            Arc::new(ArchiveSink {
+                writer: self.archive.writer(stream.0, stream.1),
+                failed: Mutex::default(),
+            }),
             self.clock.clone(),
             self.board.clone(),
             stop,
