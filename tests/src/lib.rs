@@ -244,6 +244,11 @@ impl Hive {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Whether the process is still alive (it has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().is_ok_and(|exited| exited.is_none()))
+    }
+
     /// `kill -9`: no chance to flush anything.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -19,6 +19,9 @@ use tokio::sync::watch;
 /// The longest wait between reconnection attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// How long a camera may take to connect and answer DESCRIBE.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
 /// How far a camera's own clock may run from system time before its frames are re-based, µs.
 const REBASE_AFTER_US: i64 = 2_000_000;
 
@@ -89,17 +92,22 @@ fn percent_decode(s: &str) -> String {
         .map_or_else(|| s.to_owned(), |(_, v)| v.into_owned())
 }
 
-/// A human reason for a retina error: "401 from camera", "connection refused", ….
+/// A human reason for a retina error: "401 from camera: …", "connection refused", ….
 fn reason(e: &retina::Error) -> String {
-    let text = e.to_string();
-    if text.contains("401") {
-        return "401 from camera: wrong or missing credentials".to_owned();
+    match e.status_code() {
+        Some(401) => return "401 from camera: wrong or missing credentials".to_owned(),
+        Some(404) => return "404 from camera: no such stream, check the URL's path".to_owned(),
+        Some(status) => return format!("{status} from camera"),
+        None => {}
     }
-    for known in ["Connection refused", "No route to host", "timed out", "404"] {
+    let text = e.to_string();
+    let known = ["Connection refused", "No route to host", "Network is unreachable", "Timeout"];
+    for known in known {
         if text.contains(known) {
             return known.to_lowercase();
         }
     }
+    // retina's first line says what failed; the lines after it are connection context.
     text.lines().next().unwrap_or("error").to_owned()
 }
 
@@ -117,7 +125,11 @@ async fn pull(
         .creds(creds)
         .session_group(group.clone())
         .user_agent("hive".to_owned());
-    let mut session = Session::describe(url, options).await.map_err(|e| reason(&e))?;
+    // A host that drops packets would hold the connect for minutes: bound it.
+    let mut session = tokio::time::timeout(ANSWER_WITHIN, Session::describe(url, options))
+        .await
+        .map_err(|_| format!("no answer from camera within {} s", ANSWER_WITHIN.as_secs()))?
+        .map_err(|e| reason(&e))?;
     let (index, codec) = session
         .streams()
         .iter()
