@@ -43,16 +43,29 @@ fn kill_9_right_after_acknowledgement_loses_nothing() {
 #[test]
 fn a_restarted_server_pulls_nothing_it_already_had() {
     let port = discovery_port();
-    let a = Hive::start(Spec::new("a", "Depot", "secret-depot", port));
-    let mut b = Hive::start(Spec::new("b", "Depot", "secret-depot", port));
+    // b's downtime must not fail its cameras over to a: the moves would be real writes b has
+    // to pull, and this test counts replays of what b already had.
+    let spec = |name: &str| {
+        let mut spec = Spec::new(name, "Depot", "secret-depot", port);
+        spec.extra.extend(["--failover-hold-ms".into(), "600000".into()]);
+        spec
+    };
+    let a = Hive::start(spec("a"));
+    let mut b = Hive::start(spec("b"));
     wait_for("two servers to merge", CONVERGE, || merged(&[&a, &b]));
     for i in 0..50 {
         a.api()
             .post("/api/cameras", &json!({ "name": format!("c{i}"), "url": "rtsp://127.0.0.1/x" }));
     }
-    wait_for("b to hold the cameras", CONVERGE, || {
-        let n = camera_names(&b).len();
-        (n == 50, n)
+    // Each camera brings a later write (its recorder's history entry): b must hold them all,
+    // or the restart would rightly pull the ones it lacked. a has written them all when its
+    // count stands still between two looks.
+    let a_before = std::cell::Cell::new(0);
+    wait_for("b to hold everything a has written", CONVERGE, || {
+        let held = (metric(&a, "hive_transactions"), metric(&b, "hive_transactions"));
+        let still = a_before.replace(held.0) == held.0;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        (camera_names(&b).len() == 50 && still && held.0 == held.1, held)
     });
     b.kill9();
     b.spawn();
