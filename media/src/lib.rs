@@ -8,6 +8,7 @@
 pub mod archive;
 pub mod frame;
 pub mod nal;
+pub mod relay;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
