@@ -36,6 +36,7 @@ bench:
     ./target/release/hive-sim bench-time --seeds 1000
     cargo build --release -p hive -p hive-tests
     HIVE_BIN=target/release/hive ./target/release/hive-bench all
+    HIVE_BIN=target/release/hive ./target/release/hive-video-bench all
 
 # Before/after figures of two checkouts, interleaved (docs/benchmarks.md, "Cost of encryption").
 bench-before-after BEFORE ROUNDS="2":

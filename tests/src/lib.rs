@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 pub mod chrony;
 pub mod hostile;
 pub mod netns;
+pub mod procfs;
 pub mod tls;
 pub mod video;
 

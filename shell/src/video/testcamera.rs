@@ -79,7 +79,7 @@ impl Clip {
     }
 
     /// Its frame `n` of a loop that never ends, stamped `time_us`.
-    fn frame(&self, n: i64, time_us: i64) -> Frame {
+    pub fn frame(&self, n: i64, time_us: i64) -> Frame {
         let unit = &self.units[n.rem_euclid(self.units.len() as i64) as usize];
         Frame { time_us, keyframe: unit.keyframe, codec: self.codec, data: unit.data.clone() }
     }

@@ -16,6 +16,7 @@
 //! `HIVE_BENCH_LEGACY=1` runs it against a binary from before HTTPS (protocol 2), which has
 //! no `--http-plain` and serves plain HTTP anyway: the before/after figures of issue 7.
 
+use hive_tests::procfs::{clock_ticks, cpu_ticks, quantile};
 use hive_tests::{merged, metrics_at, ApiTransport, Hive, Spec, OWNER_PASSWORD};
 use serde_json::json;
 use std::collections::HashMap;
@@ -368,28 +369,6 @@ fn pid_of(hive: &Hive) -> u32 {
 // ---------------------------------------------------------------------------------------------
 // /proc readings
 
-/// Clock ticks per second of /proc times (`getconf CLK_TCK`, 100 on Linux).
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// User plus system CPU ticks a process used so far.
-fn cpu_ticks(pid: u32) -> u64 {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    // The name is in parentheses and may hold spaces; fields count from after it.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat(5); the first after the name is 3.
-    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    field(14) + field(15)
-}
-
 /// A memory field of a process's /proc status (`VmRSS:`, `RssAnon:`), KiB.
 fn status_kib(pid: u32, field: &str) -> u64 {
     let path = format!("/proc/{pid}/status");
@@ -462,14 +441,6 @@ impl Summary {
         let mean = v.iter().sum::<f64>() / v.len() as f64;
         Summary { min: v[0], median, mean, max: v[v.len() - 1] }
     }
-}
-
-/// The `q` quantile (0..=1) of sorted values.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 // ---------------------------------------------------------------------------------------------
