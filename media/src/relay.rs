@@ -57,6 +57,10 @@ pub struct Request {
     pub speed: f64,
     /// Where an archive flow ends, µs since the epoch; `None` goes on into live.
     pub until_us: Option<i64>,
+    /// Further servers the request may be relayed through: each hop asks the next with one
+    /// less, and one with none left answers `NotFound`, so routes that disagree for a moment
+    /// cannot loop a request around the hive.
+    pub hops_left: u8,
 }
 
 /// What comes back.
@@ -110,19 +114,20 @@ impl Request {
             Start::Keyframe(t) => (2, t),
             Start::After(t) => (3, t),
         };
-        frame_message(TAG_REQUEST, 28 + camera.len(), out);
+        frame_message(TAG_REQUEST, 29 + camera.len(), out);
         out.put_u8(VERSION);
         out.put_u8(self.stream);
         out.put_u8(kind);
         out.put_i64(at);
         out.put_u64(self.speed.to_bits());
         out.put_i64(self.until_us.unwrap_or(NO_END));
+        out.put_u8(self.hops_left);
         out.put_u8(camera.len() as u8);
         out.put_slice(camera);
     }
 
     fn decode(mut body: Bytes) -> Result<Request, RelayError> {
-        if body.len() < 28 {
+        if body.len() < 29 {
             return Err(RelayError::Malformed("request"));
         }
         let version = body.get_u8();
@@ -134,6 +139,7 @@ impl Request {
         let at = body.get_i64();
         let speed = f64::from_bits(body.get_u64());
         let until = body.get_i64();
+        let hops_left = body.get_u8();
         let camera_len = usize::from(body.get_u8());
         if body.len() != camera_len || stream > 1 || !(speed.is_finite() && speed > 0.0) {
             return Err(RelayError::Malformed("request"));
@@ -148,7 +154,7 @@ impl Request {
             _ => return Err(RelayError::Malformed("start")),
         };
         let until_us = (until != NO_END).then_some(until);
-        Ok(Request { camera, stream, start, speed, until_us })
+        Ok(Request { camera, stream, start, speed, until_us, hops_left })
     }
 }
 
@@ -280,6 +286,7 @@ mod tests {
             start: Start::Keyframe(1_796_000_000_000_000),
             speed: 4.0,
             until_us: Some(1_796_000_060_000_000),
+            hops_left: 7,
         };
         let sets = ParameterSets {
             vps: None,
@@ -337,6 +344,7 @@ mod tests {
             start: Start::Live,
             speed: 1.0,
             until_us: None,
+            hops_left: 1,
         };
         request.encode(&mut wire);
         let mut bad_version = wire.clone();

@@ -42,6 +42,7 @@ pub fn preamble(kind: ChannelKind, version: u16) -> [u8; 8] {
     let k = match kind {
         ChannelKind::Member => b'P',
         ChannelKind::Merge => b'M',
+        ChannelKind::Media => b'V',
     };
     [b'H', b'I', b'V', b'E', v[0], v[1], k, 0]
 }
@@ -450,7 +451,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// preamble: for attacks that handle handshake messages one by one.
 pub fn noise(kind: ChannelKind, keys: &Keys, initiator: bool) -> snow::HandshakeState {
     let pattern = match kind {
-        ChannelKind::Member => channel::NOISE_MEMBER,
+        ChannelKind::Member | ChannelKind::Media => channel::NOISE_MEMBER,
         ChannelKind::Merge => channel::NOISE_MERGE,
     };
     let prologue = our_preamble(kind);
@@ -458,7 +459,7 @@ pub fn noise(kind: ChannelKind, keys: &Keys, initiator: bool) -> snow::Handshake
         .local_private_key(&keys.pair.private)
         .and_then(|b| b.prologue(&prologue))
         .expect("a Noise builder");
-    if kind == ChannelKind::Member {
+    if kind != ChannelKind::Merge {
         builder = builder.psk(3, &keys.psk).expect("a pre-shared key");
     }
     let built = if initiator { builder.build_initiator() } else { builder.build_responder() };

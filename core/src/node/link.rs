@@ -28,6 +28,10 @@ pub enum ChannelKind {
     Member,
     /// An administrator's merge between two systems: authenticated by an OPAQUE login.
     Merge,
+    /// Video between members: the same proof of the system secret as `Member`, on a
+    /// connection of its own so that megabytes of video never queue ahead of heartbeats, sync
+    /// or time samples. The driver hands it to the video plane; a node told of one closes it.
+    Media,
 }
 
 /// What a link's secure channel established, reported by the driver.
@@ -100,14 +104,15 @@ impl Node {
         dialed: Option<PeerAddr>,
         channel: ChannelInfo,
     ) {
+        let phase = match channel.kind {
+            ChannelKind::Member => Phase::AwaitHello,
+            ChannelKind::Merge => Phase::Merge,
+            ChannelKind::Media => return self.outputs.push_back(super::Output::Close(link)),
+        };
         if let Some(addr) = &dialed {
             self.discovery.dial_succeeded(addr);
         }
         let now = self.now.mono;
-        let phase = match channel.kind {
-            ChannelKind::Member => Phase::AwaitHello,
-            ChannelKind::Merge => Phase::Merge,
-        };
         self.links.insert(
             link,
             Link {
@@ -130,6 +135,7 @@ impl Node {
                 self.send(link, Message::Hello(hello));
             }
             ChannelKind::Merge => self.on_merge_link_opened(link, dialed),
+            ChannelKind::Media => {} // closed above
         }
     }
 
@@ -547,6 +553,20 @@ mod tests {
         // The real key still links.
         link_from(&mut a, &b, 2, b.channel_keys().0.public, b.clock.last());
         assert_eq!(a.peers.get(&b.identity.server), Some(&LinkId(2)));
+    }
+
+    #[test]
+    fn a_media_channel_reported_to_the_node_is_closed_and_never_becomes_a_link() {
+        let (mut a, b) = (node("north", 1), node("north", 2));
+        let channel = ChannelInfo {
+            kind: ChannelKind::Media,
+            peer_key: b.channel_keys().0.public,
+            handshake_hash: [1; 32],
+        };
+        a.handle(NOW, Input::LinkOpened { link: LinkId(7), dialed: None, channel });
+        let out: Vec<Output> = std::iter::from_fn(|| a.poll_output()).collect();
+        assert_eq!(out, vec![Output::Close(LinkId(7))]);
+        assert!(a.links.is_empty() && a.peers.is_empty());
     }
 
     #[test]

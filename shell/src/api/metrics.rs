@@ -93,5 +93,33 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         "Password key derivations (argon2id) run: one per checked login or new password.",
         state.passwords.derivations(),
     );
+    if let Some(video) = state.video.upgrade() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let relay = &video.relay;
+        metric(
+            "hive_media_flows_to_servers",
+            "gauge",
+            "Video flows this server sends to other servers now (each relay pulls one).",
+            relay.flows_to_servers.load(Relaxed),
+        );
+        metric(
+            "hive_media_flows_to_servers_total",
+            "counter",
+            "Video flows sent to other servers since start.",
+            relay.flows_to_servers_total.load(Relaxed),
+        );
+        metric(
+            "hive_media_relays_open",
+            "gauge",
+            "Live streams of cameras recorded elsewhere that this server relays now.",
+            relay.relays_open.load(Relaxed),
+        );
+        metric(
+            "hive_media_upstreams_opened_total",
+            "counter",
+            "Video flows this server asked of other servers since start.",
+            relay.upstreams_opened_total.load(Relaxed),
+        );
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }

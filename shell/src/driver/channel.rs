@@ -14,6 +14,8 @@
 //!   because every message depends on both sides' fresh ephemeral keys.
 //! - **Merge** channels run `Noise_XX_25519_ChaChaPoly_BLAKE2s`: encrypted, not yet
 //!   authenticated; the core's OPAQUE login inside is bound to the handshake hash.
+//! - **Media** channels run the member handshake on a connection of their own and carry
+//!   video (`hive_media::relay`), so that it never queues ahead of the core's messages.
 //!
 //! Before the handshake completes a peer can make this server hold at most
 //! [`HANDSHAKE_MESSAGE_LEN_MAX`] bytes, for at most [`HANDSHAKE_TIMEOUT_MS`]; the number of
@@ -229,6 +231,7 @@ fn preamble(kind: ChannelKind) -> [u8; 8] {
     let k = match kind {
         ChannelKind::Member => b'P',
         ChannelKind::Merge => b'M',
+        ChannelKind::Media => b'V',
     };
     [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], v[0], v[1], k, 0]
 }
@@ -247,6 +250,7 @@ fn read_preamble(bytes: &[u8; 8]) -> Result<ChannelKind, ChannelError> {
     match bytes[6] {
         b'P' => Ok(ChannelKind::Member),
         b'M' => Ok(ChannelKind::Merge),
+        b'V' => Ok(ChannelKind::Media),
         other => Err(ChannelError::Kind(other)),
     }
 }
@@ -299,7 +303,7 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let pattern = match kind {
-        ChannelKind::Member => NOISE_MEMBER,
+        ChannelKind::Member | ChannelKind::Media => NOISE_MEMBER,
         ChannelKind::Merge => NOISE_MERGE,
     };
     let mut builder = entropy
@@ -307,7 +311,7 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         .local_private_key(&keys.pair.private)
         .and_then(|b| b.prologue(&prologue))
         .map_err(ChannelError::Handshake)?;
-    if kind == ChannelKind::Member {
+    if kind != ChannelKind::Merge {
         builder = builder.psk(3, &keys.psk).map_err(ChannelError::Handshake)?;
     }
     let mut hs = match role {

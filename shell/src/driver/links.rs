@@ -51,9 +51,36 @@ pub enum LinkEvent {
     Closed(LinkId, String),
 }
 
+/// An accepted media channel, after its handshake: the video plane's from here on.
+pub struct MediaChannel {
+    /// The connection.
+    pub stream: Box<dyn MediaStream>,
+    /// Its transport keys.
+    pub transport: Transport,
+    /// The peer's link key, proven by the handshake.
+    pub peer_key: hive_core::keys::PublicKey,
+}
+
+/// A connection a media channel runs on (TCP, or turmoil's in simulation).
+pub trait MediaStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> MediaStream for T {}
+
+/// Accepted media channels waiting for the video plane at most; more are closed.
+pub const MEDIA_CHANNELS_QUEUED_MAX: usize = 64;
+
 enum Raw {
-    Established { link: LinkId, dialed: Option<PeerAddr>, channel: ChannelInfo },
-    HandshakeFailed { link: LinkId, dialed: Option<PeerAddr>, error: ChannelError },
+    Established {
+        link: LinkId,
+        dialed: Option<PeerAddr>,
+        channel: ChannelInfo,
+    },
+    /// An accepted media channel went to the video plane (or was closed): not a link.
+    HandedOver(LinkId),
+    HandshakeFailed {
+        link: LinkId,
+        dialed: Option<PeerAddr>,
+        error: ChannelError,
+    },
     Event(LinkEvent),
 }
 
@@ -76,12 +103,20 @@ pub struct Links<N: Net> {
     entropy: Entropy,
     half_open: Arc<AtomicUsize>,
     mono: MonoClock,
+    /// Where accepted media channels go; none: they are closed.
+    media: Option<mpsc::Sender<MediaChannel>>,
     _net: std::marker::PhantomData<N>,
 }
 
 impl<N: Net> Links<N> {
-    /// No links yet; `mono` stamps what link tasks read.
-    pub fn new(stats: Arc<TrafficStats>, entropy: Entropy, mono: MonoClock) -> Self {
+    /// No links yet; `mono` stamps what link tasks read; accepted media channels go to
+    /// `media`.
+    pub fn new(
+        stats: Arc<TrafficStats>,
+        entropy: Entropy,
+        mono: MonoClock,
+        media: Option<mpsc::Sender<MediaChannel>>,
+    ) -> Self {
         let (events_tx, events_rx) = mpsc::channel(INBOUND_EVENTS_MAX);
         Links {
             next: 0,
@@ -93,6 +128,7 @@ impl<N: Net> Links<N> {
             entropy,
             half_open: Arc::default(),
             mono,
+            media,
             _net: std::marker::PhantomData,
         }
     }
@@ -125,6 +161,7 @@ impl<N: Net> Links<N> {
             stats: Arc::clone(&self.stats),
             entropy: self.entropy.clone(),
             mono: self.mono,
+            media: self.media.clone(),
         };
         (link, lanes::lanes(), ctx)
     }
@@ -196,6 +233,9 @@ impl<N: Net> Links<N> {
                     l.open = true;
                     return LinkEvent::Opened { link, dialed, channel };
                 }
+                Raw::HandedOver(link) => {
+                    self.open.remove(&link);
+                }
                 Raw::HandshakeFailed { link, dialed, error } => {
                     self.open.remove(&link);
                     match dialed {
@@ -231,6 +271,7 @@ struct LinkContext {
     stats: Arc<TrafficStats>,
     entropy: Entropy,
     mono: MonoClock,
+    media: Option<mpsc::Sender<MediaChannel>>,
 }
 
 impl LinkContext {
@@ -259,6 +300,19 @@ impl LinkContext {
         match established {
             Err(error) => {
                 let _ = self.events.send(Raw::HandshakeFailed { link, dialed, error }).await;
+            }
+            Ok((stream, transport, channel)) if channel.kind == ChannelKind::Media => {
+                // Video never reaches the node; a dialled media channel is not made here.
+                let handed = MediaChannel {
+                    stream: Box::new(stream),
+                    transport,
+                    peer_key: channel.peer_key,
+                };
+                let taken = self.media.as_ref().is_some_and(|m| m.try_send(handed).is_ok());
+                if !taken {
+                    tracing::debug!("a media channel was closed: none wanted, or too many waiting");
+                }
+                let _ = self.events.send(Raw::HandedOver(link)).await;
             }
             Ok((stream, transport, channel)) => {
                 let _ = self.events.send(Raw::Established { link, dialed, channel }).await;
@@ -290,6 +344,7 @@ async fn run_link<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
     let limit = match channel.kind {
         ChannelKind::Member => MESSAGE_LEN_MAX,
         ChannelKind::Merge => MERGE_MESSAGE_LEN_MAX,
+        ChannelKind::Media => return, // handed over in `run`
     };
     let reading = read_frames(&mut rd, &transport, limit, link, &events, &stats, mono);
     let why = tokio::select! {
@@ -370,7 +425,7 @@ mod tests {
         });
         let stats = Arc::new(TrafficStats::default());
         let mut links: Links<TokioNet> =
-            Links::new(Arc::clone(&stats), Entropy::Seeded(3), MonoClock::new());
+            Links::new(Arc::clone(&stats), Entropy::Seeded(3), MonoClock::new(), None);
         let addr = PeerAddr(to.to_string());
         links.dial(addr, to, ChannelKind::Member, 5_000, keys(1));
         let LinkEvent::Opened { link, .. } = links.next_event().await else {

@@ -16,6 +16,7 @@ pub mod ntp;
 mod stats;
 
 pub use clock::{Clock, MonoClock, SkewedClock, SystemClock, WallSkewError, WALL_SKEW_ENV};
+pub use links::{MediaChannel, MediaStream, MEDIA_CHANNELS_QUEUED_MAX};
 pub use net::{Net, TokioNet, TurmoilNet};
 pub use stats::{Traffic, TrafficStats};
 
@@ -59,6 +60,8 @@ pub struct DriverConfig {
     /// Where the cameras this server must record (and stop recording) are sent; none in
     /// simulation, where nothing pulls video.
     pub recording: Option<mpsc::UnboundedSender<RecordingOrder>>,
+    /// Where media channels that peers open go (the video plane); none: they are closed.
+    pub media: Option<mpsc::Sender<links::MediaChannel>>,
 }
 
 /// A change in what this server records, for the video plane.
@@ -94,6 +97,7 @@ impl DriverConfig {
             entropy: channel::Entropy::Os,
             ntp: None,
             recording: None,
+            media: None,
         }
     }
 }
@@ -264,7 +268,8 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
         addr: udp_addr.to_string(),
         source,
     })?;
-    let mut links: Links<N> = Links::new(Arc::clone(&dc.stats), dc.entropy.clone(), clock.mono());
+    let mut links: Links<N> =
+        Links::new(Arc::clone(&dc.stats), dc.entropy.clone(), clock.mono(), dc.media.clone());
     let mut replies: BTreeMap<CommandId, oneshot::Sender<Result<Reply, CommandError>>> =
         BTreeMap::new();
     let mut next_command = 0u64;

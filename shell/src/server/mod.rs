@@ -174,6 +174,8 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
     dc.new_epoch = restored_from_backup;
     dc.ntp = settings.ntp.clone();
     dc.recording = Some(recording_tx);
+    let (media_tx, media_rx) = tokio::sync::mpsc::channel(driver::MEDIA_CHANNELS_QUEUED_MAX);
+    dc.media = Some(media_tx);
     let stats = Arc::clone(&dc.stats);
     let (handle, requests) = NodeHandle::new();
     let seed: u64 = rand::random();
@@ -241,7 +243,9 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
     tokio::spawn(video.clone().run(recording_rx));
     tokio::spawn(follow_system_time(handle.clone(), frame_clock));
     let rtsp_tls = rtsp_tls_config(&settings, api_tls.as_ref())?;
-    let rtsp = tokio::spawn(crate::rtsp::serve(rtsp_listener, video.clone(), rtsp_tls));
+    let media = crate::video::relay::HiveMedia::new(video.clone(), handle.clone());
+    tokio::spawn(crate::video::relay::accept_channels(media_rx, media.clone()));
+    let rtsp = tokio::spawn(crate::rtsp::serve(rtsp_listener, media, rtsp_tls));
     tracing::info!(rtsp = %rtsp_addr, tls = !settings.rtsp_plain, "video served over RTSP");
     let router = api::router(state);
     let (http_stop, stop_rx) = watch::channel(false);

@@ -112,9 +112,9 @@ impl LiveFeed {
         state.codec.map(|c| (c, state.parameter_sets.clone()))
     }
 
-    /// Viewers connected now.
+    /// Viewers still watching.
     pub fn viewers(&self) -> usize {
-        self.lock().viewers.len()
+        self.lock().viewers.iter().filter(|v| !v.queue.is_closed()).count()
     }
 
     /// Frames viewers missed because their queues were full, since the feed began.

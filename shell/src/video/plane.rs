@@ -32,6 +32,8 @@ pub struct VideoPlane {
     pub clock: FrameClock,
     /// Where frames are stored.
     pub archive: Arc<Archive>,
+    /// Counters of video relayed through this server.
+    pub relay: super::relay::RelayStats,
     /// Users and their passwords, for RTSP's Basic authentication; `None` lets anyone watch
     /// (tests of the plane alone).
     auth: Option<AppState>,
@@ -81,6 +83,7 @@ impl VideoPlane {
             board: StatusBoard::default(),
             clock,
             archive,
+            relay: Default::default(),
             auth: auth(weak.clone()),
         });
         let weak = Arc::downgrade(&plane);

@@ -1,0 +1,90 @@
+//! Video through another server: a camera recorded by one server plays, live and from the
+//! archive, from a server that does not record it, which relays it over an encrypted media
+//! channel; 32 clients of one relay make the recorder send the relay one stream.
+
+use hive_tests::video::{decode, frames, now_ms, require_ffmpeg, test_cameras, with_owner};
+use hive_tests::{discovery_port, free_port, merged, metrics_at, wait_for, Hive, Spec};
+use serde_json::json;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn metric(h: &Hive, name: &str) -> u64 {
+    let metrics = metrics_at(h.http).expect("the server answers /metrics");
+    *metrics.get(name).unwrap_or_else(|| panic!("no metric {name} in {metrics:?}")) as u64
+}
+
+#[test]
+fn a_camera_plays_live_and_recorded_through_a_server_that_does_not_record_it() {
+    require_ffmpeg();
+    let camera_port = free_port();
+    let _cameras = test_cameras(1, camera_port, None, &[]);
+    let port = discovery_port();
+    let a = Hive::start(Spec::new("a", "Relay", "secret-relay", port));
+    let b = Hive::start(Spec::new("b", "Relay", "secret-relay", port));
+    wait_for("two servers to merge", Duration::from_secs(60), || merged(&[&a, &b]));
+    let url = format!("rtsp://127.0.0.1:{camera_port}/cam1");
+    let (status, cam) = a.api().post("/api/cameras", &json!({ "name": "gate", "url": url }));
+    assert_eq!(status, 201, "{cam}");
+    let id = cam["id"].as_str().unwrap().to_owned();
+    let started_ms = now_ms();
+    // Whichever server records it, the other one relays.
+    let servers = [&a, &b];
+    let at = wait_for("the camera to record", Duration::from_secs(30), || {
+        let recording = servers.iter().position(|h| {
+            let (_, s) = h.api().get(&format!("/api/cameras/{id}/status"));
+            s["recording_here"] == true && s["status"]["state"] == "recording"
+        });
+        (recording.is_some(), recording)
+    })
+    .unwrap();
+    let (recorder, relay) = (servers[at], servers[1 - at]);
+
+    let through = with_owner(&format!("rtsp://{}/{id}", relay.rtsp));
+    let n = frames(&through, 3);
+    assert!(n >= 50, "{n} frames in 3 s of live through the relay");
+    let (ok, errors) = decode(&through, 3);
+    assert!(ok && errors.is_empty(), "live through the relay: {errors}");
+    assert!(metric(recorder, "hive_media_flows_to_servers_total") >= 1);
+
+    // The archive through the relay: from a position seconds ago, decoding cleanly.
+    std::thread::sleep(Duration::from_secs(1));
+    let archive = format!("{through}?pos={}", started_ms + 2_000);
+    let (ok, errors) = decode(&archive, 3);
+    assert!(ok && errors.is_empty(), "archive through the relay: {errors}");
+
+    // A camera nobody has: 404 through the relay as from the recorder.
+    let unknown = with_owner(&format!("rtsp://{}/0123456789abcdef0123456789abcdef", relay.rtsp));
+    let out = Command::new("timeout")
+        .args(["20", "ffprobe", "-v", "error", "-rtsp_transport", "tcp", &unknown])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"), "{out:?}");
+
+    // 32 clients of the camera through the relay: the recorder sends the relay one live
+    // stream (a new one if the relay of the earlier clients has ended since).
+    let before = metric(recorder, "hive_media_flows_to_servers_total");
+    let clients: Vec<_> = (0..32)
+        .map(|_| {
+            Command::new("timeout")
+                .args(["30", "ffmpeg", "-v", "error", "-rtsp_transport", "tcp", "-i", &through])
+                .args(["-t", "8", "-c", "copy", "-f", "null", "-"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(metric(relay, "hive_media_relays_open"), 1);
+    assert_eq!(
+        metric(recorder, "hive_media_flows_to_servers"),
+        1,
+        "the recorder sends the relay one stream for all 32 clients"
+    );
+    for mut c in clients {
+        assert!(c.wait().unwrap().success(), "a client through the relay failed");
+    }
+    let after = metric(recorder, "hive_media_flows_to_servers_total");
+    assert!(after - before <= 1, "{} flows from the recorder for 32 clients", after - before);
+}
