@@ -1,5 +1,6 @@
-//! `hive demo`, as a new user runs it: three servers record their test cameras, and every
-//! RTSP URL it prints plays, live and from the archive, in ffprobe/ffmpeg from Debian.
+//! `hive demo`, as a new user runs it: three servers record their test cameras, and the RTSP
+//! URLs it prints play, live and from the archive, from the recorder and through the other
+//! servers, in ffprobe/ffmpeg from Debian.
 
 use hive_tests::hive_bin;
 use hive_tests::video::{decode, frames, require_ffmpeg, Killed};
@@ -54,6 +55,17 @@ fn the_demo_prints_a_url_per_camera_that_plays_live_and_from_the_archive() {
     for url in &camera_urls {
         let n = frames(url, 2);
         assert!(n >= 25, "{n} frames in 2 s from {url}");
+    }
+    // Each camera on each of the two servers that do not record it: relayed, it plays too.
+    let relayed: Vec<&str> = printed
+        .iter()
+        .filter(|l| l.starts_with("    Demo camera") && l.contains(" via server "))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("rtsp://")))
+        .collect();
+    assert_eq!(relayed.len(), 12, "two relayed URLs per camera:\n{text}");
+    for url in relayed.iter().step_by(5) {
+        let n = frames(url, 2);
+        assert!(n >= 25, "{n} frames in 2 s through another server from {url}");
     }
     // The printed archive command plays (from the archive's start, as the demo is new).
     let archive = printed

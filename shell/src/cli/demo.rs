@@ -133,6 +133,19 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     for (line, _, _) in &watch {
         println!("{line}");
     }
+    println!("\nEvery camera through each other server too (it relays from the recorder):");
+    for (i, s) in servers.iter().enumerate() {
+        let here = format!("@{}/", s.rtsp_addr);
+        for (line, url, _) in watch.iter().filter(|(_, url, _)| !url.contains(&here)) {
+            let name = line.trim_start().split(':').next().unwrap_or_default();
+            let id = url.rsplit('/').next().unwrap_or_default();
+            println!(
+                "    {name} via server {}: rtsp://{DEMO_USER}:{DEMO_PASSWORD}@{}/{id}",
+                i + 1,
+                s.rtsp_addr
+            );
+        }
+    }
     if let Some((_, url, _)) = watch.first() {
         let minute_ago_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
