@@ -216,6 +216,11 @@ impl RawRtsp {
         self.last_frame_ts
     }
 
+    /// The connection itself, to read what follows PLAY as raw bytes.
+    pub fn into_stream(self) -> std::net::TcpStream {
+        self.stream
+    }
+
     /// Forgets RTP packets kept while waiting for responses.
     pub fn drop_pending(&mut self) {
         self.pending.clear();

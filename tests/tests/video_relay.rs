@@ -88,3 +88,107 @@ fn a_camera_plays_live_and_recorded_through_a_server_that_does_not_record_it() {
     let after = metric(recorder, "hive_media_flows_to_servers_total");
     assert!(after - before <= 1, "{} flows from the recorder for 32 clients", after - before);
 }
+
+/// The failover timings of `tests/failover.rs`: hold 3 s, minimum uptime 2 s, stability 5 s.
+const FAST_FAILOVER: [&str; 6] = [
+    "--failover-hold-ms",
+    "3000",
+    "--failover-min-uptime-ms",
+    "2000",
+    "--failover-stability-ms",
+    "5000",
+];
+
+#[test]
+fn a_client_watching_through_a_relay_goes_on_from_the_new_recorder_when_the_recorder_dies() {
+    use std::io::Read;
+    use std::time::Instant;
+    require_ffmpeg();
+    let camera_port = free_port();
+    let _cameras = test_cameras(1, camera_port, None, &[]);
+    let port = discovery_port();
+    let mut servers: Vec<Hive> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let mut spec = Spec::new(name, "Relay", "secret-relay-failover", port);
+            spec.extra.extend(FAST_FAILOVER.iter().map(|s| s.to_string()));
+            Hive::start(spec)
+        })
+        .collect();
+    wait_for("three servers to merge", Duration::from_secs(60), || {
+        merged(&servers.iter().collect::<Vec<_>>())
+    });
+    let url = format!("rtsp://127.0.0.1:{camera_port}/cam1");
+    let (status, cam) =
+        servers[0].api().post("/api/cameras", &json!({ "name": "dock", "url": url }));
+    assert_eq!(status, 201, "{cam}");
+    let id = cam["id"].as_str().unwrap().to_owned();
+    let recorder = wait_for("the camera to record", Duration::from_secs(30), || {
+        let recording = servers.iter().position(|h| {
+            let (_, s) = h.api().get(&format!("/api/cameras/{id}/status"));
+            s["recording_here"] == true && s["status"]["state"] == "recording"
+        });
+        (recording.is_some(), recording)
+    })
+    .unwrap();
+    let relay = (recorder + 1) % 3;
+
+    // A client of the relay, reading what comes after PLAY and noting when it came.
+    let mut client = hive_tests::video::RawRtsp::connect(
+        servers[relay].rtsp,
+        "admin",
+        hive_tests::OWNER_PASSWORD,
+    );
+    let live = format!("rtsp://{}/{id}", servers[relay].rtsp);
+    client.setup(&live);
+    assert_eq!(client.request("PLAY", &live, &["Range: npt=0-"]).status, 200);
+    let mut stream = client.into_stream();
+    stream.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+    let (arrivals_tx, arrivals) = std::sync::mpsc::channel::<Option<Instant>>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    if arrivals_tx.send(Some(Instant::now())).is_err() {
+                        return;
+                    }
+                }
+                // The end of the stream, or no byte for 90 s.
+                _ => return drop(arrivals_tx.send(None)),
+            }
+        }
+    });
+    let first = arrivals.recv_timeout(Duration::from_secs(20)).expect("video through the relay");
+    assert!(first.is_some(), "the relayed stream ended at once");
+    std::thread::sleep(Duration::from_secs(2));
+    while arrivals.try_recv().is_ok() {}
+
+    servers[recorder].kill9();
+    let killed = Instant::now();
+    // Video goes on from the camera's next recorder on the same session, or the session ends;
+    // the client never waits forever.
+    let mut resumed = None;
+    let outcome = loop {
+        match arrivals.recv_timeout(Duration::from_secs(120)) {
+            Ok(Some(at)) if at.duration_since(killed) > Duration::from_millis(500) => {
+                // Bytes well after the kill: from the new recorder (the old one's last
+                // frames were on their way at the kill).
+                match resumed {
+                    None => resumed = Some(at),
+                    Some(first) if at.duration_since(first) > Duration::from_secs(2) => {
+                        break format!("resumed {:?} after the kill", first.duration_since(killed))
+                    }
+                    Some(_) => {}
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break format!("ended {:?} after the kill", killed.elapsed()),
+            Err(_) => panic!("the client hung: nothing and no end for 120 s after the kill"),
+        }
+    };
+    eprintln!("through the relay, the stream {outcome}");
+    assert!(outcome.starts_with("resumed"), "the stream {outcome}, rather than go on");
+    let resumed_after = resumed.unwrap().duration_since(killed);
+    assert!(resumed_after < Duration::from_secs(30), "resumed only after {resumed_after:?}");
+}

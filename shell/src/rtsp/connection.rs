@@ -48,11 +48,18 @@ pub enum ConnectionError {
     /// The client took nothing for [`WRITE_STALL`].
     #[error("client stopped reading for {} s", WRITE_STALL.as_secs())]
     Stalled,
+    /// The stream's source went away (a relayed camera whose recorder is gone for good).
+    #[error("the stream's source went away")]
+    SourceGone,
 }
 
 struct Playing {
     flow: Flow,
     channel: u8,
+    /// The flow has no end of its own (live, or archive on into live): its end means the
+    /// source is gone, and the connection closes so the player sees the end at once rather
+    /// than wait on a session that will never send again.
+    endless: bool,
 }
 
 /// Serves one connection until the client leaves, tears down, or misbehaves.
@@ -132,7 +139,11 @@ where
             frame = next_frame(&mut playing) => {
                 let Some(play) = playing.as_mut() else { continue };
                 let Some(frame) = frame else {
-                    // The flow ended (a Range with an end, or the source went away).
+                    // The flow ended: a Range with an end (the session stays for the next
+                    // PLAY), or the source went away.
+                    if play.endless {
+                        return Err(ConnectionError::SourceGone);
+                    }
                     playing = None;
                     continue;
                 };
@@ -243,7 +254,10 @@ where
                     .or_else(|| media.live(&target)),
             };
             match frames {
-                Some(frames) => *flow.playing = Some(Playing { flow: frames, channel }),
+                Some(frames) => {
+                    let endless = until_us.is_none();
+                    *flow.playing = Some(Playing { flow: frames, channel, endless })
+                }
                 None => {
                     let response = session::status_only(request, StatusCode::NotFound);
                     write_response(wr, &response).await?;

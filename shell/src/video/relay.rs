@@ -40,6 +40,9 @@ use tokio::sync::{mpsc, watch};
 pub const HOPS_MAX: u8 = 16;
 /// A relay with no viewers for this long ends; until then a new viewer starts from its GOP.
 pub const RELAY_IDLE: Duration = Duration::from_secs(10);
+/// A relay that had no frames from any source this long ends, and so do its viewers'
+/// sessions: longer than a failover takes to give the camera a new recorder.
+pub const RELAY_GIVE_UP: Duration = Duration::from_secs(30);
 /// How long an upstream may stay silent before it is taken as dead and asked again.
 pub const UPSTREAM_SILENCE: Duration = Duration::from_secs(5);
 /// Longest wait for an upstream's connection, handshake and answer.
@@ -202,8 +205,11 @@ impl HiveMedia {
         (viewer, info)
     }
 
-    /// Feeds a relay from upstream until it has had no viewers for [`RELAY_IDLE`]; a broken
-    /// upstream is asked again (the route may lead to a new recorder).
+    /// Feeds a relay until it has had no viewers for [`RELAY_IDLE`]: from upstream, or from
+    /// this server's own feed once it records the camera (a failover brought it here). A
+    /// broken upstream is asked again, along the route of the moment, so viewers go on from
+    /// the camera's new recorder; after [`RELAY_GIVE_UP`] without a source the relay ends,
+    /// and so do its viewers' sessions.
     async fn run_relay(
         self: Arc<Self>,
         key: StreamKey,
@@ -213,35 +219,46 @@ impl HiveMedia {
         hops_left: u8,
     ) {
         let target = Target { camera, stream: key.1, pos_us: None, speed: 1.0 };
-        let mut idle_since = tokio::time::Instant::now();
+        let mut times = RelayTimes::new();
         let mut retry = Duration::from_millis(100);
         loop {
-            match self.upstream(&target, Start::Live, hops_left).await {
-                Ok((mut rd, _wr, described)) => {
+            if let Some(mut local) = self.plane.live(&target) {
+                if let Some(described) = self.plane.info(&target).await {
                     info.send_replace(Some(Some(described)));
-                    retry = Duration::from_millis(100);
-                    pump(&mut rd, |frame| {
-                        feed.publish(frame);
-                        if feed.viewers() > 0 {
-                            idle_since = tokio::time::Instant::now();
-                        }
-                        idle_since.elapsed() < RELAY_IDLE
-                    })
-                    .await;
                 }
-                Err(UpstreamError::NotFound | UpstreamError::TooManyHops) => {
-                    info.send_replace(Some(None));
+                while let Some(frame) = local.recv().await {
+                    if !times.feed(&feed, frame) {
+                        break;
+                    }
                 }
-                Err(e) => tracing::debug!(camera = %target.camera, error = %e, "relay upstream"),
+            } else {
+                match self.upstream(&target, Start::Live, hops_left).await {
+                    Ok((mut rd, _wr, described)) => {
+                        info.send_replace(Some(Some(described)));
+                        retry = Duration::from_millis(100);
+                        pump(&mut rd, |frame| times.feed(&feed, frame)).await;
+                    }
+                    Err(UpstreamError::NotFound | UpstreamError::TooManyHops) => {
+                        info.send_replace(Some(None));
+                    }
+                    Err(e) => {
+                        tracing::debug!(camera = %target.camera, error = %e, "relay upstream")
+                    }
+                }
             }
-            if feed.viewers() > 0 {
-                idle_since = tokio::time::Instant::now();
+            let viewers = feed.viewers();
+            if viewers > 0 {
+                times.idle_since = tokio::time::Instant::now();
             }
+            let given_up = times.fed_at.elapsed() >= RELAY_GIVE_UP;
             {
                 let mut relays = lock(&self.relays);
-                if feed.viewers() == 0 && idle_since.elapsed() >= RELAY_IDLE {
+                if (viewers == 0 && times.idle_since.elapsed() >= RELAY_IDLE) || given_up {
                     relays.remove(&key);
                     self.plane.relay.relays_open.fetch_sub(1, Ordering::Relaxed);
+                    if given_up && viewers > 0 {
+                        tracing::info!(camera = %target.camera, viewers, "no source for the relayed camera; its viewers' sessions end");
+                    }
                     return;
                 }
             }
@@ -376,6 +393,29 @@ impl HiveMedia {
 pub async fn accept_channels(mut channels: mpsc::Receiver<MediaChannel>, media: Arc<HiveMedia>) {
     while let Some(channel) = channels.recv().await {
         tokio::spawn(media.clone().serve_channel(channel));
+    }
+}
+
+/// When a relay last had a viewer and last had a frame.
+struct RelayTimes {
+    idle_since: tokio::time::Instant,
+    fed_at: tokio::time::Instant,
+}
+
+impl RelayTimes {
+    fn new() -> RelayTimes {
+        let now = tokio::time::Instant::now();
+        RelayTimes { idle_since: now, fed_at: now }
+    }
+
+    /// Publishes a frame to the relay's viewers; whether the relay is still wanted.
+    fn feed(&mut self, feed: &LiveFeed, frame: Frame) -> bool {
+        feed.publish(frame);
+        self.fed_at = tokio::time::Instant::now();
+        if feed.viewers() > 0 {
+            self.idle_since = self.fed_at;
+        }
+        self.idle_since.elapsed() < RELAY_IDLE
     }
 }
 
