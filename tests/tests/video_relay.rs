@@ -155,7 +155,10 @@ fn a_client_watching_through_a_relay_goes_on_from_the_new_recorder_when_the_reco
                     }
                 }
                 // The end of the stream, or no byte for 90 s.
-                _ => return drop(arrivals_tx.send(None)),
+                _ => {
+                    let _ = arrivals_tx.send(None);
+                    return;
+                }
             }
         }
     });
