@@ -743,3 +743,46 @@ fn a_beacon_of_protocol_2_is_listed_with_a_reason_to_upgrade() {
         "the listing does not say why: {listed}"
     );
 }
+
+#[test]
+fn a_media_channel_is_refused_to_a_stranger_and_to_an_insider_key_of_no_server() {
+    use hive_media::relay::{Request, Start};
+    let rt = runtime();
+    let (a, b) = two_members();
+    let (status, cam) =
+        b.api().post("/api/cameras", &json!({ "name": "vault", "url": "rtsp://127.0.0.1:1/x" }));
+    assert_eq!(status, 201, "{cam}");
+    let camera = cam["id"].as_str().unwrap().to_owned();
+    rt.block_on(async {
+        // Without the system secret the handshake itself fails.
+        let refused = Channel::open(b.peer, ChannelKind::Media, &stranger_keys()).await;
+        assert!(refused.is_err(), "a stranger got a media channel");
+
+        // With the secret but a key no server of the system holds (a leaked secret, or a
+        // server split off): the channel is closed before a byte of video or description.
+        for server in [&a, &b] {
+            let mut ch = Channel::open(server.peer, ChannelKind::Media, &insider_keys(SECRET))
+                .await
+                .expect("the handshake proves only the secret");
+            let mut request = bytes::BytesMut::new();
+            Request {
+                camera: camera.clone(),
+                stream: 0,
+                start: Start::Live,
+                speed: 1.0,
+                until_us: None,
+                hops_left: 4,
+            }
+            .encode(&mut request);
+            let _ = ch.tx.send_frame(&request).await;
+            let (_, end) = ch.drain(PATIENCE).await;
+            assert!(matches!(end, ChannelEnd::Closed), "{end:?}");
+            assert!(
+                ch.rx.received_plain.is_empty(),
+                "{} answered an unknown key: {:?}",
+                server.spec.name,
+                ch.rx.received_plain
+            );
+        }
+    });
+}
