@@ -96,7 +96,51 @@ fn main() -> io::Result<()> {
     write(&root, "channel_handshake", &handshakes())?;
     write(&root, "archive_segment", &archive_segments())?;
     write(&root, "rtsp_request", &rtsp_conversations())?;
-    write(&root, "rtp_depacketize", &rtp_streams())
+    write(&root, "rtp_depacketize", &rtp_streams())?;
+    write(&root, "relay_messages", &relay_conversations())
+}
+
+/// A request, then an answer and frames as they would come back, cut into transport pieces.
+fn relay_conversations() -> Vec<Vec<u8>> {
+    use hive_media::frame::{Codec, Frame};
+    use hive_media::relay::{Message, Request, Start};
+    let mut bytes = bytes::BytesMut::new();
+    let starts = [Start::Live, Start::Keyframe(1_796_000_000_000_000), Start::Describe];
+    for (n, start) in starts.into_iter().enumerate() {
+        Request {
+            camera: format!("{:032x}", 0xabcd_u128 + n as u128),
+            stream: (n % 2) as u8,
+            start,
+            speed: 1.0 + n as f64,
+            until_us: (n == 1).then_some(1_796_000_060_000_000),
+            hops_left: 16,
+        }
+        .encode(&mut bytes);
+    }
+    let sps_pps =
+        hive_media::nal::join_length_prefixed([&[0x67, 0x42, 0, 0x1f][..], &[0x68, 0xce]]);
+    let parameter_sets = hive_media::nal::ParameterSets::of_unit(Codec::H264, &sps_pps);
+    Message::Info { codec: Codec::H264, parameter_sets }.encode(&mut bytes);
+    for n in 0..3i64 {
+        let unit = hive_media::nal::join_length_prefixed([&[0x65u8; 40][..]]);
+        let frame = Frame {
+            time_us: 1_796_000_000_000_000 + n * 40_000,
+            keyframe: n == 0,
+            codec: Codec::H264,
+            data: unit.into(),
+        };
+        Message::Frame(frame).encode(&mut bytes);
+    }
+    Message::NotFound.encode(&mut bytes);
+    Message::End.encode(&mut bytes);
+    // Whole, and cut into pieces of 7 bytes as a transport might deliver them.
+    let mut whole = Vec::new();
+    hive_fuzz::reader::put_bytes(&mut whole, &bytes);
+    let mut pieces = Vec::new();
+    for piece in bytes.chunks(7) {
+        hive_fuzz::reader::put_bytes(&mut pieces, piece);
+    }
+    vec![whole, pieces]
 }
 
 /// Two nodes of one system with some resources, linked and synced.
@@ -510,7 +554,7 @@ fn opaque_transcripts() -> Vec<Vec<u8>> {
 fn handshakes() -> Vec<Vec<u8>> {
     use hive_fuzz::channel::{genuine, respond};
     let mut inputs = Vec::new();
-    for kind in [ChannelKind::Member, ChannelKind::Merge] {
+    for kind in [ChannelKind::Member, ChannelKind::Merge, ChannelKind::Media] {
         let honest = genuine(kind).to_vec();
         assert!(respond(&honest).result.is_ok(), "the honest {kind:?} handshake succeeds");
         let mut flipped = honest.clone();

@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(info.peer_key, initiator_key());
         }
         Err(e) => {
-            for kind in [ChannelKind::Member, ChannelKind::Merge] {
+            for kind in [ChannelKind::Member, ChannelKind::Merge, ChannelKind::Media] {
                 assert!(
                     !data.starts_with(genuine(kind)),
                     "the genuine {kind:?} handshake failed: {e}"

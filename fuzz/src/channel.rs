@@ -31,6 +31,7 @@ static INITIATOR: LazyLock<Keys> =
     LazyLock::new(|| Keys { pair: Entropy::Seeded(3).generate_keypair(), psk: PSK });
 static GENUINE_MEMBER: LazyLock<Vec<u8>> = LazyLock::new(|| record(ChannelKind::Member));
 static GENUINE_MERGE: LazyLock<Vec<u8>> = LazyLock::new(|| record(ChannelKind::Merge));
+static GENUINE_MEDIA: LazyLock<Vec<u8>> = LazyLock::new(|| record(ChannelKind::Media));
 
 /// A stream that records what was read from it and the largest read asked of it.
 pub struct Tap<S> {
@@ -117,6 +118,7 @@ pub fn genuine(kind: ChannelKind) -> &'static [u8] {
     match kind {
         ChannelKind::Member => &GENUINE_MEMBER,
         ChannelKind::Merge => &GENUINE_MERGE,
+        ChannelKind::Media => &GENUINE_MEDIA,
     }
 }
 

@@ -80,22 +80,18 @@ fn main() {
         cpu_model(),
         args.join(" ")
     );
-    if all || o.command == "record" {
-        report += &record(&o);
-    }
-    if all || o.command == "live-start" {
-        report += &live_start(&o);
-    }
-    if all || o.command == "seek" {
-        report += &seek(&o);
-    }
-    if all || o.command == "fanout" {
-        report += &fanout(&o);
+    let figures: [(&str, fn(&Options) -> String); 4] =
+        [("record", record), ("live-start", live_start), ("seek", seek), ("fanout", fanout)];
+    for (name, figure) in figures {
+        if all || o.command == name {
+            report += &figure(&o);
+            // Written after each figure: a later one that fails keeps the earlier ones.
+            if let Some(path) = &o.markdown {
+                std::fs::write(path, &report).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+        }
     }
     println!("\n{report}");
-    if let Some(path) = &o.markdown {
-        std::fs::write(path, &report).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    }
 }
 
 /// The command line.
