@@ -127,7 +127,7 @@ fn relay_conversations() -> Vec<Vec<u8>> {
             time_us: 1_796_000_000_000_000 + n * 40_000,
             keyframe: n == 0,
             codec: Codec::H264,
-            data: unit.into(),
+            data: unit,
         };
         Message::Frame(frame).encode(&mut bytes);
     }
