@@ -114,6 +114,7 @@ fn relay_conversations() -> Vec<Vec<u8>> {
             speed: 1.0 + n as f64,
             until_us: (n == 1).then_some(1_796_000_060_000_000),
             hops_left: 16,
+            server: None,
         }
         .encode(&mut bytes);
     }

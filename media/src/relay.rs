@@ -61,6 +61,9 @@ pub struct Request {
     /// less, and one with none left answers `NotFound`, so routes that disagree for a moment
     /// cannot loop a request around the hive.
     pub hops_left: u8,
+    /// The server whose archive is to be played (a server id of the hive), for playback that
+    /// stitches the spans different servers recorded; `None`: the camera's recorder now.
+    pub server: Option<u128>,
 }
 
 /// What comes back.
@@ -114,7 +117,7 @@ impl Request {
             Start::Keyframe(t) => (2, t),
             Start::After(t) => (3, t),
         };
-        frame_message(TAG_REQUEST, 29 + camera.len(), out);
+        frame_message(TAG_REQUEST, 45 + camera.len(), out);
         out.put_u8(VERSION);
         out.put_u8(self.stream);
         out.put_u8(kind);
@@ -122,12 +125,13 @@ impl Request {
         out.put_u64(self.speed.to_bits());
         out.put_i64(self.until_us.unwrap_or(NO_END));
         out.put_u8(self.hops_left);
+        out.put_u128(self.server.unwrap_or(0));
         out.put_u8(camera.len() as u8);
         out.put_slice(camera);
     }
 
     fn decode(mut body: Bytes) -> Result<Request, RelayError> {
-        if body.len() < 29 {
+        if body.len() < 45 {
             return Err(RelayError::Malformed("request"));
         }
         let version = body.get_u8();
@@ -140,6 +144,7 @@ impl Request {
         let speed = f64::from_bits(body.get_u64());
         let until = body.get_i64();
         let hops_left = body.get_u8();
+        let server = Some(body.get_u128()).filter(|&s| s != 0);
         let camera_len = usize::from(body.get_u8());
         if body.len() != camera_len || stream > 1 || !(speed.is_finite() && speed > 0.0) {
             return Err(RelayError::Malformed("request"));
@@ -154,7 +159,7 @@ impl Request {
             _ => return Err(RelayError::Malformed("start")),
         };
         let until_us = (until != NO_END).then_some(until);
-        Ok(Request { camera, stream, start, speed, until_us, hops_left })
+        Ok(Request { camera, stream, start, speed, until_us, hops_left, server })
     }
 }
 
@@ -287,6 +292,7 @@ mod tests {
             speed: 4.0,
             until_us: Some(1_796_000_060_000_000),
             hops_left: 7,
+            server: Some(0xfeed),
         };
         let sets = ParameterSets {
             vps: None,
@@ -345,6 +351,7 @@ mod tests {
             speed: 1.0,
             until_us: None,
             hops_left: 1,
+            server: None,
         };
         request.encode(&mut wire);
         let mut bad_version = wire.clone();

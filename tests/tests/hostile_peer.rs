@@ -772,6 +772,7 @@ fn a_media_channel_is_refused_to_a_stranger_and_to_an_insider_key_of_no_server()
                 speed: 1.0,
                 until_us: None,
                 hops_left: 4,
+                server: None,
             }
             .encode(&mut request);
             let _ = ch.tx.send_frame(&request).await;

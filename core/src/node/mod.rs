@@ -16,6 +16,7 @@ mod sync;
 mod testing;
 mod time;
 mod view;
+pub use view::HistorySpan;
 mod violation;
 
 pub use admin::{Command, CommandError, CommandId, Keep, Reply};

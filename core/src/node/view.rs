@@ -7,6 +7,17 @@ use crate::licenses::LicenseId;
 use crate::resources::{CameraRecord, Key, ServerRecord, UserRecord, Value};
 use crate::store::Store;
 
+/// One server's span of recording a camera, in system ms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistorySpan {
+    /// The server that recorded.
+    pub server: ServerId,
+    /// When it began.
+    pub start_ms: u64,
+    /// When it ended; `None` while it records.
+    pub end_ms: Option<u64>,
+}
+
 impl Node {
     /// This server's identity.
     pub fn identity(&self) -> &Identity {
@@ -41,6 +52,27 @@ impl Node {
                 _ => None,
             },
         )
+    }
+
+    /// Who recorded `camera` when: its history spans, oldest start first (ties by server).
+    /// A span still open (`end_ms: None`) is being recorded; one left open by a server that
+    /// died is closed by the server that takes the camera over.
+    pub fn camera_history(&self, camera: CameraId) -> Vec<HistorySpan> {
+        let from = Key::CameraHistory { camera, server: ServerId(0), start_ms: 0 };
+        let mut spans: Vec<HistorySpan> = self
+            .store
+            .range(from..)
+            .map_while(|(k, v)| match (k, v) {
+                (Key::CameraHistory { camera: c, server, start_ms }, Value::CameraHistory(h))
+                    if *c == camera =>
+                {
+                    Some(HistorySpan { server: *server, start_ms: *start_ms, end_ms: h.end_ms })
+                }
+                _ => None,
+            })
+            .collect();
+        spans.sort_by_key(|s| (s.start_ms, s.server));
+        spans
     }
 
     /// User accounts; when two share a name, the one created in the current system wins

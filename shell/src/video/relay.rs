@@ -24,7 +24,8 @@ use crate::driver::{MediaChannel, MediaStream};
 use crate::rtsp::{Access, ArchiveStart, AuthRequest, Flow, Media};
 use crate::server::handle::NodeHandle;
 use hive_core::ids::CameraId;
-use hive_core::node::ChannelKind;
+use hive_core::ids::ServerId;
+use hive_core::node::{ChannelKind, HistorySpan};
 use hive_media::frame::Frame;
 use hive_media::relay::{Message, Request, Start};
 use hive_media::rtsp::target::Target;
@@ -107,6 +108,8 @@ struct Relay {
 pub struct HiveMedia {
     /// Itself, for the tasks it starts.
     me: std::sync::Weak<HiveMedia>,
+    /// This server.
+    server: ServerId,
     plane: Arc<VideoPlane>,
     handle: NodeHandle,
     relays: Mutex<BTreeMap<StreamKey, Relay>>,
@@ -117,9 +120,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl HiveMedia {
-    /// Serves `plane`'s streams and, through the node behind `handle`, everyone else's.
-    pub fn new(plane: Arc<VideoPlane>, handle: NodeHandle) -> Arc<HiveMedia> {
-        Arc::new_cyclic(|me| HiveMedia { me: me.clone(), plane, handle, relays: Mutex::default() })
+    /// Serves `plane`'s streams and, through the node behind `handle`, everyone else's;
+    /// `server` is this server.
+    pub fn new(plane: Arc<VideoPlane>, handle: NodeHandle, server: ServerId) -> Arc<HiveMedia> {
+        Arc::new_cyclic(|me| HiveMedia {
+            me: me.clone(),
+            server,
+            plane,
+            handle,
+            relays: Mutex::default(),
+        })
     }
 
     fn arc(&self) -> Option<Arc<HiveMedia>> {
@@ -151,7 +161,11 @@ impl HiveMedia {
         Some(self.relay(key, target.camera.clone(), hops_left).0)
     }
 
-    /// Archive frames: the plane's archive, or a flow of the next server's.
+    /// Archive frames from `start`: the spans of the camera's history played one after the
+    /// other, each from the server that recorded it (this one's archive, or a flow through
+    /// the hive), so a camera that moved between servers plays as one stream with gaps only
+    /// where nothing was recorded. Without history (nothing recorded yet), the local archive
+    /// or the recorder's.
     fn archive_at(
         self: &Arc<Self>,
         target: &Target,
@@ -160,27 +174,104 @@ impl HiveMedia {
         until_us: Option<i64>,
         hops_left: u8,
     ) -> Option<Flow> {
-        if let Some(flow) = self.plane.archive(target, start, speed, until_us) {
-            return Some(flow);
-        }
-        key_of(target)?;
-        let start = match start {
-            ArchiveStart::Keyframe(t) => Start::Keyframe(t),
-            ArchiveStart::After(t) => Start::After(t),
-        };
+        let camera: CameraId = target.camera.parse().ok()?;
         let (tx, rx) = mpsc::channel(ARCHIVE_QUEUE_FRAMES);
         let me = self.clone();
         let target = Target { speed, ..target.clone() };
+        let request = Requested { start, speed, until_us, hops_left };
+        tokio::spawn(async move { me.stitch(camera, target, request, tx).await });
+        Some(rx)
+    }
+
+    /// Archive frames of one server's archive, through the hive.
+    fn archive_from(
+        self: &Arc<Self>,
+        target: &Target,
+        start: ArchiveStart,
+        speed: f64,
+        until_us: Option<i64>,
+        hops_left: u8,
+        server: ServerId,
+    ) -> Flow {
+        let (tx, rx) = mpsc::channel(ARCHIVE_QUEUE_FRAMES);
+        let me = self.clone();
+        let target = target.clone();
         tokio::spawn(async move {
-            let request = RequestShape { start, speed, until_us };
-            match me.upstream_with(&target, request, hops_left).await {
-                Ok((mut rd, _wr, _)) => forward(&mut rd, &tx).await,
-                Err(e) => {
-                    tracing::debug!(camera = %target.camera, error = %e, "no archive upstream")
-                }
+            let shape = RequestShape { start: start_of(start), speed, until_us };
+            if let Ok((mut rd, _wr, _)) =
+                me.upstream_with(&target, shape, hops_left, Some(server)).await
+            {
+                forward(&mut rd, &tx, &mut None).await;
             }
         });
-        Some(rx)
+        rx
+    }
+
+    /// Plays the history spans from `request.start` on, into `to`.
+    async fn stitch(
+        self: Arc<Self>,
+        camera: CameraId,
+        target: Target,
+        request: Requested,
+        to: mpsc::Sender<Frame>,
+    ) {
+        let spans = self.handle.read(move |n| n.camera_history(camera)).await.unwrap_or_default();
+        let plan = Stitch::new(&spans, request.until_us);
+        let mut at = request.start;
+        // The time whose span plays next: only grows, by a whole span each turn.
+        let mut next_us = at.time_us();
+        while let Some(segment) = plan.segment(next_us) {
+            // A span starts with its server's first keyframe; within one, `at` says where.
+            let from = if segment.from_us > at.time_us() {
+                ArchiveStart::Keyframe(segment.from_us)
+            } else {
+                at
+            };
+            let mut last_us = None;
+            let ended = if segment.server == self.server {
+                match self.plane.archive(&target, from, request.speed, segment.until_us) {
+                    Some(mut flow) => forward_flow(&mut flow, &to, &mut last_us).await,
+                    None => Forwarded::SourceEnded,
+                }
+            } else {
+                let shape = RequestShape {
+                    start: start_of(from),
+                    speed: request.speed,
+                    until_us: segment.until_us,
+                };
+                let server = Some(segment.server);
+                match self.upstream_with(&target, shape, request.hops_left, server).await {
+                    Ok((mut rd, _wr, _)) => forward(&mut rd, &to, &mut last_us).await,
+                    Err(e) => {
+                        tracing::debug!(camera = %target.camera, server = %segment.server, error = %e, "a history span is not playable");
+                        Forwarded::SourceEnded
+                    }
+                }
+            };
+            match (ended, segment.until_us) {
+                (Forwarded::ClientGone, _) | (_, None) => return,
+                // On with the span after this one (or the end the client asked for).
+                (Forwarded::SourceEnded, Some(until)) => {
+                    next_us = until;
+                    at = ArchiveStart::After(last_us.unwrap_or(until - 1).max(until - 1));
+                }
+            }
+        }
+        if spans.is_empty() {
+            // Nothing in the history (a camera recorded before it was kept): the local
+            // archive, else the recorder's.
+            let (start, speed, until_us) = (request.start, request.speed, request.until_us);
+            if let Some(mut flow) = self.plane.archive(&target, start, speed, until_us) {
+                forward_flow(&mut flow, &to, &mut None).await;
+                return;
+            }
+            let shape = RequestShape { start: start_of(start), speed, until_us };
+            if let Ok((mut rd, _wr, _)) =
+                self.upstream_with(&target, shape, request.hops_left, None).await
+            {
+                forward(&mut rd, &to, &mut None).await;
+            }
+        }
     }
 
     /// The relay of a live stream, started if there is none: a viewer's queue of it and its
@@ -275,14 +366,16 @@ impl HiveMedia {
         hops_left: u8,
     ) -> Result<(SealedReader, SealedWriter, StreamInfo), UpstreamError> {
         let shape = RequestShape { start, speed: target.speed, until_us: None };
-        self.upstream_with(target, shape, hops_left).await
+        self.upstream_with(target, shape, hops_left, None).await
     }
 
+    /// Opens a flow at the next server toward `toward` (the camera's recorder if `None`).
     async fn upstream_with(
         &self,
         target: &Target,
         shape: RequestShape,
         hops_left: u8,
+        toward: Option<ServerId>,
     ) -> Result<(SealedReader, SealedWriter, StreamInfo), UpstreamError> {
         if hops_left == 0 {
             return Err(UpstreamError::TooManyHops);
@@ -291,8 +384,8 @@ impl HiveMedia {
         let (addresses, keys) = self
             .handle
             .read(move |n| {
-                let recorder = n.recorder_of(camera)?;
-                let via = n.route_to(recorder)?.via;
+                let server = toward.or_else(|| n.recorder_of(camera))?;
+                let via = n.route_to(server)?.via;
                 let record = n.servers().find(|(id, _)| *id == via)?.1;
                 let (pair, psk) = n.channel_keys();
                 Some((record.addresses.clone(), Keys { pair, psk }))
@@ -310,6 +403,7 @@ impl HiveMedia {
                 speed: shape.speed,
                 until_us: shape.until_us,
                 hops_left: hops_left - 1,
+                server: toward.map(|s| s.0),
             };
             wr.request(&request).await?;
             match rd.message().await? {
@@ -362,21 +456,23 @@ impl HiveMedia {
         if wr.send(&answer).await.is_err() || !found {
             return;
         }
-        let flow = match request.start {
+        let archive_start = match request.start {
             Start::Describe => return,
-            Start::Live => self.live_at(&target, hops),
-            Start::Keyframe(t) => self
-                .archive_at(
-                    &target,
-                    ArchiveStart::Keyframe(t),
-                    request.speed,
-                    request.until_us,
-                    hops,
-                )
-                .or_else(|| self.live_at(&target, hops)),
-            Start::After(t) => self
-                .archive_at(&target, ArchiveStart::After(t), request.speed, request.until_us, hops)
-                .or_else(|| self.live_at(&target, hops)),
+            Start::Live => None,
+            Start::Keyframe(t) => Some(ArchiveStart::Keyframe(t)),
+            Start::After(t) => Some(ArchiveStart::After(t)),
+        };
+        let (speed, until_us) = (request.speed, request.until_us);
+        let flow = match (archive_start, request.server.map(ServerId)) {
+            (None, _) => self.live_at(&target, hops),
+            // Stitched playback asks each span of the history of the server that recorded it.
+            (Some(start), Some(server)) if server == self.server => {
+                self.plane.archive(&target, start, speed, until_us)
+            }
+            (Some(start), Some(server)) => {
+                Some(self.archive_from(&target, start, speed, until_us, hops, server))
+            }
+            (Some(start), None) => self.archive_at(&target, start, speed, until_us, hops),
         };
         let Some(mut flow) = flow else { return };
         self.plane.relay.flows_to_servers.fetch_add(1, Ordering::Relaxed);
@@ -471,15 +567,110 @@ async fn pump(rd: &mut SealedReader, mut take: impl FnMut(Frame) -> bool) {
     }
 }
 
-/// Forwards an archive flow's frames to its one client, as fast as the client takes them
-/// (the upstream paces them).
-async fn forward(rd: &mut SealedReader, to: &mpsc::Sender<Frame>) {
+/// How forwarding a flow to a client ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forwarded {
+    /// The flow ended, or its source went away or fell silent.
+    SourceEnded,
+    /// The client went away.
+    ClientGone,
+}
+
+/// Forwards an upstream archive flow's frames to its one client, as fast as the client takes
+/// them (the upstream paces them), noting the last frame's time.
+async fn forward(
+    rd: &mut SealedReader,
+    to: &mpsc::Sender<Frame>,
+    last_us: &mut Option<i64>,
+) -> Forwarded {
     while let Ok(Ok(Message::Frame(frame))) =
         tokio::time::timeout(UPSTREAM_SILENCE, rd.message()).await
     {
+        *last_us = Some(frame.time_us);
         if to.send(frame).await.is_err() {
-            return;
+            return Forwarded::ClientGone;
         }
+    }
+    Forwarded::SourceEnded
+}
+
+/// Forwards a local flow's frames to a client, noting the last frame's time.
+async fn forward_flow(
+    flow: &mut Flow,
+    to: &mpsc::Sender<Frame>,
+    last_us: &mut Option<i64>,
+) -> Forwarded {
+    while let Some(frame) = flow.recv().await {
+        *last_us = Some(frame.time_us);
+        if to.send(frame).await.is_err() {
+            return Forwarded::ClientGone;
+        }
+    }
+    Forwarded::SourceEnded
+}
+
+/// What a client asked of the archive.
+#[derive(Clone, Copy)]
+struct Requested {
+    start: ArchiveStart,
+    speed: f64,
+    until_us: Option<i64>,
+    hops_left: u8,
+}
+
+fn start_of(start: ArchiveStart) -> Start {
+    match start {
+        ArchiveStart::Keyframe(t) => Start::Keyframe(t),
+        ArchiveStart::After(t) => Start::After(t),
+    }
+}
+
+/// A stretch of playback served by one server: its span of the history, cut where the next
+/// span begins (spans overlap while a camera changes hands) and where the client's range ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    server: ServerId,
+    /// Where the span begins, µs.
+    from_us: i64,
+    /// Where this stretch ends, µs; `None` goes on into live.
+    until_us: Option<i64>,
+}
+
+/// The history spans of a camera, in µs, and the end of the range a client asked for.
+struct Stitch {
+    /// (server, start µs, end µs), oldest start first.
+    spans: Vec<(ServerId, i64, Option<i64>)>,
+    until_us: Option<i64>,
+}
+
+impl Stitch {
+    fn new(spans: &[HistorySpan], until_us: Option<i64>) -> Stitch {
+        let us = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX / 1000).saturating_mul(1000);
+        Stitch {
+            spans: spans.iter().map(|s| (s.server, us(s.start_ms), s.end_ms.map(us))).collect(),
+            until_us,
+        }
+    }
+
+    /// The stretch that plays time `at_us`: the latest-begun span covering it, else the next
+    /// span to begin (a gap is skipped); `None` past the last span or the client's end.
+    fn segment(&self, at_us: i64) -> Option<Segment> {
+        if self.until_us.is_some_and(|until| at_us >= until) {
+            return None;
+        }
+        let covering = self
+            .spans
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, start, end))| *start <= at_us && end.is_none_or(|e| at_us < e))
+            .max_by_key(|(_, (_, start, _))| *start);
+        let (i, &(server, from_us, end)) = match covering {
+            Some(found) => found,
+            None => self.spans.iter().enumerate().find(|(_, (_, start, _))| *start > at_us)?,
+        };
+        let next_start = self.spans[i + 1..].iter().map(|s| s.1).find(|&s| s > from_us);
+        let until_us = [end, next_start, self.until_us].into_iter().flatten().min();
+        Some(Segment { server, from_us, until_us })
     }
 }
 
@@ -536,5 +727,49 @@ impl Media for HiveMedia {
 
     fn now_us(&self) -> i64 {
         self.plane.now_us()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(server: u128, start_ms: u64, end_ms: Option<u64>) -> HistorySpan {
+        HistorySpan { server: ServerId(server), start_ms, end_ms }
+    }
+
+    fn segment(server: u128, from_ms: i64, until_ms: Option<i64>) -> Option<Segment> {
+        Some(Segment {
+            server: ServerId(server),
+            from_us: from_ms * 1000,
+            until_us: until_ms.map(|u| u * 1000),
+        })
+    }
+
+    #[test]
+    fn a_camera_that_failed_over_and_came_back_plays_each_span_from_its_server_in_turn() {
+        // A recorded until it died at 100 (last heard), B took over at 103 until A came back
+        // at 200; A records since, and B's span was closed at 201.
+        let spans = [span(1, 0, Some(100)), span(2, 103, Some(201)), span(1, 200, None)];
+        let plan = Stitch::new(&spans, None);
+        assert_eq!(plan.segment(50_000), segment(1, 0, Some(100)));
+        // The gap between A's death and B's start is skipped.
+        assert_eq!(plan.segment(100_000), segment(2, 103, Some(200)));
+        // Where B's and A's spans overlap, the later-begun one plays: no frame twice.
+        assert_eq!(plan.segment(200_000), segment(1, 200, None));
+        assert_eq!(plan.segment(500_000), segment(1, 200, None));
+        // Before anything was recorded: the first span.
+        assert_eq!(Stitch::new(&spans[1..], None).segment(0), segment(2, 103, Some(200)));
+    }
+
+    #[test]
+    fn a_range_with_an_end_stops_there_and_past_the_last_span_nothing_plays() {
+        let spans = [span(1, 0, Some(100)), span(2, 150, Some(300))];
+        let plan = Stitch::new(&spans, Some(160_000));
+        assert_eq!(plan.segment(10_000), segment(1, 0, Some(100)));
+        assert_eq!(plan.segment(100_000), segment(2, 150, Some(160)));
+        assert_eq!(plan.segment(160_000), None);
+        assert_eq!(Stitch::new(&spans, None).segment(300_000), None);
+        assert_eq!(Stitch::new(&[], None).segment(0), None);
     }
 }
