@@ -42,6 +42,8 @@ pub enum Start {
     Keyframe(i64),
     /// The archive from the first frame after this system time.
     After(i64),
+    /// The archive from the first keyframe at or after this system time.
+    KeyframeFrom(i64),
 }
 
 /// What a relaying server asks for.
@@ -116,6 +118,7 @@ impl Request {
             Start::Live => (1, 0),
             Start::Keyframe(t) => (2, t),
             Start::After(t) => (3, t),
+            Start::KeyframeFrom(t) => (4, t),
         };
         frame_message(TAG_REQUEST, 45 + camera.len(), out);
         out.put_u8(VERSION);
@@ -156,6 +159,7 @@ impl Request {
             1 => Start::Live,
             2 => Start::Keyframe(at),
             3 => Start::After(at),
+            4 => Start::KeyframeFrom(at),
             _ => return Err(RelayError::Malformed("start")),
         };
         let until_us = (until != NO_END).then_some(until);

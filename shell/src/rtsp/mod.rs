@@ -44,13 +44,16 @@ pub enum ArchiveStart {
     /// From the first frame after this system time: a paused flow going on, whose client's
     /// decoder holds the frames before.
     After(i64),
+    /// From the first keyframe at or after this system time: where a span of the camera's
+    /// history begins, when the same server holds older frames before it.
+    KeyframeFrom(i64),
 }
 
 impl ArchiveStart {
     /// The system time named, µs since the epoch.
     pub fn time_us(self) -> i64 {
         match self {
-            ArchiveStart::Keyframe(t) | ArchiveStart::After(t) => t,
+            ArchiveStart::Keyframe(t) | ArchiveStart::After(t) | ArchiveStart::KeyframeFrom(t) => t,
         }
     }
 }

@@ -68,7 +68,10 @@ impl Playback {
         let mut last_sent = match self.start {
             ArchiveStart::Keyframe(_) => i64::MIN,
             ArchiveStart::After(t) => t,
+            ArchiveStart::KeyframeFrom(t) => t - 1,
         };
+        // Nothing before a keyframe at or after the start, for `KeyframeFrom`.
+        let mut need_keyframe = matches!(self.start, ArchiveStart::KeyframeFrom(_));
         let ended = |f: &Frame| self.until_us.is_some_and(|u| f.time_us > u);
         loop {
             let (frames, next) = self.read(&reader, cursor).await;
@@ -81,6 +84,10 @@ impl Playback {
                 if ended(&frame) {
                     return;
                 }
+                if need_keyframe && !frame.keyframe {
+                    continue;
+                }
+                need_keyframe = false;
                 if let Some(due) = pace.due(frame.time_us, Instant::now()) {
                     tokio::time::sleep_until(due).await;
                 }

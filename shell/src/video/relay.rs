@@ -48,6 +48,9 @@ pub const RELAY_GIVE_UP: Duration = Duration::from_secs(30);
 pub const UPSTREAM_SILENCE: Duration = Duration::from_secs(5);
 /// Longest wait for an upstream's connection, handshake and answer.
 pub const UPSTREAM_ANSWER: Duration = Duration::from_secs(10);
+/// A position this close after the start of a span whose server recorded an earlier span may
+/// have its keyframe-before in that earlier span: it starts at the next keyframe instead.
+const SPAN_START_US: i64 = 3_000_000;
 /// Frames queued to one client of a relayed archive flow.
 const ARCHIVE_QUEUE_FRAMES: usize = 64;
 /// Plaintext queued before a write to a media channel.
@@ -221,11 +224,17 @@ impl HiveMedia {
         // The time whose span plays next: only grows, by a whole span each turn.
         let mut next_us = at.time_us();
         while let Some(segment) = plan.segment(next_us) {
-            // A span starts with its server's first keyframe; within one, `at` says where.
-            let from = if segment.from_us > at.time_us() {
-                ArchiveStart::Keyframe(segment.from_us)
-            } else {
-                at
+            // A span starts with the first keyframe its server recorded in it; within one,
+            // `at` says where — but where the same server recorded an earlier span, the
+            // keyframe before a position near the span's start may be of that span.
+            let from = match at {
+                _ if segment.from_us > at.time_us() => ArchiveStart::KeyframeFrom(segment.from_us),
+                ArchiveStart::Keyframe(t)
+                    if segment.after_own_span && t < segment.from_us + SPAN_START_US =>
+                {
+                    ArchiveStart::KeyframeFrom(t)
+                }
+                other => other,
             };
             let mut last_us = None;
             let ended = if segment.server == self.server {
@@ -443,7 +452,7 @@ impl HiveMedia {
         };
         let hops = request.hops_left;
         let pos_us = match request.start {
-            Start::Keyframe(t) | Start::After(t) => Some(t),
+            Start::Keyframe(t) | Start::After(t) | Start::KeyframeFrom(t) => Some(t),
             Start::Describe | Start::Live => None,
         };
         let target =
@@ -461,6 +470,7 @@ impl HiveMedia {
             Start::Live => None,
             Start::Keyframe(t) => Some(ArchiveStart::Keyframe(t)),
             Start::After(t) => Some(ArchiveStart::After(t)),
+            Start::KeyframeFrom(t) => Some(ArchiveStart::KeyframeFrom(t)),
         };
         let (speed, until_us) = (request.speed, request.until_us);
         let flow = match (archive_start, request.server.map(ServerId)) {
@@ -622,6 +632,7 @@ fn start_of(start: ArchiveStart) -> Start {
     match start {
         ArchiveStart::Keyframe(t) => Start::Keyframe(t),
         ArchiveStart::After(t) => Start::After(t),
+        ArchiveStart::KeyframeFrom(t) => Start::KeyframeFrom(t),
     }
 }
 
@@ -634,6 +645,8 @@ struct Segment {
     from_us: i64,
     /// Where this stretch ends, µs; `None` goes on into live.
     until_us: Option<i64>,
+    /// The server recorded an earlier span of the camera too.
+    after_own_span: bool,
 }
 
 /// The history spans of a camera, in µs, and the end of the range a client asked for.
@@ -670,7 +683,8 @@ impl Stitch {
         };
         let next_start = self.spans[i + 1..].iter().map(|s| s.1).find(|&s| s > from_us);
         let until_us = [end, next_start, self.until_us].into_iter().flatten().min();
-        Some(Segment { server, from_us, until_us })
+        let after_own_span = self.spans[..i].iter().any(|s| s.0 == server);
+        Some(Segment { server, from_us, until_us, after_own_span })
     }
 }
 
@@ -743,6 +757,7 @@ mod tests {
             server: ServerId(server),
             from_us: from_ms * 1000,
             until_us: until_ms.map(|u| u * 1000),
+            after_own_span: false,
         })
     }
 
@@ -755,9 +770,11 @@ mod tests {
         assert_eq!(plan.segment(50_000), segment(1, 0, Some(100)));
         // The gap between A's death and B's start is skipped.
         assert_eq!(plan.segment(100_000), segment(2, 103, Some(200)));
-        // Where B's and A's spans overlap, the later-begun one plays: no frame twice.
-        assert_eq!(plan.segment(200_000), segment(1, 200, None));
-        assert_eq!(plan.segment(500_000), segment(1, 200, None));
+        // Where B's and A's spans overlap, the later-begun one plays: no frame twice. It is
+        // A's second span: the keyframe before a position near its start may be of the first.
+        let second = segment(1, 200, None).map(|s| Segment { after_own_span: true, ..s });
+        assert_eq!(plan.segment(200_000), second);
+        assert_eq!(plan.segment(500_000), second);
         // Before anything was recorded: the first span.
         assert_eq!(Stitch::new(&spans[1..], None).segment(0), segment(2, 103, Some(200)));
     }

@@ -80,7 +80,7 @@ fn main() {
         cpu_model(),
         args.join(" ")
     );
-    let figures: [(&str, fn(&Options) -> String); 4] =
+    let figures: [(&str, Figure); 4] =
         [("record", record), ("live-start", live_start), ("seek", seek), ("fanout", fanout)];
     for (name, figure) in figures {
         if all || o.command == name {
@@ -93,6 +93,9 @@ fn main() {
     }
     println!("\n{report}");
 }
+
+/// One figure: runs it and returns its markdown section.
+type Figure = fn(&Options) -> String;
 
 /// The command line.
 struct Options {
