@@ -29,6 +29,9 @@ const TAG_INFO: u8 = b'I';
 const TAG_NOT_FOUND: u8 = b'N';
 const TAG_FRAME: u8 = b'F';
 const TAG_END: u8 = b'E';
+const TAG_RANGES: u8 = b'G';
+/// Most ranges in one answer; a longer list is cut (the oldest are kept).
+pub const RANGES_MAX: usize = 65_536;
 const NO_END: i64 = i64::MIN;
 
 /// Where a relayed flow starts.
@@ -44,6 +47,9 @@ pub enum Start {
     After(i64),
     /// The archive from the first keyframe at or after this system time.
     KeyframeFrom(i64),
+    /// No flow: the recorded ranges from this system time to the request's `until_us`; the
+    /// answer is `Ranges`, then the end.
+    Ranges(i64),
 }
 
 /// What a relaying server asks for.
@@ -84,6 +90,8 @@ pub enum Message {
     Frame(Frame),
     /// The flow ended (its `until_us` was reached, or the stream stopped).
     End,
+    /// Recorded ranges (first and last frame, µs since the epoch), oldest first.
+    Ranges(Vec<(i64, i64)>),
 }
 
 /// Bytes that are not a relay message.
@@ -119,6 +127,7 @@ impl Request {
             Start::Keyframe(t) => (2, t),
             Start::After(t) => (3, t),
             Start::KeyframeFrom(t) => (4, t),
+            Start::Ranges(t) => (5, t),
         };
         frame_message(TAG_REQUEST, 45 + camera.len(), out);
         out.put_u8(VERSION);
@@ -160,6 +169,7 @@ impl Request {
             2 => Start::Keyframe(at),
             3 => Start::After(at),
             4 => Start::KeyframeFrom(at),
+            5 => Start::Ranges(at),
             _ => return Err(RelayError::Malformed("start")),
         };
         let until_us = (until != NO_END).then_some(until);
@@ -179,6 +189,15 @@ impl Message {
                 out.put_slice(&unit);
             }
             Message::NotFound => frame_message(TAG_NOT_FOUND, 0, out),
+            Message::Ranges(ranges) => {
+                let ranges = &ranges[..ranges.len().min(RANGES_MAX)];
+                frame_message(TAG_RANGES, 4 + 16 * ranges.len(), out);
+                out.put_u32(ranges.len() as u32);
+                for &(from, to) in ranges {
+                    out.put_i64(from);
+                    out.put_i64(to);
+                }
+            }
             Message::End => frame_message(TAG_END, 0, out),
             Message::Frame(frame) => {
                 frame_message(TAG_FRAME, 9 + frame.data.len(), out);
@@ -203,6 +222,16 @@ impl Message {
             }
             TAG_NOT_FOUND | TAG_END if !body.is_empty() => Err(RelayError::Malformed("empty")),
             TAG_NOT_FOUND => Ok(Message::NotFound),
+            TAG_RANGES => {
+                if body.len() < 4 {
+                    return Err(RelayError::Malformed("ranges"));
+                }
+                let count = body.get_u32() as usize;
+                if count > RANGES_MAX || body.len() != 16 * count {
+                    return Err(RelayError::Malformed("ranges"));
+                }
+                Ok(Message::Ranges((0..count).map(|_| (body.get_i64(), body.get_i64())).collect()))
+            }
             TAG_END => Ok(Message::End),
             TAG_FRAME => {
                 if body.len() < 9 {
@@ -288,6 +317,16 @@ mod tests {
     }
 
     #[test]
+    fn a_ranges_answer_announcing_more_than_it_holds_is_malformed() {
+        let mut wire = BytesMut::new();
+        Message::Ranges(vec![(1, 2)]).encode(&mut wire);
+        wire[8] = 2; // length, tag, then the count (u32 BE): 2, with one pair
+        let mut r = Reader::new();
+        r.push(&wire);
+        assert_eq!(r.next_message(), Err(RelayError::Malformed("ranges")));
+    }
+
+    #[test]
     fn a_request_and_its_answers_come_through_whole_in_any_cut() {
         let request = Request {
             camera: "5bb3e5666d1a1d3979d313fbac171999".into(),
@@ -309,6 +348,8 @@ mod tests {
             Message::Frame(frame(2, false, Codec::H265)),
             Message::End,
             Message::NotFound,
+            Message::Ranges(vec![(1, 2), (5, 9)]),
+            Message::Ranges(Vec::new()),
         ];
         let mut wire = BytesMut::new();
         request.encode(&mut wire);

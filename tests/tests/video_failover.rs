@@ -2,7 +2,7 @@
 //! by the server that took it over when the first died, then by the first again once it came
 //! back, plays from a third server as one stream across both boundaries — decoding with no
 //! error, its timestamps only going forward (no span played twice), covering what was
-//! recorded.
+//! recorded; and every server lists the recorded ranges of both recorders.
 
 use hive_tests::video::{now_ms, require_ffmpeg, test_cameras, with_owner};
 use hive_tests::{discovery_port, free_port, merged, wait_for, Hive, Spec};
@@ -95,6 +95,29 @@ fn a_camera_recorded_across_a_failover_and_back_plays_from_another_server_as_one
     });
     std::thread::sleep(Duration::from_secs(4));
     let recorded_s = (now_ms() - started_ms) as f64 / 1000.0;
+
+    // The recorded ranges, asked of any server, are those of both recorders merged: from the
+    // start to now, with at most the failover's gap between.
+    let now = now_ms();
+    for (i, server) in servers.iter().enumerate() {
+        let (status, view) = server.api().get(&format!("/api/cameras/{id}/archive"));
+        assert_eq!(status, 200, "{view}");
+        let ranges: Vec<(i64, i64)> = view["ranges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["from_ms"].as_i64().unwrap(), r["to_ms"].as_i64().unwrap()))
+            .collect();
+        assert!(!ranges.is_empty() && ranges.len() <= 3, "server {i}: {ranges:?}");
+        let covered: i64 = ranges.iter().map(|(f, t)| t - f).sum();
+        assert!(ranges[0].0 <= started_ms + 1_000, "server {i} misses the start: {ranges:?}");
+        assert!(ranges.last().unwrap().1 >= now - 3_000, "server {i} misses the end: {ranges:?}");
+        assert!(
+            covered as f64 > (now - started_ms) as f64 - 8_000.0,
+            "server {i}: {covered} ms of {} ms: {ranges:?}",
+            now - started_ms
+        );
+    }
 
     // The whole stretch from the server that recorded none of it (or the taker, if that is
     // the only other one), at 4× so it takes a few seconds.

@@ -68,11 +68,13 @@ pub struct RangeView {
 pub struct ArchiveView {
     /// The camera.
     pub camera: String,
-    /// Recorded ranges in this server's archive, oldest first; the spaces between are gaps.
+    /// Recorded ranges across the hive, oldest first; the spaces between are gaps.
     pub ranges: Vec<RangeView>,
 }
 
-/// The camera's recorded ranges in this server's archive.
+/// The camera's recorded ranges across the hive: this server's archive merged with those of
+/// every server that recorded the camera (asked through the hive; one that cannot be reached
+/// leaves its ranges out).
 pub async fn archive(
     State(state): State<AppState>,
     _caller: Caller,
@@ -83,11 +85,19 @@ pub async fn archive(
     let plane = plane(&state)?;
     let from_us = q.from.unwrap_or(0).saturating_mul(1_000);
     let to_us = q.to.unwrap_or(i64::MAX / 1_000).saturating_mul(1_000);
-    let ranges = plane
-        .archive
-        .ranges(id, q.stream.unwrap_or(0), from_us, to_us)
+    let stream = q.stream.unwrap_or(0);
+    let ranges: Vec<(i64, i64)> = match plane.hive.get().and_then(std::sync::Weak::upgrade) {
+        Some(hive) => hive.ranges(id, stream, from_us, to_us).await,
+        None => plane
+            .archive
+            .ranges(id, stream, from_us, to_us)
+            .into_iter()
+            .map(|r| (r.from_us, r.to_us))
+            .collect(),
+    };
+    let ranges = ranges
         .into_iter()
-        .map(|r| RangeView { from_ms: r.from_us / 1_000, to_ms: r.to_us / 1_000 })
+        .map(|(from_us, to_us)| RangeView { from_ms: from_us / 1_000, to_ms: to_us / 1_000 })
         .collect();
     Ok(Json(ArchiveView { camera: id.to_string(), ranges }))
 }

@@ -244,6 +244,7 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
     tokio::spawn(follow_system_time(handle.clone(), frame_clock));
     let rtsp_tls = rtsp_tls_config(&settings, api_tls.as_ref())?;
     let media = crate::video::relay::HiveMedia::new(video.clone(), handle.clone(), identity.server);
+    let _ = video.hive.set(Arc::downgrade(&media));
     tokio::spawn(crate::video::relay::accept_channels(media_rx, media.clone()));
     let rtsp = tokio::spawn(crate::rtsp::serve(rtsp_listener, media, rtsp_tls));
     tracing::info!(rtsp = %rtsp_addr, tls = !settings.rtsp_plain, "video served over RTSP");

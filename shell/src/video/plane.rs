@@ -34,6 +34,9 @@ pub struct VideoPlane {
     pub archive: Arc<Archive>,
     /// Counters of video relayed through this server.
     pub relay: super::relay::RelayStats,
+    /// What serves the whole hive's video from this server (set once at start), for the API's
+    /// views that span servers.
+    pub hive: std::sync::OnceLock<std::sync::Weak<super::relay::HiveMedia>>,
     /// Users and their passwords, for RTSP's Basic authentication; `None` lets anyone watch
     /// (tests of the plane alone).
     auth: Option<AppState>,
@@ -84,6 +87,7 @@ impl VideoPlane {
             clock,
             archive,
             relay: Default::default(),
+            hive: std::sync::OnceLock::new(),
             auth: auth(weak.clone()),
         });
         let weak = Arc::downgrade(&plane);

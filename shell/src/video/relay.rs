@@ -386,6 +386,33 @@ impl HiveMedia {
         hops_left: u8,
         toward: Option<ServerId>,
     ) -> Result<(SealedReader, SealedWriter, StreamInfo), UpstreamError> {
+        let opened = tokio::time::timeout(UPSTREAM_ANSWER, async {
+            let (mut rd, wr) = self.ask(target, shape, hops_left, toward).await?;
+            match rd.message().await? {
+                Message::Info { codec, parameter_sets } => {
+                    let title = target.camera.clone();
+                    Ok((rd, wr, StreamInfo { codec, parameter_sets, title }))
+                }
+                Message::NotFound => Err(UpstreamError::NotFound),
+                _ => Err(UpstreamError::OutOfTurn),
+            }
+        });
+        let opened = opened.await.map_err(|_| UpstreamError::Timeout)?;
+        if opened.is_ok() {
+            self.plane.relay.upstreams_opened_total.fetch_add(1, Ordering::Relaxed);
+        }
+        opened
+    }
+
+    /// Opens a media channel to the next server toward `toward` (the camera's recorder if
+    /// `None`) and sends the request.
+    async fn ask(
+        &self,
+        target: &Target,
+        shape: RequestShape,
+        hops_left: u8,
+        toward: Option<ServerId>,
+    ) -> Result<(SealedReader, SealedWriter), UpstreamError> {
         if hops_left == 0 {
             return Err(UpstreamError::TooManyHops);
         }
@@ -402,33 +429,79 @@ impl HiveMedia {
             .await
             .map_err(|_| UpstreamError::Stopped)?
             .ok_or(UpstreamError::NoRoute)?;
-        let opened = tokio::time::timeout(UPSTREAM_ANSWER, async {
-            let stream = dial(&addresses, &keys).await?;
-            let (mut rd, mut wr) = sealed::split(stream.0, stream.1);
-            let request = Request {
-                camera: target.camera.clone(),
-                stream: target.stream,
-                start: shape.start,
-                speed: shape.speed,
-                until_us: shape.until_us,
-                hops_left: hops_left - 1,
-                server: toward.map(|s| s.0),
-            };
-            wr.request(&request).await?;
+        let stream = dial(&addresses, &keys).await?;
+        let (rd, mut wr) = sealed::split(stream.0, stream.1);
+        let request = Request {
+            camera: target.camera.clone(),
+            stream: target.stream,
+            start: shape.start,
+            speed: shape.speed,
+            until_us: shape.until_us,
+            hops_left: hops_left - 1,
+            server: toward.map(|s| s.0),
+        };
+        wr.request(&request).await?;
+        Ok((rd, wr))
+    }
+
+    /// Recorded ranges of a camera stream in `[from_us, to_us]` across the hive: this
+    /// server's and those of every server its history names, merged, oldest first. A server
+    /// that cannot be asked is left out (its ranges are missing, not an error).
+    pub async fn ranges(
+        self: &Arc<Self>,
+        camera: CameraId,
+        stream: u8,
+        from_us: i64,
+        to_us: i64,
+    ) -> Vec<(i64, i64)> {
+        let history = self.handle.read(move |n| n.camera_history(camera)).await;
+        let mut servers: Vec<ServerId> =
+            history.unwrap_or_default().iter().map(|s| s.server).collect();
+        servers.push(self.server);
+        servers.sort();
+        servers.dedup();
+        let target = Target { camera: camera.to_string(), stream, pos_us: None, speed: 1.0 };
+        let mut all = Vec::new();
+        for server in servers {
+            all.extend(self.ranges_of(&target, from_us, to_us, server, HOPS_MAX).await);
+        }
+        merge_ranges(all)
+    }
+
+    /// One server's recorded ranges: this one's from its archive, another's asked through
+    /// the hive.
+    async fn ranges_of(
+        &self,
+        target: &Target,
+        from_us: i64,
+        to_us: i64,
+        server: ServerId,
+        hops_left: u8,
+    ) -> Vec<(i64, i64)> {
+        if server == self.server {
+            let camera = target.camera.parse().ok();
+            return camera.map_or_else(Vec::new, |camera| {
+                let ranges = self.plane.archive.ranges(camera, target.stream, from_us, to_us);
+                ranges.into_iter().map(|r| (r.from_us, r.to_us)).collect()
+            });
+        }
+        let shape =
+            RequestShape { start: Start::Ranges(from_us), speed: 1.0, until_us: Some(to_us) };
+        let asked = tokio::time::timeout(UPSTREAM_ANSWER, async {
+            let (mut rd, _wr) = self.ask(target, shape, hops_left, Some(server)).await?;
             match rd.message().await? {
-                Message::Info { codec, parameter_sets } => {
-                    let title = target.camera.clone();
-                    Ok((rd, wr, StreamInfo { codec, parameter_sets, title }))
-                }
-                Message::NotFound => Err(UpstreamError::NotFound),
+                Message::Ranges(ranges) => Ok(ranges),
                 _ => Err(UpstreamError::OutOfTurn),
             }
         });
-        let opened = opened.await.map_err(|_| UpstreamError::Timeout)?;
-        if opened.is_ok() {
-            self.plane.relay.upstreams_opened_total.fetch_add(1, Ordering::Relaxed);
+        match asked.await {
+            Ok(Ok(ranges)) => ranges,
+            Ok(Err(e)) => {
+                tracing::debug!(camera = %target.camera, %server, error = %e, "ranges not had");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
         }
-        opened
     }
 
     /// Serves one media channel a peer opened: checks that the peer is a server of this
@@ -451,9 +524,18 @@ impl HiveMedia {
             Err(_) => return tracing::debug!("a media channel sent no request"),
         };
         let hops = request.hops_left;
+        if let Start::Ranges(from_us) = request.start {
+            let target =
+                Target { camera: request.camera, stream: request.stream, pos_us: None, speed: 1.0 };
+            let server = request.server.map_or(self.server, ServerId);
+            let to_us = request.until_us.unwrap_or(i64::MAX);
+            let ranges = self.ranges_of(&target, from_us, to_us, server, hops).await;
+            let _ = wr.send(&Message::Ranges(ranges)).await;
+            return;
+        }
         let pos_us = match request.start {
             Start::Keyframe(t) | Start::After(t) | Start::KeyframeFrom(t) => Some(t),
-            Start::Describe | Start::Live => None,
+            Start::Describe | Start::Live | Start::Ranges(_) => None,
         };
         let target =
             Target { camera: request.camera, stream: request.stream, pos_us, speed: request.speed };
@@ -466,7 +548,7 @@ impl HiveMedia {
             return;
         }
         let archive_start = match request.start {
-            Start::Describe => return,
+            Start::Describe | Start::Ranges(_) => return,
             Start::Live => None,
             Start::Keyframe(t) => Some(ArchiveStart::Keyframe(t)),
             Start::After(t) => Some(ArchiveStart::After(t)),
@@ -575,6 +657,19 @@ async fn pump(rd: &mut SealedReader, mut take: impl FnMut(Frame) -> bool) {
             Ok(Ok(_)) | Ok(Err(_)) | Err(_) => return,
         }
     }
+}
+
+/// Ranges sorted and joined where they overlap or touch.
+fn merge_ranges(mut ranges: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    ranges.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
+    for (from, to) in ranges {
+        match merged.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => merged.push((from, to)),
+        }
+    }
+    merged
 }
 
 /// How forwarding a flow to a client ended.
@@ -777,6 +872,13 @@ mod tests {
         assert_eq!(plan.segment(500_000), second);
         // Before anything was recorded: the first span.
         assert_eq!(Stitch::new(&spans[1..], None).segment(0), segment(2, 103, Some(200)));
+    }
+
+    #[test]
+    fn ranges_of_several_servers_merge_where_they_overlap_and_keep_their_gaps() {
+        let merged = merge_ranges(vec![(50, 60), (0, 10), (5, 20), (30, 40), (40, 45)]);
+        assert_eq!(merged, vec![(0, 20), (30, 45), (50, 60)]);
+        assert_eq!(merge_ranges(Vec::new()), Vec::new());
     }
 
     #[test]
