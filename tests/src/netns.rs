@@ -197,6 +197,23 @@ impl Lab {
         ip(&["-n", self.bridge(), "link", "set", &port, if up { "up" } else { "down" }]);
     }
 
+    /// Cuts servers `i` and `j` off from each other (a blackhole route each way in their
+    /// namespaces): neither reaches the other, both still reach everyone else, like two sites
+    /// that can each reach a third but not one another.
+    pub fn cut(&self, i: usize, j: usize) {
+        for (from, to) in [(i, j), (j, i)] {
+            let to = format!("{}/32", self.servers[to].address);
+            ip(&["-n", &self.servers[from].namespace, "route", "add", "blackhole", &to]);
+        }
+    }
+
+    /// A command run in server `i`'s namespace.
+    pub fn command_in(&self, i: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new(ip_bin());
+        command.args(["netns", "exec", &self.servers[i].namespace]).arg(program);
+        command
+    }
+
     /// Polls server `i`'s `hive status` until `check` holds; returns that view.
     pub fn wait_for_view(&self, i: usize, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let last = wait_for(what, CONVERGE, || match self.status(i) {
