@@ -37,6 +37,9 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 
+/// Media channels served at once: a bound on what even members of the system can make this
+/// server hold.
+pub const MEDIA_CHANNELS_MAX: usize = 1024;
 /// Servers a request may cross: more than any route in a hive of this size needs.
 pub const HOPS_MAX: u8 = 16;
 /// A relay with no viewers for this long ends; until then a new viewer starts from its GOP.
@@ -145,6 +148,12 @@ impl HiveMedia {
             return Some(info);
         }
         let key = key_of(target)?;
+        // A camera no server records is unknown here too: no relay is started for it.
+        let camera = key.0;
+        let recorded = self.handle.read(move |n| n.recorder_of(camera).is_some()).await;
+        if !recorded.unwrap_or(false) {
+            return None;
+        }
         if target.pos_us.is_some() {
             let (_, _, info) = self.upstream(target, Start::Describe, hops_left).await.ok()?;
             return Some(info);
@@ -577,10 +586,20 @@ impl HiveMedia {
     }
 }
 
-/// Accepts media channels from the driver until it stops.
+/// Accepts media channels from the driver until it stops; at most [`MEDIA_CHANNELS_MAX`] are
+/// served at once, a channel beyond that is closed.
 pub async fn accept_channels(mut channels: mpsc::Receiver<MediaChannel>, media: Arc<HiveMedia>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MEDIA_CHANNELS_MAX));
     while let Some(channel) = channels.recv().await {
-        tokio::spawn(media.clone().serve_channel(channel));
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!("{MEDIA_CHANNELS_MAX} media channels served already; one closed");
+            continue;
+        };
+        let media = media.clone();
+        tokio::spawn(async move {
+            media.serve_channel(channel).await;
+            drop(slot);
+        });
     }
 }
 
