@@ -45,6 +45,8 @@ commands:
   live-start   time to first frame of a new live client, --trials times
   seek         time to first frame at random positions of a --days archive
   fanout       --clients clients of one camera; one fast client against iperf3
+  relay        --streams cameras relayed through a second server: its CPU per
+               stream, the latency it adds, live start through it (cold, warm)
   help         this text
 
 options:
@@ -53,6 +55,7 @@ options:
   --trials N     live-start, seek: clients timed           [100]
   --days D       seek: days of synthetic archive           [30]
   --clients N    fanout: clients of one camera             [64]
+  --streams N    relay: cameras relayed                    [64]
   --markdown F   also write the results as markdown to F
 
 The servers are $HIVE_BIN (relative to the workspace root), else the newest
@@ -80,8 +83,13 @@ fn main() {
         cpu_model(),
         args.join(" ")
     );
-    let figures: [(&str, Figure); 4] =
-        [("record", record), ("live-start", live_start), ("seek", seek), ("fanout", fanout)];
+    let figures: [(&str, Figure); 5] = [
+        ("record", record),
+        ("live-start", live_start),
+        ("seek", seek),
+        ("fanout", fanout),
+        ("relay", relay),
+    ];
     for (name, figure) in figures {
         if all || o.command == name {
             report += &figure(&o);
@@ -105,6 +113,7 @@ struct Options {
     trials: usize,
     days: u64,
     clients: usize,
+    streams: usize,
     markdown: Option<PathBuf>,
 }
 
@@ -118,6 +127,7 @@ impl Options {
             trials: 100,
             days: 30,
             clients: 64,
+            streams: 64,
             markdown: None,
         };
         let mut rest = args.iter();
@@ -131,12 +141,15 @@ impl Options {
             };
             match arg.as_str() {
                 "help" | "--help" | "-h" => return Ok(None),
-                "all" | "record" | "live-start" | "seek" | "fanout" => o.command = arg.clone(),
+                "all" | "record" | "live-start" | "seek" | "fanout" | "relay" => {
+                    o.command = arg.clone()
+                }
                 "--cameras" => o.cameras = value(arg)? as usize,
                 "--seconds" => o.seconds = value(arg)?,
                 "--trials" => o.trials = value(arg)? as usize,
                 "--days" => o.days = value(arg)?,
                 "--clients" => o.clients = value(arg)? as usize,
+                "--streams" => o.streams = value(arg)? as usize,
                 "--markdown" => {
                     o.markdown = Some(rest.next().ok_or("--markdown needs a file")?.into())
                 }
@@ -201,9 +214,13 @@ fn clip_bits_per_second(path: &Path) -> f64 {
 
 /// A server of its own one-server system, logging warnings only.
 fn server(name: &str) -> Hive {
-    let mut spec = Spec::new(name, "VideoBench", "secret-video-bench", discovery_port());
+    Hive::start(bench_spec(name, discovery_port()))
+}
+
+fn bench_spec(name: &str, port: u16) -> Spec {
+    let mut spec = Spec::new(name, "VideoBench", "secret-video-bench", port);
     spec.env.push(("HIVE_LOG".into(), "warn".into()));
-    Hive::start(spec)
+    spec
 }
 
 /// Adds a camera; its id.
@@ -733,4 +750,125 @@ fn iperf3_loopback() -> f64 {
         .expect("iperf3 runs");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     report["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relay
+
+/// When each frame (by RTP timestamp, which is system time and the same at every server)
+/// arrived at a client, for `time`.
+fn frame_arrivals(addr: SocketAddr, path: &str, time: Duration) -> Vec<(u32, Instant)> {
+    let mut v = Viewer::play(addr, path);
+    let start = Instant::now();
+    let mut arrivals = Vec::new();
+    while start.elapsed() < time {
+        let p = v.packet();
+        if p.marker {
+            arrivals.push((p.timestamp, Instant::now()));
+        }
+    }
+    arrivals
+}
+
+fn relay(o: &Options) -> String {
+    let clip2 = clip(10, "1280x720", 2000);
+    let bits = clip_bits_per_second(&clip2);
+    let port = free_port();
+    let n = o.streams;
+    let _cameras = test_cameras(n as u32, port, None, &["--clip", clip2.to_str().unwrap()]);
+    // a records every camera (b may record none); b relays them.
+    let discovery = discovery_port();
+    let mut spec_a = bench_spec("recorder", discovery);
+    spec_a.extra.extend(["--max-cameras".into(), (n + 1).to_string()]);
+    let mut spec_b = bench_spec("relay", discovery);
+    spec_b.extra.extend(["--max-cameras".into(), "0".into()]);
+    let a = Hive::start(spec_a);
+    let b = Hive::start(spec_b);
+    wait_for("the two servers to merge", Duration::from_secs(60), || hive_tests::merged(&[&a, &b]));
+    let ids: Vec<String> = (1..=n)
+        .map(|i| add_camera(&a, &format!("cam {i}"), &format!("rtsp://127.0.0.1:{port}/cam{i}")))
+        .collect();
+    wait_recording(&a, &ids);
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Live start through one hop: cold (the first viewer at b starts the relay), then warm.
+    let mut cold = Vec::new();
+    for id in ids.iter().take(o.trials.min(n)) {
+        let t = Instant::now();
+        Viewer::play(b.rtsp, id).first_frame();
+        cold.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    // A viewer that stays (without reading: it only skips) keeps the relay open.
+    let keeper = Viewer::play(b.rtsp, &ids[0]);
+    let mut warm = Vec::new();
+    for _ in 0..o.trials {
+        let t = Instant::now();
+        Viewer::play(b.rtsp, &ids[0]).first_frame();
+        warm.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    drop(keeper);
+
+    // Every camera watched through b for --seconds: b's CPU per stream, and the latency b
+    // adds, frame by frame, against a direct client of a watching the same camera.
+    let time = Duration::from_secs(o.seconds);
+    let (ticks0, t0) = (cpu_ticks(pid(&b)), Instant::now());
+    let (direct, relayed, received) = std::thread::scope(|s| {
+        let viewers: Vec<_> =
+            ids.iter().skip(1).map(|id| s.spawn(|| watch(b.rtsp, id, time))).collect();
+        let direct = s.spawn(|| frame_arrivals(a.rtsp, &ids[0], time));
+        let relayed = s.spawn(|| frame_arrivals(b.rtsp, &ids[0], time));
+        let received: Vec<Received> = viewers.into_iter().map(|v| v.join().unwrap()).collect();
+        (direct.join().unwrap(), relayed.join().unwrap(), received)
+    });
+    let cpu = (cpu_ticks(pid(&b)) - ticks0) as f64 / clock_ticks() / t0.elapsed().as_secs_f64();
+    let direct: std::collections::HashMap<u32, Instant> = direct.into_iter().collect();
+    let added: Vec<f64> = relayed
+        .iter()
+        .filter_map(|(ts, at)| {
+            let d = direct.get(ts)?;
+            Some(
+                if at >= d {
+                    at.duration_since(*d).as_secs_f64()
+                } else {
+                    -d.duration_since(*at).as_secs_f64()
+                } * 1e3,
+            )
+        })
+        .collect();
+    let matched = added.len();
+    let fps: Vec<f64> = received.iter().map(|r| r.frames as f64 / time.as_secs_f64()).collect();
+    let min_fps = fps.iter().copied().fold(f64::INFINITY, f64::min);
+    eprintln!(
+        "relay: {:.1} % CPU for {n} streams, added {}",
+        cpu * 100.0,
+        percentiles(added.clone())
+    );
+
+    let mut md =
+        format!("### Relay: {n} cameras of {:.2} Mbit/s through a second server\n\n", bits / 1e6);
+    writeln!(md, "| figure | result |\n|---|---|").unwrap();
+    writeln!(
+        md,
+        "| relay CPU, {n} relayed streams (one viewer each at the relay) | {:.1} % of one core = **{:.2} % per stream** |",
+        cpu * 100.0,
+        cpu * 100.0 / n as f64
+    )
+    .unwrap();
+    writeln!(md, "| slowest relayed viewer | {min_fps:.1} frames/s (camera sends {FPS}) |")
+        .unwrap();
+    writeln!(
+        md,
+        "| latency the hop adds, per frame ({matched} frames), p50 / p99 / max | **{} ms** |",
+        percentiles(added)
+    )
+    .unwrap();
+    writeln!(md, "| live start through one hop, cold (the viewer starts the relay), p50 / p99 / max | {} ms |", percentiles(cold))
+        .unwrap();
+    writeln!(
+        md,
+        "| live start through one hop, warm (relay open), p50 / p99 / max | **{} ms** |\n",
+        percentiles(warm)
+    )
+    .unwrap();
+    md
 }
