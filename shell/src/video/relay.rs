@@ -148,10 +148,11 @@ impl HiveMedia {
             return Some(info);
         }
         let key = key_of(target)?;
-        // A camera no server records is unknown here too: no relay is started for it.
+        // A camera the system does not have is a 404 at once: no relay is started for it.
+        // (One it has but nobody records yet gets a relay, which waits for its recorder.)
         let camera = key.0;
-        let recorded = self.handle.read(move |n| n.recorder_of(camera).is_some()).await;
-        if !recorded.unwrap_or(false) {
+        let known = self.handle.read(move |n| n.cameras().any(|(id, _)| id == camera)).await;
+        if !known.unwrap_or(false) {
             return None;
         }
         if target.pos_us.is_some() {
