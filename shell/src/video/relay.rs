@@ -214,7 +214,7 @@ impl HiveMedia {
             if let Ok((mut rd, _wr, _)) =
                 me.upstream_with(&target, shape, hops_left, Some(server)).await
             {
-                forward(&mut rd, &tx, &mut None).await;
+                forward(&mut rd, &tx, &mut Sent::default()).await;
             }
         });
         rx
@@ -233,12 +233,18 @@ impl HiveMedia {
         let mut at = request.start;
         // The time whose span plays next: only grows, by a whole span each turn.
         let mut next_us = at.time_us();
+        let mut sent = Sent::default();
         while let Some(segment) = plan.segment(next_us) {
             // A span starts with the first keyframe its server recorded in it; within one,
             // `at` says where — but where the same server recorded an earlier span, the
             // keyframe before a position near the span's start may be of that span.
+            // Two servers stamped the frames around a hand-over each with its own clock
+            // mapping: the next span starts a whole frame interval after the last frame sent,
+            // so players never see two frames closer than the camera sends them.
             let from = match at {
-                _ if segment.from_us > at.time_us() => ArchiveStart::KeyframeFrom(segment.from_us),
+                _ if segment.from_us > at.time_us() => {
+                    ArchiveStart::KeyframeFrom(segment.from_us.max(sent.next_due_us()))
+                }
                 ArchiveStart::Keyframe(t)
                     if segment.after_own_span && t < segment.from_us + SPAN_START_US =>
                 {
@@ -246,10 +252,9 @@ impl HiveMedia {
                 }
                 other => other,
             };
-            let mut last_us = None;
             let ended = if segment.server == self.server {
                 match self.plane.archive(&target, from, request.speed, segment.until_us) {
-                    Some(mut flow) => forward_flow(&mut flow, &to, &mut last_us).await,
+                    Some(mut flow) => forward_flow(&mut flow, &to, &mut sent).await,
                     None => Forwarded::SourceEnded,
                 }
             } else {
@@ -260,7 +265,7 @@ impl HiveMedia {
                 };
                 let server = Some(segment.server);
                 match self.upstream_with(&target, shape, request.hops_left, server).await {
-                    Ok((mut rd, _wr, _)) => forward(&mut rd, &to, &mut last_us).await,
+                    Ok((mut rd, _wr, _)) => forward(&mut rd, &to, &mut sent).await,
                     Err(e) => {
                         tracing::debug!(camera = %target.camera, server = %segment.server, error = %e, "a history span is not playable");
                         Forwarded::SourceEnded
@@ -272,7 +277,7 @@ impl HiveMedia {
                 // On with the span after this one (or the end the client asked for).
                 (Forwarded::SourceEnded, Some(until)) => {
                     next_us = until;
-                    at = ArchiveStart::After(last_us.unwrap_or(until - 1).max(until - 1));
+                    at = ArchiveStart::After(sent.last_us.unwrap_or(until - 1).max(until - 1));
                 }
             }
         }
@@ -281,14 +286,14 @@ impl HiveMedia {
             // archive, else the recorder's.
             let (start, speed, until_us) = (request.start, request.speed, request.until_us);
             if let Some(mut flow) = self.plane.archive(&target, start, speed, until_us) {
-                forward_flow(&mut flow, &to, &mut None).await;
+                forward_flow(&mut flow, &to, &mut Sent::default()).await;
                 return;
             }
             let shape = RequestShape { start: start_of(start), speed, until_us };
             if let Ok((mut rd, _wr, _)) =
                 self.upstream_with(&target, shape, request.hops_left, None).await
             {
-                forward(&mut rd, &to, &mut None).await;
+                forward(&mut rd, &to, &mut Sent::default()).await;
             }
         }
     }
@@ -703,15 +708,11 @@ enum Forwarded {
 
 /// Forwards an upstream archive flow's frames to its one client, as fast as the client takes
 /// them (the upstream paces them), noting the last frame's time.
-async fn forward(
-    rd: &mut SealedReader,
-    to: &mpsc::Sender<Frame>,
-    last_us: &mut Option<i64>,
-) -> Forwarded {
+async fn forward(rd: &mut SealedReader, to: &mpsc::Sender<Frame>, sent: &mut Sent) -> Forwarded {
     while let Ok(Ok(Message::Frame(frame))) =
         tokio::time::timeout(UPSTREAM_SILENCE, rd.message()).await
     {
-        *last_us = Some(frame.time_us);
+        sent.note(frame.time_us);
         if to.send(frame).await.is_err() {
             return Forwarded::ClientGone;
         }
@@ -720,18 +721,35 @@ async fn forward(
 }
 
 /// Forwards a local flow's frames to a client, noting the last frame's time.
-async fn forward_flow(
-    flow: &mut Flow,
-    to: &mpsc::Sender<Frame>,
-    last_us: &mut Option<i64>,
-) -> Forwarded {
+async fn forward_flow(flow: &mut Flow, to: &mpsc::Sender<Frame>, sent: &mut Sent) -> Forwarded {
     while let Some(frame) = flow.recv().await {
-        *last_us = Some(frame.time_us);
+        sent.note(frame.time_us);
         if to.send(frame).await.is_err() {
             return Forwarded::ClientGone;
         }
     }
     Forwarded::SourceEnded
+}
+
+/// The frames sent to a client so far: the last one's time and the interval before it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sent {
+    last_us: Option<i64>,
+    interval_us: i64,
+}
+
+impl Sent {
+    fn note(&mut self, time_us: i64) {
+        if let Some(last) = self.last_us {
+            self.interval_us = (time_us - last).clamp(0, 1_000_000);
+        }
+        self.last_us = Some(time_us);
+    }
+
+    /// The earliest time the next frame may have: a frame interval after the last.
+    fn next_due_us(&self) -> i64 {
+        self.last_us.map_or(i64::MIN, |last| last + self.interval_us.max(1))
+    }
 }
 
 /// What a client asked of the archive.
