@@ -54,6 +54,10 @@ pub const UPSTREAM_ANSWER: Duration = Duration::from_secs(10);
 /// A position this close after the start of a span whose server recorded an earlier span may
 /// have its keyframe-before in that earlier span: it starts at the next keyframe instead.
 const SPAN_START_US: i64 = 3_000_000;
+/// How far past its recorded end a span of the history is still asked for frames: the end
+/// of a dead server's span is when the others last heard of it, which may be before its last
+/// frame by the failover hold time and more.
+const SPAN_END_SLACK_US: i64 = 10_000_000;
 /// Frames queued to one client of a relayed archive flow.
 const ARCHIVE_QUEUE_FRAMES: usize = 64;
 /// Plaintext queued before a write to a media channel.
@@ -800,22 +804,29 @@ impl Stitch {
 
     /// The stretch that plays time `at_us`: the latest-begun span covering it, else the next
     /// span to begin (a gap is skipped); `None` past the last span or the client's end.
+    ///
+    /// The end of a span whose server died is an estimate (when the others last heard of
+    /// it), so a span is taken to cover up to [`SPAN_END_SLACK_US`] past it, and plays until
+    /// the next span begins: the server's archive itself says where its frames end.
     fn segment(&self, at_us: i64) -> Option<Segment> {
         if self.until_us.is_some_and(|until| at_us >= until) {
             return None;
         }
+        let covers = |start: i64, end: Option<i64>| {
+            start <= at_us && end.is_none_or(|e| at_us < e.saturating_add(SPAN_END_SLACK_US))
+        };
         let covering = self
             .spans
             .iter()
             .enumerate()
-            .filter(|(_, (_, start, end))| *start <= at_us && end.is_none_or(|e| at_us < e))
+            .filter(|(_, &(_, start, end))| covers(start, end))
             .max_by_key(|(_, (_, start, _))| *start);
-        let (i, &(server, from_us, end)) = match covering {
+        let (i, &(server, from_us, _)) = match covering {
             Some(found) => found,
             None => self.spans.iter().enumerate().find(|(_, (_, start, _))| *start > at_us)?,
         };
         let next_start = self.spans[i + 1..].iter().map(|s| s.1).find(|&s| s > from_us);
-        let until_us = [end, next_start, self.until_us].into_iter().flatten().min();
+        let until_us = [next_start, self.until_us].into_iter().flatten().min();
         let after_own_span = self.spans[..i].iter().any(|s| s.0 == server);
         Some(Segment { server, from_us, until_us, after_own_span })
     }
@@ -896,20 +907,35 @@ mod tests {
 
     #[test]
     fn a_camera_that_failed_over_and_came_back_plays_each_span_from_its_server_in_turn() {
-        // A recorded until it died at 100 (last heard), B took over at 103 until A came back
-        // at 200; A records since, and B's span was closed at 201.
-        let spans = [span(1, 0, Some(100)), span(2, 103, Some(201)), span(1, 200, None)];
+        // A recorded until it died (last heard at 100 s), B took over at 103 s until A came
+        // back at 200 s; A records since, and B's span was closed at 201 s.
+        let spans =
+            [span(1, 0, Some(100_000)), span(2, 103_000, Some(201_000)), span(1, 200_000, None)];
         let plan = Stitch::new(&spans, None);
-        assert_eq!(plan.segment(50_000), segment(1, 0, Some(100)));
-        // The gap between A's death and B's start is skipped.
-        assert_eq!(plan.segment(100_000), segment(2, 103, Some(200)));
+        // A plays until B began: A's archive says where its frames end (the end in the
+        // history is only when B last heard of A).
+        assert_eq!(plan.segment(50_000_000), segment(1, 0, Some(103_000)));
+        assert_eq!(plan.segment(101_000_000), segment(1, 0, Some(103_000)));
+        assert_eq!(plan.segment(103_000_000), segment(2, 103_000, Some(200_000)));
         // Where B's and A's spans overlap, the later-begun one plays: no frame twice. It is
         // A's second span: the keyframe before a position near its start may be of the first.
-        let second = segment(1, 200, None).map(|s| Segment { after_own_span: true, ..s });
-        assert_eq!(plan.segment(200_000), second);
-        assert_eq!(plan.segment(500_000), second);
+        let second = segment(1, 200_000, None).map(|s| Segment { after_own_span: true, ..s });
+        assert_eq!(plan.segment(200_000_000), second);
+        assert_eq!(plan.segment(500_000_000), second);
         // Before anything was recorded: the first span.
-        assert_eq!(Stitch::new(&spans[1..], None).segment(0), segment(2, 103, Some(200)));
+        assert_eq!(Stitch::new(&spans[1..], None).segment(0), segment(2, 103_000, Some(200_000)));
+    }
+
+    #[test]
+    fn a_range_with_an_end_stops_there_and_past_the_last_span_nothing_plays() {
+        let spans = [span(1, 0, Some(100_000)), span(2, 150_000, Some(300_000))];
+        let plan = Stitch::new(&spans, Some(160_000_000));
+        assert_eq!(plan.segment(10_000_000), segment(1, 0, Some(150_000)));
+        // Well past A's end, before B's start: a gap, skipped to B.
+        assert_eq!(plan.segment(120_000_000), segment(2, 150_000, Some(160_000)));
+        assert_eq!(plan.segment(160_000_000), None);
+        assert_eq!(Stitch::new(&spans, None).segment(311_000_000), None);
+        assert_eq!(Stitch::new(&[], None).segment(0), None);
     }
 
     #[test]
@@ -917,16 +943,5 @@ mod tests {
         let merged = merge_ranges(vec![(50, 60), (0, 10), (5, 20), (30, 40), (40, 45)]);
         assert_eq!(merged, vec![(0, 20), (30, 45), (50, 60)]);
         assert_eq!(merge_ranges(Vec::new()), Vec::new());
-    }
-
-    #[test]
-    fn a_range_with_an_end_stops_there_and_past_the_last_span_nothing_plays() {
-        let spans = [span(1, 0, Some(100)), span(2, 150, Some(300))];
-        let plan = Stitch::new(&spans, Some(160_000));
-        assert_eq!(plan.segment(10_000), segment(1, 0, Some(100)));
-        assert_eq!(plan.segment(100_000), segment(2, 150, Some(160)));
-        assert_eq!(plan.segment(160_000), None);
-        assert_eq!(Stitch::new(&spans, None).segment(300_000), None);
-        assert_eq!(Stitch::new(&[], None).segment(0), None);
     }
 }
