@@ -404,6 +404,17 @@ pub fn metrics_at(http: SocketAddr) -> Option<std::collections::HashMap<String, 
     Some(values)
 }
 
+/// Short failover timings for tests (`hive serve` flags): hold 3 s, minimum uptime 2 s,
+/// stability 5 s.
+pub const FAST_FAILOVER: [&str; 6] = [
+    "--failover-hold-ms",
+    "3000",
+    "--failover-min-uptime-ms",
+    "2000",
+    "--failover-stability-ms",
+    "5000",
+];
+
 /// Polls `check` until it holds or `limit` passes; panics with `what` and the last value.
 pub fn wait_for<T: std::fmt::Debug>(
     what: &str,

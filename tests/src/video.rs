@@ -95,6 +95,39 @@ pub fn decode(url: &str, seconds: u32) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// Whether `hive` records camera `id` now, by its own status.
+pub fn records_now(hive: &crate::Hive, id: &str) -> bool {
+    let (_, s) = hive.api().get(&format!("/api/cameras/{id}/status"));
+    s["recording_here"] == true && s["status"]["state"] == "recording"
+}
+
+/// Waits until one of `servers` records camera `id`; its index.
+pub fn wait_for_recorder(servers: &[&crate::Hive], id: &str) -> usize {
+    let at = wait_for("the camera to record", Duration::from_secs(30), || {
+        let at = servers.iter().position(|h| records_now(h, id));
+        (at.is_some(), at)
+    });
+    at.expect("checked above")
+}
+
+/// Starts servers `names` of one system with [`crate::FAST_FAILOVER`] timings and waits until
+/// they are merged.
+pub fn fast_failover_system(names: &[&str], system: &str, secret: &str) -> Vec<crate::Hive> {
+    let port = crate::discovery_port();
+    let servers: Vec<crate::Hive> = names
+        .iter()
+        .map(|name| {
+            let mut spec = crate::Spec::new(name, system, secret, port);
+            spec.extra.extend(crate::FAST_FAILOVER.iter().map(|s| s.to_string()));
+            crate::Hive::start(spec)
+        })
+        .collect();
+    wait_for("the servers to merge", Duration::from_secs(60), || {
+        crate::merged(&servers.iter().collect::<Vec<_>>())
+    });
+    servers
+}
+
 /// `url` with the API's owner credentials in it.
 pub fn with_owner(url: &str) -> String {
     url.replacen("rtsp://", &format!("rtsp://admin:{OWNER_PASSWORD}@"), 1)

@@ -8,21 +8,13 @@
 //! to keep the test fast. Needs root; `HIVE_SKIP_NETNS=1` skips it.
 
 use hive_tests::netns::{lab_or_skip, Lab};
-use hive_tests::{wait_for, CONVERGE};
+use hive_tests::{wait_for, CONVERGE, FAST_FAILOVER};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
 const SYSTEM: &str = "Failover";
 const SECRET: &str = "secret-failover";
 const CAMERAS: usize = 4;
-const TIMINGS: [&str; 6] = [
-    "--failover-hold-ms",
-    "3000",
-    "--failover-min-uptime-ms",
-    "2000",
-    "--failover-stability-ms",
-    "5000",
-];
 /// From the cable out until every camera is elsewhere: hold time and detection, with room for
 /// a loaded machine.
 const FAILOVER_LIMIT: Duration = Duration::from_secs(30);
@@ -33,7 +25,7 @@ const RETURN_LIMIT: Duration = Duration::from_secs(60);
 fn cameras_of_a_server_whose_cable_is_out_move_to_the_others_and_return() {
     let Some(mut lab) = lab_or_skip() else { return };
     let servers: Vec<usize> =
-        ["a", "b", "c"].iter().map(|n| lab.start(n, SYSTEM, SECRET, &TIMINGS)).collect();
+        ["a", "b", "c"].iter().map(|n| lab.start(n, SYSTEM, SECRET, &FAST_FAILOVER)).collect();
     for &i in &servers {
         lab.wait_until_answering(i);
     }

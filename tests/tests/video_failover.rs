@@ -4,30 +4,17 @@
 //! error, its timestamps only going forward (no span played twice), covering what was
 //! recorded; and every server lists the recorded ranges of both recorders.
 
-use hive_tests::video::{now_ms, require_ffmpeg, test_cameras, with_owner};
-use hive_tests::{discovery_port, free_port, merged, wait_for, Hive, Spec};
+use hive_tests::video::{
+    fast_failover_system, now_ms, records_now, require_ffmpeg, test_cameras, with_owner,
+};
+use hive_tests::{free_port, wait_for, Hive};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
 
-/// The failover timings of `tests/failover.rs`: hold 3 s, minimum uptime 2 s, stability 5 s.
-const FAST_FAILOVER: [&str; 6] = [
-    "--failover-hold-ms",
-    "3000",
-    "--failover-min-uptime-ms",
-    "2000",
-    "--failover-stability-ms",
-    "5000",
-];
-
 /// Which of `servers` records `id` now (by its own status).
 fn recorder(servers: &[Hive], alive: &[bool], id: &str) -> Option<usize> {
-    (0..servers.len()).find(|&i| {
-        alive[i] && {
-            let (_, s) = servers[i].api().get(&format!("/api/cameras/{id}/status"));
-            s["recording_here"] == true && s["status"]["state"] == "recording"
-        }
-    })
+    (0..servers.len()).find(|&i| alive[i] && records_now(&servers[i], id))
 }
 
 /// Packet times (s, from the stream's start) ffprobe reads of `url`, `seconds` of stream time.
@@ -50,19 +37,8 @@ fn a_camera_recorded_across_a_failover_and_back_plays_from_another_server_as_one
     require_ffmpeg();
     let camera_port = free_port();
     let _cameras = test_cameras(1, camera_port, None, &[]);
-    let port = discovery_port();
-    let mut servers: Vec<Hive> = ["a", "b", "c"]
-        .iter()
-        .map(|name| {
-            let mut spec = Spec::new(name, "Stitch", "secret-stitch", port);
-            spec.extra.extend(FAST_FAILOVER.iter().map(|s| s.to_string()));
-            Hive::start(spec)
-        })
-        .collect();
+    let mut servers = fast_failover_system(&["a", "b", "c"], "Stitch", "secret-stitch");
     let mut alive = [true; 3];
-    wait_for("three servers to merge", Duration::from_secs(60), || {
-        merged(&servers.iter().collect::<Vec<_>>())
-    });
     let url = format!("rtsp://127.0.0.1:{camera_port}/cam1");
     let (status, cam) =
         servers[0].api().post("/api/cameras", &json!({ "name": "yard", "url": url }));

@@ -2,7 +2,10 @@
 //! archive, from a server that does not record it, which relays it over an encrypted media
 //! channel; 32 clients of one relay make the recorder send the relay one stream.
 
-use hive_tests::video::{decode, frames, now_ms, require_ffmpeg, test_cameras, with_owner};
+use hive_tests::video::{
+    decode, fast_failover_system, frames, now_ms, require_ffmpeg, test_cameras, wait_for_recorder,
+    with_owner,
+};
 use hive_tests::{discovery_port, free_port, merged, metrics_at, wait_for, Hive, Spec};
 use serde_json::json;
 use std::process::{Command, Stdio};
@@ -29,14 +32,7 @@ fn a_camera_plays_live_and_recorded_through_a_server_that_does_not_record_it() {
     let started_ms = now_ms();
     // Whichever server records it, the other one relays.
     let servers = [&a, &b];
-    let at = wait_for("the camera to record", Duration::from_secs(30), || {
-        let recording = servers.iter().position(|h| {
-            let (_, s) = h.api().get(&format!("/api/cameras/{id}/status"));
-            s["recording_here"] == true && s["status"]["state"] == "recording"
-        });
-        (recording.is_some(), recording)
-    })
-    .unwrap();
+    let at = wait_for_recorder(&servers, &id);
     let (recorder, relay) = (servers[at], servers[1 - at]);
 
     let through = with_owner(&format!("rtsp://{}/{id}", relay.rtsp));
@@ -89,16 +85,6 @@ fn a_camera_plays_live_and_recorded_through_a_server_that_does_not_record_it() {
     assert!(after - before <= 1, "{} flows from the recorder for 32 clients", after - before);
 }
 
-/// The failover timings of `tests/failover.rs`: hold 3 s, minimum uptime 2 s, stability 5 s.
-const FAST_FAILOVER: [&str; 6] = [
-    "--failover-hold-ms",
-    "3000",
-    "--failover-min-uptime-ms",
-    "2000",
-    "--failover-stability-ms",
-    "5000",
-];
-
 #[test]
 fn a_client_watching_through_a_relay_goes_on_from_the_new_recorder_when_the_recorder_dies() {
     use std::io::Read;
@@ -106,31 +92,13 @@ fn a_client_watching_through_a_relay_goes_on_from_the_new_recorder_when_the_reco
     require_ffmpeg();
     let camera_port = free_port();
     let _cameras = test_cameras(1, camera_port, None, &[]);
-    let port = discovery_port();
-    let mut servers: Vec<Hive> = ["a", "b", "c"]
-        .iter()
-        .map(|name| {
-            let mut spec = Spec::new(name, "Relay", "secret-relay-failover", port);
-            spec.extra.extend(FAST_FAILOVER.iter().map(|s| s.to_string()));
-            Hive::start(spec)
-        })
-        .collect();
-    wait_for("three servers to merge", Duration::from_secs(60), || {
-        merged(&servers.iter().collect::<Vec<_>>())
-    });
+    let mut servers = fast_failover_system(&["a", "b", "c"], "Relay", "secret-relay-failover");
     let url = format!("rtsp://127.0.0.1:{camera_port}/cam1");
     let (status, cam) =
         servers[0].api().post("/api/cameras", &json!({ "name": "dock", "url": url }));
     assert_eq!(status, 201, "{cam}");
     let id = cam["id"].as_str().unwrap().to_owned();
-    let recorder = wait_for("the camera to record", Duration::from_secs(30), || {
-        let recording = servers.iter().position(|h| {
-            let (_, s) = h.api().get(&format!("/api/cameras/{id}/status"));
-            s["recording_here"] == true && s["status"]["state"] == "recording"
-        });
-        (recording.is_some(), recording)
-    })
-    .unwrap();
+    let recorder = wait_for_recorder(&servers.iter().collect::<Vec<_>>(), &id);
     let relay = (recorder + 1) % 3;
 
     // A client of the relay, reading what comes after PLAY and noting when it came.
