@@ -93,9 +93,10 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         "Password key derivations (argon2id) run: one per checked login or new password.",
         state.passwords.derivations(),
     );
-    if let Some(video) = state.video.upgrade() {
+    let hive = state.video.upgrade().and_then(|v| v.hive.get()?.upgrade());
+    if let Some(hive) = hive {
         use std::sync::atomic::Ordering::Relaxed;
-        let relay = &video.relay;
+        let relay = &hive.stats;
         metric(
             "hive_media_flows_to_servers",
             "gauge",
@@ -112,7 +113,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             "hive_media_relays_open",
             "gauge",
             "Live streams of cameras recorded elsewhere that this server relays now.",
-            relay.relays_open.load(Relaxed),
+            hive.relays_open() as u64,
         );
         metric(
             "hive_media_upstreams_opened_total",

@@ -32,8 +32,6 @@ pub struct VideoPlane {
     pub clock: FrameClock,
     /// Where frames are stored.
     pub archive: Arc<Archive>,
-    /// Counters of video relayed through this server.
-    pub relay: super::relay::RelayStats,
     /// What serves the whole hive's video from this server (set once at start), for the API's
     /// views that span servers.
     pub hive: std::sync::OnceLock<std::sync::Weak<super::relay::HiveMedia>>,
@@ -86,7 +84,6 @@ impl VideoPlane {
             board: StatusBoard::default(),
             clock,
             archive,
-            relay: Default::default(),
             hive: std::sync::OnceLock::new(),
             auth: auth(weak.clone()),
         });

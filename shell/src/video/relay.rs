@@ -103,8 +103,6 @@ pub struct RelayStats {
     pub flows_to_servers_total: AtomicU64,
     /// Upstream flows this server opened since start (relays and archive flows).
     pub upstreams_opened_total: AtomicU64,
-    /// Live relays open now (one upstream each).
-    pub relays_open: AtomicU64,
 }
 
 /// A live relay of one camera stream.
@@ -123,6 +121,8 @@ pub struct HiveMedia {
     plane: Arc<VideoPlane>,
     handle: NodeHandle,
     relays: Mutex<BTreeMap<StreamKey, Relay>>,
+    /// Counters for `/metrics`.
+    pub stats: RelayStats,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -139,7 +139,13 @@ impl HiveMedia {
             plane,
             handle,
             relays: Mutex::default(),
+            stats: RelayStats::default(),
         })
+    }
+
+    /// Live relays open now (one upstream each).
+    pub fn relays_open(&self) -> usize {
+        lock(&self.relays).len()
     }
 
     fn arc(&self) -> Option<Arc<HiveMedia>> {
@@ -200,28 +206,36 @@ impl HiveMedia {
         Some(rx)
     }
 
-    /// Archive frames of one server's archive, through the hive.
-    fn archive_from(
+    /// Archive frames of `server`'s archive (the camera's recorder's if `None`): this
+    /// server's own, or through the hive. `None` when this server was asked and holds none.
+    fn archive_of(
         self: &Arc<Self>,
         target: &Target,
-        start: ArchiveStart,
-        speed: f64,
-        until_us: Option<i64>,
-        hops_left: u8,
-        server: ServerId,
-    ) -> Flow {
+        request: Requested,
+        server: Option<ServerId>,
+    ) -> Option<Flow> {
+        let Requested { start, speed, until_us, hops_left } = request;
+        if server.is_none_or(|s| s == self.server) {
+            let local = self.plane.archive(target, start, speed, until_us);
+            if local.is_some() || server.is_some() {
+                return local;
+            }
+        }
         let (tx, rx) = mpsc::channel(ARCHIVE_QUEUE_FRAMES);
         let me = self.clone();
         let target = target.clone();
         tokio::spawn(async move {
             let shape = RequestShape { start: start_of(start), speed, until_us };
-            if let Ok((mut rd, _wr, _)) =
-                me.upstream_with(&target, shape, hops_left, Some(server)).await
-            {
-                forward(&mut rd, &tx, &mut Sent::default()).await;
+            match me.upstream_with(&target, shape, hops_left, server).await {
+                Ok((mut rd, _wr, _)) => {
+                    forward(&mut rd, &tx, &mut Sent::default()).await;
+                }
+                Err(e) => {
+                    tracing::debug!(camera = %target.camera, ?server, error = %e, "no archive flow")
+                }
             }
         });
-        rx
+        Some(rx)
     }
 
     /// Plays the history spans from `request.start` on, into `to`.
@@ -256,25 +270,10 @@ impl HiveMedia {
                 }
                 other => other,
             };
-            let ended = if segment.server == self.server {
-                match self.plane.archive(&target, from, request.speed, segment.until_us) {
-                    Some(mut flow) => forward_flow(&mut flow, &to, &mut sent).await,
-                    None => Forwarded::SourceEnded,
-                }
-            } else {
-                let shape = RequestShape {
-                    start: start_of(from),
-                    speed: request.speed,
-                    until_us: segment.until_us,
-                };
-                let server = Some(segment.server);
-                match self.upstream_with(&target, shape, request.hops_left, server).await {
-                    Ok((mut rd, _wr, _)) => forward(&mut rd, &to, &mut sent).await,
-                    Err(e) => {
-                        tracing::debug!(camera = %target.camera, server = %segment.server, error = %e, "a history span is not playable");
-                        Forwarded::SourceEnded
-                    }
-                }
+            let span = Requested { start: from, until_us: segment.until_us, ..request };
+            let ended = match self.archive_of(&target, span, Some(segment.server)) {
+                Some(mut flow) => forward_flow(&mut flow, &to, &mut sent).await,
+                None => Forwarded::SourceEnded,
             };
             match (ended, segment.until_us) {
                 (Forwarded::ClientGone, _) | (_, None) => return,
@@ -288,16 +287,8 @@ impl HiveMedia {
         if spans.is_empty() {
             // Nothing in the history (a camera recorded before it was kept): the local
             // archive, else the recorder's.
-            let (start, speed, until_us) = (request.start, request.speed, request.until_us);
-            if let Some(mut flow) = self.plane.archive(&target, start, speed, until_us) {
+            if let Some(mut flow) = self.archive_of(&target, request, None) {
                 forward_flow(&mut flow, &to, &mut Sent::default()).await;
-                return;
-            }
-            let shape = RequestShape { start: start_of(start), speed, until_us };
-            if let Ok((mut rd, _wr, _)) =
-                self.upstream_with(&target, shape, request.hops_left, None).await
-            {
-                forward(&mut rd, &to, &mut Sent::default()).await;
             }
         }
     }
@@ -318,7 +309,6 @@ impl HiveMedia {
         let (info_tx, info) = watch::channel(None);
         let viewer = feed.subscribe();
         relays.insert(key, Relay { feed: feed.clone(), info: info.clone() });
-        self.plane.relay.relays_open.fetch_add(1, Ordering::Relaxed);
         let me = self.clone();
         tokio::spawn(async move { me.run_relay(key, camera, feed, info_tx, hops_left).await });
         (viewer, info)
@@ -374,7 +364,6 @@ impl HiveMedia {
                 let mut relays = lock(&self.relays);
                 if (viewers == 0 && times.idle_since.elapsed() >= RELAY_IDLE) || given_up {
                     relays.remove(&key);
-                    self.plane.relay.relays_open.fetch_sub(1, Ordering::Relaxed);
                     if given_up && viewers > 0 {
                         tracing::info!(camera = %target.camera, viewers, "no source for the relayed camera; its viewers' sessions end");
                     }
@@ -418,7 +407,7 @@ impl HiveMedia {
         });
         let opened = opened.await.map_err(|_| UpstreamError::Timeout)?;
         if opened.is_ok() {
-            self.plane.relay.upstreams_opened_total.fetch_add(1, Ordering::Relaxed);
+            self.stats.upstreams_opened_total.fetch_add(1, Ordering::Relaxed);
         }
         opened
     }
@@ -577,19 +566,17 @@ impl HiveMedia {
         let flow = match (archive_start, request.server.map(ServerId)) {
             (None, _) => self.live_at(&target, hops),
             // Stitched playback asks each span of the history of the server that recorded it.
-            (Some(start), Some(server)) if server == self.server => {
-                self.plane.archive(&target, start, speed, until_us)
-            }
             (Some(start), Some(server)) => {
-                Some(self.archive_from(&target, start, speed, until_us, hops, server))
+                let request = Requested { start, speed, until_us, hops_left: hops };
+                self.archive_of(&target, request, Some(server))
             }
             (Some(start), None) => self.archive_at(&target, start, speed, until_us, hops),
         };
         let Some(mut flow) = flow else { return };
-        self.plane.relay.flows_to_servers.fetch_add(1, Ordering::Relaxed);
-        self.plane.relay.flows_to_servers_total.fetch_add(1, Ordering::Relaxed);
+        self.stats.flows_to_servers.fetch_add(1, Ordering::Relaxed);
+        self.stats.flows_to_servers_total.fetch_add(1, Ordering::Relaxed);
         let sent = send_flow(&mut flow, &mut rd, &mut wr).await;
-        self.plane.relay.flows_to_servers.fetch_sub(1, Ordering::Relaxed);
+        self.stats.flows_to_servers.fetch_sub(1, Ordering::Relaxed);
         if let Err(e) = sent {
             tracing::debug!(camera = %target.camera, error = %e, "a flow to a server ended");
         }
