@@ -59,9 +59,32 @@ pub fn license_text(channels: u32, hardware: &str) -> String {
     issuer().issue(id, channels, HardwareId(hardware.into()), 0).to_text()
 }
 
-/// A free TCP port on loopback.
+/// Where [`free_port`] hands out ports: below the kernel's ephemeral range
+/// (32768–60999), so no outgoing connection of a test running alongside can
+/// take a port between our check and the server's bind (CI once lost a test to
+/// exactly that), and below the discovery ports.
+const LISTEN_PORTS: std::ops::Range<u16> = 10_000..20_000;
+
+/// A free TCP port: each one handed out once per test process, from a start of
+/// its own per process, and checked free on every address.
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    static START: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    let span = LISTEN_PORTS.end - LISTEN_PORTS.start;
+    let start = *START.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        ((std::process::id() ^ nanos) % u32::from(span)) as u16
+    });
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LISTEN_PORTS.start + (start.wrapping_add(offset)) % span;
+        if TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LISTEN_PORTS:?}");
 }
 
 /// A discovery port of its own for each test, so parallel tests never hear each other.
