@@ -13,7 +13,7 @@ use thiserror::Error;
 /// listed with the reason and never linked. 3: Noise links, OPAQUE merges, beacons MACed over
 /// every field with a sequence number. 4: routes carry each server's status (up since, time
 /// source) and how long ago a withdrawn server was last heard; routed messages (time samples).
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Largest beacon datagram, in bytes.
 pub const BEACON_LEN_MAX: usize = 1400;
@@ -251,6 +251,13 @@ pub enum Message {
     Identity(IdentityChange),
     /// A step of an administrator's merge.
     Merge(MergeMsg),
+    /// The sender cannot dial the receiver (the receiver opened this link, perhaps from behind
+    /// NAT): dial a media channel back where this link was dialled and open it with `token`.
+    /// Since protocol 5.
+    DialMedia {
+        /// What the channel opens with.
+        token: u128,
+    },
 }
 
 /// One entry of a routing table as a neighbour offers it.
@@ -389,6 +396,7 @@ impl Message {
             Message::Ping => "Ping",
             Message::Identity(_) => "Identity",
             Message::Merge(_) => "Merge",
+            Message::DialMedia { .. } => "DialMedia",
         }
     }
 

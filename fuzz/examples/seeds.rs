@@ -103,8 +103,9 @@ fn main() -> io::Result<()> {
 /// A request, then an answer and frames as they would come back, cut into transport pieces.
 fn relay_conversations() -> Vec<Vec<u8>> {
     use hive_media::frame::{Codec, Frame};
-    use hive_media::relay::{Message, Request, Start};
+    use hive_media::relay::{Message, Opening, Request, Start};
     let mut bytes = bytes::BytesMut::new();
+    Opening::Callback { token: 0x5eed }.encode(&mut bytes);
     let starts = [Start::Live, Start::Keyframe(1_796_000_000_000_000), Start::Describe];
     for (n, start) in starts.into_iter().enumerate() {
         Request {
@@ -293,6 +294,7 @@ fn member_messages(records: &[Record]) -> Vec<Message> {
             body: RoutedBody::TimeRequest { id: 1 },
         }),
         Message::Ping,
+        Message::DialMedia { token: 0x5eed },
         Message::Identity(IdentityChange {
             from: node.system,
             to: node.system,

@@ -1,5 +1,6 @@
 //! Bytes a peer server sends on a media channel, in pieces cut by `u16 LE` lengths as the
-//! transport delivers them, read both as the answering side (requests) and as the asking side
+//! transport delivers them, read both as the side that did not dial (openings: requests and
+//! callbacks) and as the asking side
 //! (messages). Nothing may panic; the reader holds at most one message of the bound and what
 //! one push added; every message decoded encodes back to bytes that decode to the same.
 #![no_main]
@@ -18,14 +19,14 @@ fuzz_target!(|data: &[u8]| {
         if !requests_done {
             as_answerer.push(&piece);
             loop {
-                match as_answerer.next_request() {
-                    Ok(Some(request)) => {
+                match as_answerer.next_opening() {
+                    Ok(Some(opening)) => {
                         let mut bytes = bytes::BytesMut::new();
-                        request.encode(&mut bytes);
+                        opening.encode(&mut bytes);
                         let mut again = relay::Reader::new();
                         again.push(&bytes);
-                        let decoded = again.next_request().expect("our encoding decodes");
-                        assert_eq!(decoded.as_ref(), Some(&request));
+                        let decoded = again.next_opening().expect("our encoding decodes");
+                        assert_eq!(decoded.as_ref(), Some(&opening));
                     }
                     Ok(None) => break,
                     Err(_) => {

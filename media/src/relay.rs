@@ -7,6 +7,11 @@
 //! answering side sends [`Message::Info`] (or [`Message::NotFound`]), then frames until the
 //! flow ends ([`Message::End`]) or either side closes the connection.
 //!
+//! The asking side usually dials the channel. When it cannot (the answering side is behind
+//! NAT), it asks over the hive's link for a channel back; the answering side dials it and
+//! opens it with [`Opening::Callback`] and the token it was given, and then the exchange runs
+//! as on any channel. So the first message on a channel is an [`Opening`].
+//!
 //! Both sides are members of the hive (the channel proved the system secret), but a member
 //! still gets bounded work: a message over [`MESSAGE_MAX`] bytes, an unknown tag or a short
 //! body is an error, never a panic or an allocation of what the peer announces.
@@ -30,6 +35,7 @@ const TAG_NOT_FOUND: u8 = b'N';
 const TAG_FRAME: u8 = b'F';
 const TAG_END: u8 = b'E';
 const TAG_RANGES: u8 = b'G';
+const TAG_CALLBACK: u8 = b'C';
 /// Most ranges in one answer; a longer list is cut (the oldest are kept).
 pub const RANGES_MAX: usize = 65_536;
 const NO_END: i64 = i64::MIN;
@@ -72,6 +78,32 @@ pub struct Request {
     /// The server whose archive is to be played (a server id of the hive), for playback that
     /// stitches the spans different servers recorded; `None`: the camera's recorder now.
     pub server: Option<u128>,
+}
+
+/// The first message on a channel, from the side that dialled it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Opening {
+    /// The dialler asks for a flow.
+    Request(Request),
+    /// The dialler was asked for this channel (the other side could not dial it): the other
+    /// side sends its request next. The token is the one it was asked with.
+    Callback {
+        /// What the ask named.
+        token: u128,
+    },
+}
+
+impl Opening {
+    /// Appends the opening to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Opening::Request(request) => request.encode(out),
+            Opening::Callback { token } => {
+                frame_message(TAG_CALLBACK, 16, out);
+                out.put_u128(*token);
+            }
+        }
+    }
 }
 
 /// What comes back.
@@ -297,6 +329,19 @@ impl Reader {
         }
     }
 
+    /// The first message of a channel the reader did not dial, `Ok(None)` until it is whole.
+    pub fn next_opening(&mut self) -> Result<Option<Opening>, RelayError> {
+        match self.next_body()? {
+            None => Ok(None),
+            Some((TAG_REQUEST, body)) => Request::decode(body).map(|r| Some(Opening::Request(r))),
+            Some((TAG_CALLBACK, mut body)) if body.len() == 16 => {
+                Ok(Some(Opening::Callback { token: body.get_u128() }))
+            }
+            Some((TAG_CALLBACK, _)) => Err(RelayError::Malformed("callback")),
+            Some((tag, _)) => Err(RelayError::UnknownTag(tag)),
+        }
+    }
+
     /// The next answer (what the asking side reads), `Ok(None)` until it is whole.
     pub fn next_message(&mut self) -> Result<Option<Message>, RelayError> {
         match self.next_body()? {
@@ -377,6 +422,38 @@ mod tests {
             }
             assert_eq!(got, answers);
         }
+    }
+
+    #[test]
+    fn an_opening_is_a_request_or_a_callback_and_a_callback_of_another_size_is_malformed() {
+        let request = Request {
+            camera: "cam".into(),
+            stream: 0,
+            start: Start::Live,
+            speed: 1.0,
+            until_us: None,
+            hops_left: 3,
+            server: None,
+        };
+        for opening in [Opening::Request(request), Opening::Callback { token: u128::MAX - 5 }] {
+            let mut wire = BytesMut::new();
+            opening.encode(&mut wire);
+            let mut r = Reader::new();
+            r.push(&wire);
+            assert_eq!(r.next_opening(), Ok(Some(opening)));
+        }
+        let mut short = BytesMut::new();
+        frame_message(TAG_CALLBACK, 8, &mut short);
+        short.put_u64(1);
+        let mut r = Reader::new();
+        r.push(&short);
+        assert_eq!(r.next_opening(), Err(RelayError::Malformed("callback")));
+        // A callback is never a request: a dialled-back side reads only requests.
+        let mut callback = BytesMut::new();
+        Opening::Callback { token: 1 }.encode(&mut callback);
+        let mut r = Reader::new();
+        r.push(&callback);
+        assert_eq!(r.next_request(), Err(RelayError::UnknownTag(TAG_CALLBACK)));
     }
 
     #[test]

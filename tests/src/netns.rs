@@ -8,8 +8,14 @@
 //! ```text
 //!   hive-<pid>-br:  br0 (bridge, multicast snooping off)
 //!                   ├── v<name> ══ eth0 in hive-<pid>-<name>  10.231.0.<n>/24
+//!                   ├── vr<name> ══ eth0 in hive-<pid>-r<name> 10.231.0.<100+k>/24   (a NAT router)
+//!                   │                 in0 10.232.<k>.1/24 ══ eth0 in hive-<pid>-<name> 10.232.<k>.2/24
 //!                   └── ...
 //! ```
+//!
+//! A server behind NAT ([`Lab::start_behind_nat`]) sits in a subnet of its own behind a router
+//! that masquerades what it sends out (nftables): it reaches everyone, nobody can dial it, and
+//! its multicast stays in its subnet, as behind a home or site router.
 //!
 //! Needs root. [`lab_or_skip`] fails when it cannot build the namespaces, unless
 //! `HIVE_SKIP_NETNS=1` is set, in which case it warns and the test passes.
@@ -27,6 +33,8 @@ pub const HTTP_PORT: u16 = 7080;
 const DISCOVERY_GROUP: &str = "239.255.11.11:5007";
 /// The private subnet the namespaces share; it exists only inside them.
 const SUBNET: &str = "10.231.0";
+/// The first octets of the subnet behind the `k`-th NAT router.
+const NAT_SUBNET: &str = "10.232";
 
 /// The lab, or `None` (with a warning) when it cannot be built and `HIVE_SKIP_NETNS=1`.
 pub fn lab_or_skip() -> Option<Lab> {
@@ -53,6 +61,8 @@ pub struct Lab {
     namespaces: Vec<String>,
     /// The servers started, by index.
     pub servers: Vec<Server>,
+    /// NAT routers made so far.
+    routers: u8,
     dir: tempfile::TempDir,
 }
 
@@ -76,7 +86,7 @@ impl Lab {
         }
         let tag = format!("hive-{}", std::process::id());
         let dir = tempfile::Builder::new().prefix("hive-netns-").tempdir().unwrap();
-        let mut lab = Lab { tag, namespaces: Vec::new(), servers: Vec::new(), dir };
+        let mut lab = Lab { tag, namespaces: Vec::new(), servers: Vec::new(), routers: 0, dir };
         let bridge = lab.add_namespace("br")?;
         ip(&["-n", &bridge, "link", "add", "br0", "type", "bridge"]);
         // Without snooping the bridge floods multicast to every port, querier or not.
@@ -119,9 +129,63 @@ impl Lab {
 
     /// Starts server `name` with `secret` in a new namespace; returns its index.
     pub fn start(&mut self, name: &str, system: &str, secret: &str, extra: &[&str]) -> usize {
-        let index = self.servers.len();
-        let address = format!("{SUBNET}.{}", index + 1);
+        let address = format!("{SUBNET}.{}", self.servers.len() + 1);
         let namespace = self.add_host(name, &address);
+        self.spawn(name, namespace, address, system, secret, extra)
+    }
+
+    /// Starts server `name` behind a NAT router of its own: it can dial every server on the
+    /// bridge, none can dial it (so give it a `--peer`). Returns its index.
+    pub fn start_behind_nat(
+        &mut self,
+        name: &str,
+        system: &str,
+        secret: &str,
+        extra: &[&str],
+    ) -> usize {
+        self.routers += 1;
+        let k = self.routers;
+        let router = self.add_host(&format!("r{name}"), &format!("{SUBNET}.{}", 100 + k));
+        let namespace = self.add_namespace(name).unwrap_or_else(|e| panic!("{e}"));
+        let (inside, gateway) = (format!("{NAT_SUBNET}.{k}.2"), format!("{NAT_SUBNET}.{k}.1"));
+        ip(&[
+            "-n", &router, "link", "add", "in0", "type", "veth", "peer", "name", "eth0", "netns",
+            &namespace,
+        ]);
+        ip(&["-n", &router, "addr", "add", &format!("{gateway}/24"), "dev", "in0"]);
+        ip(&["-n", &router, "link", "set", "in0", "up"]);
+        ip(&["-n", &namespace, "link", "set", "lo", "up"]);
+        ip(&["-n", &namespace, "addr", "add", &format!("{inside}/24"), "dev", "eth0"]);
+        ip(&["-n", &namespace, "link", "set", "eth0", "up"]);
+        ip(&["-n", &namespace, "route", "add", "default", "via", &gateway]);
+        ip(&["-n", &namespace, "route", "add", "224.0.0.0/4", "dev", "eth0"]);
+        let in_router = |program: &str, args: &[&str]| {
+            let out = Command::new(ip_bin())
+                .args(["netns", "exec", &router, program])
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+            assert!(out.status.success(), "{program} {}: {}", args.join(" "), failure(&out));
+        };
+        in_router("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+        in_router("nft", &["add", "table", "ip", "nat"]);
+        let chain = "{ type nat hook postrouting priority 100 ; }";
+        in_router("nft", &["add", "chain", "ip", "nat", "out", chain]);
+        in_router("nft", &["add", "rule", "ip", "nat", "out", "oifname", "eth0", "masquerade"]);
+        self.spawn(name, namespace, inside, system, secret, extra)
+    }
+
+    /// Runs `hive serve` in `namespace` at `address`.
+    fn spawn(
+        &mut self,
+        name: &str,
+        namespace: String,
+        address: String,
+        system: &str,
+        secret: &str,
+        extra: &[&str],
+    ) -> usize {
+        let index = self.servers.len();
         let data_dir = self.dir.path().join(name).join("data");
         let log = self.dir.path().join(format!("{name}.log"));
         let log_file = std::fs::File::create(&log).unwrap();
@@ -212,6 +276,35 @@ impl Lab {
         let mut command = Command::new(ip_bin());
         command.args(["netns", "exec", &self.servers[i].namespace]).arg(program);
         command
+    }
+
+    /// `GET path` of server `i`'s API as the owner, from the namespace of server `from`
+    /// (empty when it does not answer).
+    pub fn curl_from(&self, from: usize, i: usize, path: &str) -> String {
+        let url = format!("http://{}:{HTTP_PORT}{path}", self.servers[i].address);
+        let out = self
+            .command_in(from, "curl")
+            .args(["-s", "--max-time", "5", "-u", &format!("admin:{OWNER_PASSWORD}"), &url])
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `GET path` of server `i`'s API as the owner, from its own namespace.
+    pub fn curl(&self, i: usize, path: &str) -> String {
+        self.curl_from(i, i, path)
+    }
+
+    /// `GET path` of server `i`'s API as JSON (`null` when it does not answer).
+    pub fn api_get(&self, i: usize, path: &str) -> Value {
+        serde_json::from_str(&self.curl(i, path)).unwrap_or(Value::Null)
+    }
+
+    /// A counter or gauge of server `i`'s `/metrics`.
+    pub fn metric(&self, i: usize, name: &str) -> Option<u64> {
+        let metrics = self.curl(i, "/metrics");
+        let prefix = format!("{name} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
     }
 
     /// Polls server `i`'s `hive status` until `check` holds; returns that view.

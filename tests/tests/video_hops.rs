@@ -2,10 +2,9 @@
 //! from each other (each reaches only b). A camera recorded by a plays live, decoding cleanly,
 //! from c, which fetches it through b.
 
-use hive_tests::netns::{lab_or_skip, HTTP_PORT};
+use hive_tests::netns::lab_or_skip;
 use hive_tests::video::{require_ffmpeg, Killed};
 use hive_tests::{wait_for, OWNER_PASSWORD};
-use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -47,7 +46,7 @@ fn a_camera_plays_live_through_a_server_two_hops_from_its_recorder() {
     let added = lab.hive_json(a, &["camera", "add", "--name", "far", "--stream", &url]);
     let id = added.map(|v| v["id"].as_str().unwrap_or_default().to_owned()).unwrap();
     wait_for("a to record the camera", Duration::from_secs(30), || {
-        let s = api_get(&lab, a, &format!("/api/cameras/{id}/status"));
+        let s = lab.api_get(a, &format!("/api/cameras/{id}/status"));
         (s["status"]["state"] == "recording", s)
     });
 
@@ -80,26 +79,6 @@ fn a_camera_plays_live_through_a_server_two_hops_from_its_recorder() {
     assert!(decoded.status.success() && errors.trim().is_empty(), "decode two hops away: {errors}");
 
     // b relayed it: its metrics count a relay.
-    let metrics = curl(&lab, b, "/metrics");
-    let opened = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("hive_media_upstreams_opened_total "))
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    assert!(opened.is_some_and(|n| n >= 1), "b opened no upstream: {metrics}");
-}
-
-/// `GET path` of server `i`'s API as the owner, from its namespace.
-fn curl(lab: &hive_tests::netns::Lab, i: usize, path: &str) -> String {
-    let url = format!("http://{}:{HTTP_PORT}{path}", lab.servers[i].address);
-    let out = lab
-        .command_in(i, "curl")
-        .args(["-s", "-u", &format!("admin:{OWNER_PASSWORD}"), &url])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `GET path` of server `i`'s API as JSON (`null` when it does not answer).
-fn api_get(lab: &hive_tests::netns::Lab, i: usize, path: &str) -> Value {
-    serde_json::from_str(&curl(lab, i, path)).unwrap_or(Value::Null)
+    let opened = lab.metric(b, "hive_media_upstreams_opened_total");
+    assert!(opened.is_some_and(|n| n >= 1), "b opened no upstream: {opened:?}");
 }

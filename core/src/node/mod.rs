@@ -6,6 +6,8 @@ mod discovery;
 mod invariants;
 mod licensing;
 mod link;
+mod media;
+pub use media::MediaHop;
 mod merge;
 mod mesh;
 mod presence;
@@ -219,6 +221,15 @@ pub enum Input {
     },
     /// A sample of an external (NTP) time source, taken by the driver.
     ExternalTime(crate::timesync::TimeSample),
+    /// The video plane asks neighbour `via`, which opened its link to this server, to dial a
+    /// media channel back and open it with `token` (see [`MediaHop`]).
+    AskMediaDial {
+        /// The neighbour.
+        via: ServerId,
+        /// What the channel opens with, so the asker knows it for its own: the shell's, from
+        /// the operating system's randomness.
+        token: u128,
+    },
 }
 
 /// What the node asks of its driver, in order. A `Persist` must be durable before any later
@@ -271,6 +282,16 @@ pub enum Output {
     StopRecording {
         /// The camera.
         camera: crate::ids::CameraId,
+    },
+    /// Dial a media channel to `peer` at `addr` and open it with `token`: the peer cannot dial
+    /// this server (see [`MediaHop`]). The channel goes to the video plane, never to the node.
+    DialMedia {
+        /// Who asked.
+        peer: ServerId,
+        /// Where this server dialled the peer's link.
+        addr: PeerAddr,
+        /// What the channel opens with.
+        token: u128,
     },
     /// The record of a camera this server records changed (its URLs, say): the recorder
     /// takes the new record. Who records it may change too; that comes as its own output.
@@ -544,6 +565,7 @@ impl Node {
             }
             Input::Command { id, cmd } => self.on_command(id, cmd),
             Input::ExternalTime(sample) => self.on_external_time(sample),
+            Input::AskMediaDial { via, token } => self.on_ask_media_dial(via, token),
         }
         self.run_timers();
         self.debug_check_invariants();

@@ -108,6 +108,7 @@ impl Node {
             Message::Reach { routes } => self.on_reach(link, routes),
             Message::Ping => {}
             Message::Routed(routed) => self.on_routed(routed),
+            Message::DialMedia { token } => self.on_dial_media(link, peer, token),
             Message::Identity(change) => self.on_peer_identity(link, &change),
             other => self.violation(link, Violation::UnexpectedOnMemberLink(other.kind())),
         }

@@ -47,3 +47,48 @@ pub fn node(name: &str, seed: u8) -> Node {
     while n.poll_output().is_some() {}
     n
 }
+
+/// Two servers of system "north" joined by link 1, which `a` dialled; every message between
+/// them delivered until both are quiet. The third value is `a`'s address `b` was dialled at.
+pub fn pair() -> (Node, Node, PeerAddr) {
+    use super::{ChannelInfo, ChannelKind, LinkId, Output};
+    let (mut a, mut b) = (node("north", 1), node("north", 2));
+    let link = LinkId(1);
+    let dialed = PeerAddr("10.0.0.2:7001".into());
+    let channel = |peer: &Node| ChannelInfo {
+        kind: ChannelKind::Member,
+        peer_key: peer.channel_keys().0.public,
+        handshake_hash: [3; 32],
+    };
+    let (to_a, to_b) = (channel(&b), channel(&a));
+    a.handle(NOW, Input::LinkOpened { link, dialed: Some(dialed.clone()), channel: to_a });
+    b.handle(NOW, Input::LinkOpened { link, dialed: None, channel: to_b });
+    fn deliver(from: &mut Node, to: &mut Node, link: LinkId, now: Now) -> bool {
+        let mut delivered = false;
+        for out in from.drain_outputs() {
+            if let Output::Send { msg, .. } = out {
+                delivered = true;
+                to.handle(now, Input::Message { link, msg, received: MonoUs(0) });
+            }
+        }
+        delivered
+    }
+    while deliver(&mut a, &mut b, link, NOW) | deliver(&mut b, &mut a, link, NOW) {}
+    // Routes are announced a moment after a link comes up.
+    let later = Now {
+        mono: MonoMs(NOW.mono.0 + 1_000),
+        mono_us: MonoUs(NOW.mono_us.0 + 1_000_000),
+        wall: WallMs(NOW.wall.0 + 1_000),
+    };
+    a.handle(later, Input::Tick);
+    b.handle(later, Input::Tick);
+    while deliver(&mut a, &mut b, link, later) | deliver(&mut b, &mut a, link, later) {}
+    (a, b, dialed)
+}
+
+impl Node {
+    /// Every output waiting.
+    pub fn drain_outputs(&mut self) -> Vec<super::Output> {
+        std::iter::from_fn(|| self.poll_output()).collect()
+    }
+}

@@ -121,6 +121,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             "Video flows this server asked of other servers since start.",
             relay.upstreams_opened_total.load(Relaxed),
         );
+        metric(
+            "hive_media_channels_dialled_back_total",
+            "counter",
+            "Media channels this server dialled because a server it linked to could not dial it.",
+            relay.channels_dialled_back_total.load(Relaxed),
+        );
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }

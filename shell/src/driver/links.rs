@@ -59,6 +59,9 @@ pub struct MediaChannel {
     pub transport: Transport,
     /// The peer's link key, proven by the handshake.
     pub peer_key: hive_core::keys::PublicKey,
+    /// For a channel this server dialled back because the peer asked (it cannot dial us):
+    /// the token to open it with. `None` for a channel the peer opened.
+    pub callback: Option<u128>,
 }
 
 /// A connection a media channel runs on (TCP, or turmoil's in simulation).
@@ -162,6 +165,7 @@ impl<N: Net> Links<N> {
             entropy: self.entropy.clone(),
             mono: self.mono,
             media: self.media.clone(),
+            callback: None,
         };
         (link, lanes::lanes(), ctx)
     }
@@ -221,6 +225,25 @@ impl<N: Net> Links<N> {
         self.open.insert(link, LinkTasks { outbox, task, open: false });
     }
 
+    /// Dials a media channel back to a peer that asked for one with `token`: once its
+    /// handshake is done it goes to the video plane like an accepted one. Never a link, and a
+    /// failure is only logged (the asker's wait runs out).
+    pub fn dial_media(&mut self, to: SocketAddr, token: u128, timeout_ms: u64, keys: Keys) {
+        let (link, (outbox, inbox), mut ctx) = self.new_link();
+        ctx.callback = Some(token);
+        let task = tokio::spawn(async move {
+            let connect = tokio::time::timeout(Duration::from_millis(timeout_ms), N::connect(to));
+            let role = Role::Initiator(ChannelKind::Media);
+            let established = match connect.await {
+                Ok(Ok(stream)) => ctx.handshake(stream, role, keys).await,
+                Ok(Err(e)) => Err(ChannelError::Io(e)),
+                Err(_) => Err(ChannelError::Io(std::io::ErrorKind::TimedOut.into())),
+            };
+            ctx.run(established, None, inbox).await;
+        });
+        self.open.insert(link, LinkTasks { outbox, task, open: false });
+    }
+
     /// The next event.
     pub async fn next_event(&mut self) -> LinkEvent {
         if let Some(link) = self.too_slow.pop_front() {
@@ -272,6 +295,8 @@ struct LinkContext {
     entropy: Entropy,
     mono: MonoClock,
     media: Option<mpsc::Sender<MediaChannel>>,
+    /// A media channel dialled back: the token it opens with.
+    callback: Option<u128>,
 }
 
 impl LinkContext {
@@ -298,15 +323,20 @@ impl LinkContext {
     ) {
         let link = self.link;
         match established {
+            Err(error) if self.callback.is_some() => {
+                tracing::debug!(%error, "a media channel back failed");
+                let _ = self.events.send(Raw::HandedOver(link)).await;
+            }
             Err(error) => {
                 let _ = self.events.send(Raw::HandshakeFailed { link, dialed, error }).await;
             }
             Ok((stream, transport, channel)) if channel.kind == ChannelKind::Media => {
-                // Video never reaches the node; a dialled media channel is not made here.
+                // Video never reaches the node.
                 let handed = MediaChannel {
                     stream: Box::new(stream),
                     transport,
                     peer_key: channel.peer_key,
+                    callback: self.callback,
                 };
                 let taken = self.media.as_ref().is_some_and(|m| m.try_send(handed).is_ok());
                 if !taken {

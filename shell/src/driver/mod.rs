@@ -132,6 +132,14 @@ pub enum Request {
     /// This server's time now: the node's clock is brought to the present first (a read
     /// alone sees the time of the last event, which may be a second old on an idle server).
     Time(oneshot::Sender<TimeStatus>),
+    /// Ask neighbour `via` to dial a media channel back, opened with `token` (the video
+    /// plane's, for a neighbour it cannot dial).
+    AskMediaDial {
+        /// The neighbour.
+        via: hive_core::ids::ServerId,
+        /// What the channel will open with.
+        token: u128,
+    },
     /// Stop after the current event.
     Stop,
 }
@@ -347,6 +355,14 @@ pub async fn run<N: Net, F: Fs, C: Clock, O: Observer + ?Sized>(
                         }
                         Err(()) => node.handle(clock.now(), Input::DialFailed { addr }),
                     },
+                    Output::DialMedia { peer, addr, token } => match resolve(&addr) {
+                        Ok(to) => {
+                            tracing::debug!(%peer, %addr, "dialling a media channel back");
+                            let keys = channel_keys(&node);
+                            links.dial_media(to, token, dc.connect_timeout_ms, keys);
+                        }
+                        Err(()) => tracing::debug!(%addr, "no media channel back: bad address"),
+                    },
                     Output::Close(link) => links.close(link),
                     Output::Reply { id, result } => {
                         if let Some(tx) = replies.remove(&id) {
@@ -464,6 +480,9 @@ fn take_request<C: Clock>(
             node.handle(clock.now(), Input::Tick);
             let _ = reply.send(node.time_status());
             ControlFlow::Continue(None)
+        }
+        Request::AskMediaDial { via, token } => {
+            ControlFlow::Continue(Some(Input::AskMediaDial { via, token }))
         }
         Request::Stop => ControlFlow::Break(()),
     }

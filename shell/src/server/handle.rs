@@ -61,6 +61,15 @@ impl NodeHandle {
         rx.await.map_err(|_| Stopped)
     }
 
+    /// Asks neighbour `via` to dial a media channel back, opened with `token`.
+    pub fn ask_media_dial(
+        &self,
+        via: hive_core::ids::ServerId,
+        token: u128,
+    ) -> Result<(), Stopped> {
+        self.tx.send(Request::AskMediaDial { via, token }).map_err(|_| Stopped)
+    }
+
     /// Asks the loop to stop after the current event.
     pub fn stop(&self) {
         let _ = self.tx.send(Request::Stop);

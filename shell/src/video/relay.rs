@@ -15,6 +15,7 @@
 //! asks the route again and goes on from the camera's new recorder, so clients keep their
 //! sessions. Archive flows are per client: each has an upstream flow of its own.
 
+use super::callbacks::Callbacks;
 use super::feed::LiveFeed;
 use super::plane::VideoPlane;
 use super::sealed::{self, SealedError, SealedReader, SealedWriter};
@@ -25,9 +26,9 @@ use crate::rtsp::{Access, ArchiveStart, AuthRequest, Flow, Media};
 use crate::server::handle::NodeHandle;
 use hive_core::ids::CameraId;
 use hive_core::ids::ServerId;
-use hive_core::node::{ChannelKind, HistorySpan};
+use hive_core::node::{ChannelKind, HistorySpan, MediaHop};
 use hive_media::frame::Frame;
-use hive_media::relay::{Message, Request, Start};
+use hive_media::relay::{Message, Opening, Request, Start};
 use hive_media::rtsp::target::Target;
 use hive_media::sdp::StreamInfo;
 use std::collections::BTreeMap;
@@ -92,6 +93,9 @@ pub enum UpstreamError {
     /// No answer within [`UPSTREAM_ANSWER`].
     #[error("the upstream did not answer in time")]
     Timeout,
+    /// Too many asks for media channels back are waiting.
+    #[error("too many asks for media channels back are waiting")]
+    Busy,
 }
 
 /// Counters of the media path, read by `/metrics`.
@@ -103,6 +107,9 @@ pub struct RelayStats {
     pub flows_to_servers_total: AtomicU64,
     /// Upstream flows this server opened since start (relays and archive flows).
     pub upstreams_opened_total: AtomicU64,
+    /// Media channels this server dialled back since start, asked by a server that could not
+    /// dial it.
+    pub channels_dialled_back_total: AtomicU64,
 }
 
 /// A live relay of one camera stream.
@@ -121,6 +128,8 @@ pub struct HiveMedia {
     plane: Arc<VideoPlane>,
     handle: NodeHandle,
     relays: Mutex<BTreeMap<StreamKey, Relay>>,
+    /// Media channels asked of neighbours that dial back.
+    callbacks: Callbacks,
     /// Counters for `/metrics`.
     pub stats: RelayStats,
 }
@@ -139,6 +148,7 @@ impl HiveMedia {
             plane,
             handle,
             relays: Mutex::default(),
+            callbacks: Callbacks::default(),
             stats: RelayStats::default(),
         })
     }
@@ -425,20 +435,35 @@ impl HiveMedia {
             return Err(UpstreamError::TooManyHops);
         }
         let camera: CameraId = target.camera.parse().map_err(|_| UpstreamError::NotFound)?;
-        let (addresses, keys) = self
+        let (hop, keys, via_key) = self
             .handle
             .read(move |n| {
                 let server = toward.or_else(|| n.recorder_of(camera))?;
-                let via = n.route_to(server)?.via;
-                let record = n.servers().find(|(id, _)| *id == via)?.1;
+                let hop = n.media_hop(server)?;
+                let via = match &hop {
+                    MediaHop::Dial { via, .. } | MediaHop::Callback { via } => *via,
+                };
                 let (pair, psk) = n.channel_keys();
-                Some((record.addresses.clone(), Keys { pair, psk }))
+                Some((hop, Keys { pair, psk }, n.pinned_key(via)))
             })
             .await
             .map_err(|_| UpstreamError::Stopped)?
             .ok_or(UpstreamError::NoRoute)?;
-        let stream = dial(&addresses, &keys).await?;
-        let (rd, mut wr) = sealed::split(stream.0, stream.1);
+        let (rd, mut wr) = match hop {
+            MediaHop::Dial { addresses, .. } => {
+                let (stream, transport) = dial(&addresses, &keys).await?;
+                sealed::split(stream, transport)
+            }
+            MediaHop::Callback { via } => {
+                // The neighbour opened its link to us and may be behind NAT: it dials back.
+                let via_key = via_key.ok_or(UpstreamError::NoRoute)?;
+                let waiting = self.callbacks.ask(via_key).map_err(|_| UpstreamError::Busy)?;
+                self.handle
+                    .ask_media_dial(via, waiting.token())
+                    .map_err(|_| UpstreamError::Stopped)?;
+                waiting.channel().await.ok_or(UpstreamError::Stopped)?
+            }
+        };
         let request = Request {
             camera: target.camera.clone(),
             stream: target.stream,
@@ -526,9 +551,29 @@ impl HiveMedia {
             return;
         }
         let (mut rd, mut wr) = sealed::split(channel.stream, channel.transport);
-        let request = match tokio::time::timeout(UPSTREAM_ANSWER, rd.request()).await {
+        let opened = async {
+            if let Some(token) = channel.callback {
+                // Dialled back because the peer cannot dial us: say which ask this answers.
+                self.stats.channels_dialled_back_total.fetch_add(1, Ordering::Relaxed);
+                wr.callback(token).await?;
+                return Ok(rd.request().await?);
+            }
+            match rd.opening().await? {
+                Opening::Request(request) => Ok::<_, Opened>(request),
+                Opening::Callback { token } => Err(Opened::Callback(token)),
+            }
+        };
+        let request = match tokio::time::timeout(UPSTREAM_ANSWER, opened).await {
             Ok(Ok(request)) => request,
-            Ok(Err(e)) => return tracing::debug!(error = %e, "a media channel's request"),
+            Ok(Err(Opened::Callback(token))) => {
+                if let Err(e) = self.callbacks.deliver(token, key, (rd, wr)) {
+                    tracing::debug!(error = %e, "a media channel back was closed");
+                }
+                return;
+            }
+            Ok(Err(Opened::Broken(e))) => {
+                return tracing::debug!(error = %e, "a media channel's opening")
+            }
             Err(_) => return tracing::debug!("a media channel sent no request"),
         };
         let hops = request.hops_left;
@@ -580,6 +625,20 @@ impl HiveMedia {
         if let Err(e) = sent {
             tracing::debug!(camera = %target.camera, error = %e, "a flow to a server ended");
         }
+    }
+}
+
+/// How a media channel's opening went, when it brought no request to serve.
+enum Opened {
+    /// The channel answers an ask of ours for a channel back.
+    Callback(u128),
+    /// It broke or carried something else.
+    Broken(SealedError),
+}
+
+impl From<SealedError> for Opened {
+    fn from(e: SealedError) -> Opened {
+        Opened::Broken(e)
     }
 }
 

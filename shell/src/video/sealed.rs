@@ -6,7 +6,7 @@
 use crate::driver::channel::{self, ChannelError, Transport, CHUNK_PLAIN_MAX};
 use crate::driver::MediaStream;
 use bytes::BytesMut;
-use hive_media::relay::{self, Message, RelayError, Request};
+use hive_media::relay::{self, Message, Opening, RelayError, Request};
 use std::sync::Arc;
 use thiserror::Error;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -77,6 +77,12 @@ impl SealedWriter {
         self.flush().await
     }
 
+    /// Opens a channel this server dialled back, with the token it was asked with.
+    pub async fn callback(&mut self, token: u128) -> Result<(), SealedError> {
+        Opening::Callback { token }.encode(&mut self.plain);
+        self.flush().await
+    }
+
     /// Queues a message; [`SealedWriter::flush`] sends what is queued in one write.
     pub fn queue(&mut self, message: &Message) {
         message.encode(&mut self.plain);
@@ -123,7 +129,17 @@ impl SealedReader {
         Ok(())
     }
 
-    /// The request that opens a channel (the answering side).
+    /// The first message of a channel the peer dialled: a request, or a callback.
+    pub async fn opening(&mut self) -> Result<Opening, SealedError> {
+        loop {
+            if let Some(opening) = self.reader.next_opening()? {
+                return Ok(opening);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// The request on a channel this server dialled back (the answering side).
     pub async fn request(&mut self) -> Result<Request, SealedError> {
         loop {
             if let Some(request) = self.reader.next_request()? {

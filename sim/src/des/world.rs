@@ -601,7 +601,8 @@ impl World {
             Output::StopRecording { camera } => {
                 self.hosts[host].recording.remove(&camera);
             }
-            Output::RecordedCameraChanged { .. } => {}
+            // Video is not simulated at this level.
+            Output::RecordedCameraChanged { .. } | Output::DialMedia { .. } => {}
         }
     }
 
@@ -989,6 +990,7 @@ fn input_kind(input: &Input) -> &'static str {
         Input::Message { msg, .. } => msg.kind(),
         Input::Command { .. } => "a command",
         Input::ExternalTime(_) => "an external time sample",
+        Input::AskMediaDial { .. } => "an ask for a media channel back",
     }
 }
 
