@@ -13,6 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod bench;
 pub mod chrony;
 pub mod hostile;
 pub mod netns;
@@ -117,6 +118,9 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     /// Plain HTTP (most tests are not about TLS) or HTTPS.
     pub api: ApiTransport,
+    /// Where its data directory is made (the system's temporary directory if `None`): a
+    /// benchmark puts a fast archive on tmpfs.
+    pub data_parent: Option<PathBuf>,
 }
 
 /// How a test server serves its API.
@@ -160,6 +164,7 @@ impl Spec {
             extra: Vec::new(),
             env: Vec::new(),
             api: ApiTransport::Plain,
+            data_parent: None,
         }
     }
 }
@@ -184,7 +189,8 @@ pub struct Hive {
 impl Hive {
     /// Starts a server and waits until its API answers.
     pub fn start(spec: Spec) -> Hive {
-        let dir = tempfile::Builder::new().prefix("hive-test-").tempdir().unwrap();
+        let parent = spec.data_parent.clone().unwrap_or_else(std::env::temp_dir);
+        let dir = tempfile::Builder::new().prefix("hive-test-").tempdir_in(parent).unwrap();
         let data_dir = dir.path().join("data");
         let peer = SocketAddr::from((spec.ip, free_port()));
         let http = SocketAddr::from((spec.ip, free_port()));

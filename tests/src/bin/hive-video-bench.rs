@@ -24,16 +24,14 @@
 use hive::archive::{Archive, ArchiveConfig};
 use hive::video::testcamera::Clip;
 use hive_media::frame::Codec;
+use hive_tests::bench::*;
 use hive_tests::procfs::{clock_ticks, cpu_ticks, quantile, write_bytes};
 use hive_tests::video::{test_cameras, Killed};
-use hive_tests::{discovery_port, free_port, wait_for, Hive, Spec, OWNER_PASSWORD};
+use hive_tests::{free_port, Hive};
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
@@ -45,8 +43,6 @@ commands:
   live-start   time to first frame of a new live client, --trials times
   seek         time to first frame at random positions of a --days archive
   fanout       --clients clients of one camera; one fast client against iperf3
-  relay        --streams cameras relayed through a second server: its CPU per
-               stream, the latency it adds, live start through it (cold, warm)
   help         this text
 
 options:
@@ -55,14 +51,11 @@ options:
   --trials N     live-start, seek: clients timed           [100]
   --days D       seek: days of synthetic archive           [30]
   --clients N    fanout: clients of one camera             [64]
-  --streams N    relay: cameras relayed                    [64]
   --markdown F   also write the results as markdown to F
 
 The servers are $HIVE_BIN (relative to the workspace root), else the newest
 target/{release,debug}/hive.";
 
-/// The test clip's frame rate (`make-clip.sh`).
-const FPS: f64 = 25.0;
 /// Seed of the random positions and pauses: runs are comparable.
 const SEED: u64 = 9;
 
@@ -83,13 +76,8 @@ fn main() {
         cpu_model(),
         args.join(" ")
     );
-    let figures: [(&str, Figure); 5] = [
-        ("record", record),
-        ("live-start", live_start),
-        ("seek", seek),
-        ("fanout", fanout),
-        ("relay", relay),
-    ];
+    let figures: [(&str, Figure); 4] =
+        [("record", record), ("live-start", live_start), ("seek", seek), ("fanout", fanout)];
     for (name, figure) in figures {
         if all || o.command == name {
             report += &figure(&o);
@@ -113,7 +101,6 @@ struct Options {
     trials: usize,
     days: u64,
     clients: usize,
-    streams: usize,
     markdown: Option<PathBuf>,
 }
 
@@ -127,7 +114,6 @@ impl Options {
             trials: 100,
             days: 30,
             clients: 64,
-            streams: 64,
             markdown: None,
         };
         let mut rest = args.iter();
@@ -141,15 +127,12 @@ impl Options {
             };
             match arg.as_str() {
                 "help" | "--help" | "-h" => return Ok(None),
-                "all" | "record" | "live-start" | "seek" | "fanout" | "relay" => {
-                    o.command = arg.clone()
-                }
+                "all" | "record" | "live-start" | "seek" | "fanout" => o.command = arg.clone(),
                 "--cameras" => o.cameras = value(arg)? as usize,
                 "--seconds" => o.seconds = value(arg)?,
                 "--trials" => o.trials = value(arg)? as usize,
                 "--days" => o.days = value(arg)?,
                 "--clients" => o.clients = value(arg)? as usize,
-                "--streams" => o.streams = value(arg)? as usize,
                 "--markdown" => {
                     o.markdown = Some(rest.next().ok_or("--markdown needs a file")?.into())
                 }
@@ -157,245 +140,6 @@ impl Options {
             }
         }
         Ok(Some(o))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Servers, cameras, clips
-
-/// The workspace root (clips and `make-clip.sh` are found from it).
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A clip made by `make-clip.sh` (once; kept in `target/bench-clips`).
-fn clip(seconds: u32, size: &str, kbit: u32) -> PathBuf {
-    let dir = workspace().join("target/bench-clips");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{size}-{kbit}k-{seconds}s.h264"));
-    if !path.exists() {
-        let status = Command::new(workspace().join("shell/assets/make-clip.sh"))
-            .arg(&path)
-            .args([&seconds.to_string(), size, &kbit.to_string(), "h264"])
-            .status()
-            .expect("make-clip.sh runs (ffmpeg installed)");
-        assert!(status.success(), "make-clip.sh {}", path.display());
-    }
-    path
-}
-
-/// A clip of huge frames (lossless 1080p noise, ~4 MB a frame) for the fast client: at the
-/// test camera's top rate it offers far more than loopback carries, so the server is what
-/// limits the client.
-fn fast_clip() -> PathBuf {
-    let path = workspace().join("target/bench-clips/1920x1080-lossless-1s.h264");
-    if !path.exists() {
-        let status = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-            .args(["-i", "testsrc2=size=1920x1080:rate=25", "-t", "1"])
-            .args(["-vf", "noise=alls=60:allf=t", "-pix_fmt", "yuv420p", "-c:v", "libx264"])
-            .args(["-preset", "ultrafast", "-qp", "0"])
-            .args(["-x264-params", "keyint=25:min-keyint=25:scenecut=0:bframes=0"])
-            .args(["-bsf:v", "dump_extra=freq=keyframe", "-f", "h264"])
-            .arg(&path)
-            .status()
-            .expect("ffmpeg runs");
-        assert!(status.success(), "ffmpeg making {}", path.display());
-    }
-    path
-}
-
-/// Bits per second of a clip looped at [`FPS`].
-fn clip_bits_per_second(path: &Path) -> f64 {
-    let bytes = std::fs::read(path).unwrap();
-    let frames = Clip::parse(Codec::H264, &bytes).expect("the clip parses").len();
-    bytes.len() as f64 * 8.0 * FPS / frames as f64
-}
-
-/// A server of its own one-server system, logging warnings only.
-fn server(name: &str) -> Hive {
-    Hive::start(bench_spec(name, discovery_port()))
-}
-
-fn bench_spec(name: &str, port: u16) -> Spec {
-    let mut spec = Spec::new(name, "VideoBench", "secret-video-bench", port);
-    spec.env.push(("HIVE_LOG".into(), "warn".into()));
-    spec
-}
-
-/// Adds a camera; its id.
-fn add_camera(hive: &Hive, name: &str, url: &str) -> String {
-    let (status, cam) = hive.api().post("/api/cameras", &json!({ "name": name, "url": url }));
-    assert_eq!(status, 201, "{cam}");
-    cam["id"].as_str().unwrap().to_owned()
-}
-
-/// The camera's recording status on `hive`.
-fn status(hive: &Hive, id: &str) -> Value {
-    hive.api().get(&format!("/api/cameras/{id}/status")).1["status"].clone()
-}
-
-/// Waits until every camera of `ids` records.
-fn wait_recording(hive: &Hive, ids: &[String]) {
-    wait_for("every camera to record", Duration::from_secs(180), || {
-        let recording = ids.iter().filter(|id| status(hive, id)["state"] == "recording").count();
-        (recording == ids.len(), recording)
-    });
-}
-
-fn pid(hive: &Hive) -> u32 {
-    hive.pid().expect("the server runs")
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim().into()))
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-/// p50 / p99 / max of samples, ms.
-fn percentiles(mut ms: Vec<f64>) -> String {
-    ms.sort_by(f64::total_cmp);
-    format!(
-        "{:.1} / {:.1} / {:.1}",
-        quantile(&ms, 0.5),
-        quantile(&ms, 0.99),
-        ms.last().copied().unwrap_or(0.0)
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// A lean RTSP/TCP client: what a player does up to PLAY, then RTP packets read in bulk
-
-/// One RTP packet's header fields the figures need.
-struct Packet {
-    timestamp: u32,
-    /// Last packet of a frame.
-    marker: bool,
-    /// First packet of an H.264 keyframe (SPS, IDR, or the start of a fragmented IDR).
-    keyframe_start: bool,
-    bytes: usize,
-}
-
-/// A playing RTSP session over TCP.
-struct Viewer {
-    reader: BufReader<TcpStream>,
-    buf: Vec<u8>,
-}
-
-impl Viewer {
-    /// DESCRIBE, SETUP and PLAY of `path` (with its query) at `addr` as the owner.
-    fn play(addr: SocketAddr, path: &str) -> Viewer {
-        use base64::Engine;
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_nodelay(true).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("admin:{OWNER_PASSWORD}"));
-        let mut v = Viewer {
-            reader: BufReader::with_capacity(256 << 10, stream),
-            buf: Vec::with_capacity(64 << 10),
-        };
-        let url = format!("rtsp://{addr}/{path}");
-        let (base, query) = url.split_once('?').map_or((url.as_str(), ""), |(b, q)| (b, q));
-        let track = format!("{base}/trackID=0{}{query}", if query.is_empty() { "" } else { "?" });
-        let mut session = String::new();
-        for (cseq, (method, target, extra)) in [
-            ("DESCRIBE", url.as_str(), String::new()),
-            ("SETUP", track.as_str(), "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n".into()),
-            ("PLAY", url.as_str(), String::new()),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let session_line =
-                if session.is_empty() { String::new() } else { format!("Session: {session}\r\n") };
-            let request = format!(
-                "{method} {target} RTSP/1.0\r\nCSeq: {cseq}\r\nAuthorization: Basic {token}\r\n\
-                 {session_line}{extra}\r\n"
-            );
-            v.reader.get_mut().write_all(request.as_bytes()).unwrap();
-            let (code, id) = v.response();
-            assert_eq!(code, 200, "{method} {target}");
-            if let Some(id) = id {
-                session = id;
-            }
-        }
-        v
-    }
-
-    /// Reads one response (skipping interleaved packets before it): status and session id.
-    fn response(&mut self) -> (u16, Option<String>) {
-        loop {
-            if self.reader.fill_buf().unwrap().first() == Some(&b'$') {
-                self.packet();
-                continue;
-            }
-            let (mut code, mut session, mut length) = (0, None, 0usize);
-            let mut line = String::new();
-            loop {
-                line.clear();
-                self.reader.read_line(&mut line).unwrap();
-                let l = line.trim_end();
-                if l.is_empty() {
-                    break;
-                }
-                if let Some(rest) = l.strip_prefix("RTSP/1.0 ") {
-                    code = rest.split(' ').next().and_then(|c| c.parse().ok()).unwrap_or(0);
-                } else if let Some((name, value)) = l.split_once(':') {
-                    let value = value.trim();
-                    match name.to_ascii_lowercase().as_str() {
-                        "session" => session = value.split(';').next().map(str::to_owned),
-                        "content-length" => length = value.parse().unwrap_or(0),
-                        _ => {}
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            self.reader.read_exact(&mut body).unwrap();
-            return (code, session);
-        }
-    }
-
-    /// The next interleaved packet (RTP on channel 0; RTCP on 1 is skipped).
-    fn packet(&mut self) -> Packet {
-        loop {
-            let mut head = [0u8; 4];
-            self.reader.read_exact(&mut head).unwrap();
-            assert_eq!(head[0], b'$', "an interleaved packet");
-            let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-            self.buf.resize(len, 0);
-            self.reader.read_exact(&mut self.buf).unwrap();
-            if head[1] != 0 || len < 14 {
-                continue;
-            }
-            let p = &self.buf;
-            let nal = p[12] & 0x1f;
-            let keyframe_start = match nal {
-                5 | 7 => true,
-                24 => p.get(15).is_some_and(|b| matches!(b & 0x1f, 5 | 7)),
-                28 => p[13] & 0x80 != 0 && p[13] & 0x1f == 5,
-                _ => false,
-            };
-            return Packet {
-                timestamp: u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
-                marker: p[1] & 0x80 != 0,
-                keyframe_start,
-                bytes: len + 4,
-            };
-        }
-    }
-
-    /// Reads until the end of the first whole frame; its RTP timestamp.
-    fn first_frame(&mut self) -> u32 {
-        loop {
-            let p = self.packet();
-            if p.marker {
-                return p.timestamp;
-            }
-        }
     }
 }
 
@@ -643,26 +387,6 @@ fn walk_bytes(dir: &Path) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Fan-out
 
-/// What one client of the fan-out received.
-#[derive(Default)]
-struct Received {
-    frames: u64,
-    bytes: u64,
-}
-
-/// Plays `path` at `addr` for `time` counting frames and bytes.
-fn watch(addr: SocketAddr, path: &str, time: Duration) -> Received {
-    let mut v = Viewer::play(addr, path);
-    let start = Instant::now();
-    let mut r = Received::default();
-    while start.elapsed() < time {
-        let p = v.packet();
-        r.bytes += p.bytes as u64;
-        r.frames += u64::from(p.marker);
-    }
-    r
-}
-
 fn fanout(o: &Options) -> String {
     let clip2 = clip(10, "1280x720", 2000);
     let bits = clip_bits_per_second(&clip2);
@@ -733,142 +457,5 @@ fn fanout(o: &Options) -> String {
     md
 }
 
-/// Bits per second of one TCP stream over loopback, by `iperf3` for 5 s.
-fn iperf3_loopback() -> f64 {
-    let port = free_port().to_string();
-    let server = Command::new("iperf3")
-        .args(["-s", "-1", "-p", &port])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("iperf3 installed");
-    let _server = Killed(server);
-    std::thread::sleep(Duration::from_millis(300));
-    let out = Command::new("iperf3")
-        .args(["-c", "127.0.0.1", "-p", &port, "-t", "5", "-J"])
-        .output()
-        .expect("iperf3 runs");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    report["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Relay
-
-/// When each frame (by RTP timestamp, which is system time and the same at every server)
-/// arrived at a client, for `time`.
-fn frame_arrivals(addr: SocketAddr, path: &str, time: Duration) -> Vec<(u32, Instant)> {
-    let mut v = Viewer::play(addr, path);
-    let start = Instant::now();
-    let mut arrivals = Vec::new();
-    while start.elapsed() < time {
-        let p = v.packet();
-        if p.marker {
-            arrivals.push((p.timestamp, Instant::now()));
-        }
-    }
-    arrivals
-}
-
-fn relay(o: &Options) -> String {
-    let clip2 = clip(10, "1280x720", 2000);
-    let bits = clip_bits_per_second(&clip2);
-    let port = free_port();
-    let n = o.streams;
-    let _cameras = test_cameras(n as u32, port, None, &["--clip", clip2.to_str().unwrap()]);
-    // a records every camera (b may record none); b relays them.
-    let discovery = discovery_port();
-    let mut spec_a = bench_spec("recorder", discovery);
-    spec_a.extra.extend(["--max-cameras".into(), (n + 1).to_string()]);
-    let mut spec_b = bench_spec("relay", discovery);
-    spec_b.extra.extend(["--max-cameras".into(), "0".into()]);
-    let a = Hive::start(spec_a);
-    let b = Hive::start(spec_b);
-    wait_for("the two servers to merge", Duration::from_secs(60), || hive_tests::merged(&[&a, &b]));
-    let ids: Vec<String> = (1..=n)
-        .map(|i| add_camera(&a, &format!("cam {i}"), &format!("rtsp://127.0.0.1:{port}/cam{i}")))
-        .collect();
-    wait_recording(&a, &ids);
-    std::thread::sleep(Duration::from_secs(3));
-
-    // Live start through one hop: cold (the first viewer at b starts the relay), then warm.
-    let mut cold = Vec::new();
-    for id in ids.iter().take(o.trials.min(n)) {
-        let t = Instant::now();
-        Viewer::play(b.rtsp, id).first_frame();
-        cold.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    // A viewer that stays (without reading: it only skips) keeps the relay open.
-    let keeper = Viewer::play(b.rtsp, &ids[0]);
-    let mut warm = Vec::new();
-    for _ in 0..o.trials {
-        let t = Instant::now();
-        Viewer::play(b.rtsp, &ids[0]).first_frame();
-        warm.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    drop(keeper);
-
-    // Every camera watched through b for --seconds: b's CPU per stream, and the latency b
-    // adds, frame by frame, against a direct client of a watching the same camera.
-    let time = Duration::from_secs(o.seconds);
-    let (ticks0, t0) = (cpu_ticks(pid(&b)), Instant::now());
-    let (direct, relayed, received) = std::thread::scope(|s| {
-        let viewers: Vec<_> =
-            ids.iter().skip(1).map(|id| s.spawn(|| watch(b.rtsp, id, time))).collect();
-        let direct = s.spawn(|| frame_arrivals(a.rtsp, &ids[0], time));
-        let relayed = s.spawn(|| frame_arrivals(b.rtsp, &ids[0], time));
-        let received: Vec<Received> = viewers.into_iter().map(|v| v.join().unwrap()).collect();
-        (direct.join().unwrap(), relayed.join().unwrap(), received)
-    });
-    let cpu = (cpu_ticks(pid(&b)) - ticks0) as f64 / clock_ticks() / t0.elapsed().as_secs_f64();
-    let direct: std::collections::HashMap<u32, Instant> = direct.into_iter().collect();
-    let added: Vec<f64> = relayed
-        .iter()
-        .filter_map(|(ts, at)| {
-            let d = direct.get(ts)?;
-            Some(
-                if at >= d {
-                    at.duration_since(*d).as_secs_f64()
-                } else {
-                    -d.duration_since(*at).as_secs_f64()
-                } * 1e3,
-            )
-        })
-        .collect();
-    let matched = added.len();
-    let fps: Vec<f64> = received.iter().map(|r| r.frames as f64 / time.as_secs_f64()).collect();
-    let min_fps = fps.iter().copied().fold(f64::INFINITY, f64::min);
-    eprintln!(
-        "relay: {:.1} % CPU for {n} streams, added {}",
-        cpu * 100.0,
-        percentiles(added.clone())
-    );
-
-    let mut md =
-        format!("### Relay: {n} cameras of {:.2} Mbit/s through a second server\n\n", bits / 1e6);
-    writeln!(md, "| figure | result |\n|---|---|").unwrap();
-    writeln!(
-        md,
-        "| relay CPU, {n} relayed streams (one viewer each at the relay) | {:.1} % of one core = **{:.2} % per stream** |",
-        cpu * 100.0,
-        cpu * 100.0 / n as f64
-    )
-    .unwrap();
-    writeln!(md, "| slowest relayed viewer | {min_fps:.1} frames/s (camera sends {FPS}) |")
-        .unwrap();
-    writeln!(
-        md,
-        "| latency the hop adds, per frame ({matched} frames), p50 / p99 / max | **{} ms** |",
-        percentiles(added)
-    )
-    .unwrap();
-    writeln!(md, "| live start through one hop, cold (the viewer starts the relay), p50 / p99 / max | {} ms |", percentiles(cold))
-        .unwrap();
-    writeln!(
-        md,
-        "| live start through one hop, warm (relay open), p50 / p99 / max | **{} ms** |\n",
-        percentiles(warm)
-    )
-    .unwrap();
-    md
-}
