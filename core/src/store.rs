@@ -58,10 +58,28 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Last-writer-wins order; `seq` only separates writes of one origin with equal stamps,
-    /// which a correct origin never produces, so the order is total even on bad input.
-    fn rank(&self) -> (Hlc, ReplicaId, Seq) {
-        (self.hlc, self.origin, self.seq)
+    /// Which of two writes of `key` wins: last-writer-wins, except that a camera history span
+    /// only moves forward (see [`span_progress`]); `seq` only separates writes of one origin
+    /// with equal stamps, which a correct origin never produces, so the order is total even on
+    /// bad input, and applying writes in any order converges.
+    fn rank(&self, key: &Key) -> (u64, Hlc, ReplicaId, Seq) {
+        (span_progress(key, self.value.as_ref()), self.hlc, self.origin, self.seq)
+    }
+}
+
+/// How far a camera history span has come: open, then closed (a later end beyond an earlier
+/// one), then deleted; 0 for every other key, which plain last-writer-wins orders. Every end
+/// written for a span is a time its server was known to still record — the taker's "last
+/// heard of it", the server's own stop, or the newest time it knew when it restarted after a
+/// crash — so the latest end is the best estimate, whoever wrote it and when: a restarted
+/// server's late, cruder close must not cut the span short.
+fn span_progress(key: &Key, value: Option<&Value>) -> u64 {
+    match (key, value) {
+        (Key::CameraHistory { .. }, Some(Value::CameraHistory(span))) => {
+            span.end_ms.map_or(0, |end| end.saturating_add(1).min(u64::MAX - 1))
+        }
+        (Key::CameraHistory { .. }, _) => u64::MAX,
+        _ => 0,
     }
 }
 
@@ -163,17 +181,17 @@ impl Store {
             return Applied::Duplicate;
         }
         self.mark_known(txn.origin, txn.seq);
-        let incoming = Entry { origin: txn.origin, seq: txn.seq, hlc: txn.hlc, value: None };
+        let incoming =
+            Entry { origin: txn.origin, seq: txn.seq, hlc: txn.hlc, value: txn.value.clone() };
         match self.entries.get(&txn.key) {
-            Some(current) if current.rank() >= incoming.rank() => Applied::Lost,
+            Some(current) if current.rank(&txn.key) >= incoming.rank(&txn.key) => Applied::Lost,
             current => {
                 if let Some(old) = current {
                     self.by_origin.remove(&(old.origin, old.seq));
                 }
                 self.by_origin.insert((txn.origin, txn.seq), txn.key.clone());
                 self.hlc_max = self.hlc_max.max(txn.hlc);
-                self.entries
-                    .insert(txn.key.clone(), Entry { value: txn.value.clone(), ..incoming });
+                self.entries.insert(txn.key.clone(), incoming);
                 Applied::Won
             }
         }
@@ -335,6 +353,32 @@ mod tests {
         assert_eq!(s.apply(&txn(3, 1, 10, "a", Some("z"))), Applied::Won);
         assert_eq!(s.get(&setting("a")), Some(&Value::Setting("z".into())));
         assert_eq!(s.apply(&txn(3, 1, 10, "a", Some("z"))), Applied::Duplicate);
+    }
+
+    #[test]
+    fn a_history_span_keeps_its_latest_end_whichever_write_came_last() {
+        use crate::ids::CameraId;
+        use crate::resources::HistoryRecord;
+        let key = Key::CameraHistory { camera: CameraId(7), server: ServerId(1), start_ms: 100 };
+        let span = |o: u128, wall_ms: u64, end_ms: Option<u64>| Transaction {
+            origin: origin(o),
+            seq: 1,
+            hlc: Hlc { wall_ms, logical: 0 },
+            key: key.clone(),
+            value: Some(Value::CameraHistory(HistoryRecord { end_ms })),
+        };
+        // The recorder opened it; a taker closed it at 900, when it last heard of the
+        // recorder; the recorder, restarted after a crash, closed it later at 150, the newest
+        // time it knew. In any order, the span ends at 900.
+        let writes = [span(1, 100, None), span(2, 1_000, Some(900)), span(3, 2_000, Some(150))];
+        for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0], [2, 0, 1]] {
+            let mut s = Store::new();
+            for i in order {
+                s.apply(&writes[i]);
+            }
+            let end = HistoryRecord { end_ms: Some(900) };
+            assert_eq!(s.get(&key), Some(&Value::CameraHistory(end)), "{order:?}");
+        }
     }
 
     #[test]
