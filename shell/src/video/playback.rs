@@ -129,25 +129,34 @@ impl Playback {
 }
 
 /// When archive frames are due: at their own spacing divided by the speed, from the position
-/// asked for; frames before it (from its keyframe on) at once; across a gap, at once too, the
-/// pace then continuing from that frame.
+/// asked for; frames before it (from its keyframe on) at once; a first frame after it (the
+/// keyframe at or after the position) at once too, and across a gap, the pace then continuing
+/// from that frame: a client never waits for media time in which nothing is sent.
 #[derive(Debug)]
 struct Pace {
     /// A moment and the media time due then.
     anchor: (Instant, i64),
     /// Media time of the last frame paced.
     last_us: i64,
+    /// Whether a frame was paced yet.
+    started: bool,
     speed: f64,
 }
 
 impl Pace {
     fn new(now: Instant, from_us: i64, speed: f64) -> Pace {
-        Pace { anchor: (now, from_us), last_us: from_us, speed }
+        Pace { anchor: (now, from_us), last_us: from_us, started: false, speed }
     }
 
     /// When the frame of media time `time_us` is due, or `None` for at once.
     fn due(&mut self, time_us: i64, now: Instant) -> Option<Instant> {
+        let first = !std::mem::replace(&mut self.started, true);
         if time_us <= self.anchor.1 {
+            return None;
+        }
+        if first {
+            self.anchor = (now, time_us);
+            self.last_us = time_us;
             return None;
         }
         if time_us.saturating_sub(self.last_us) > GAP_SKIP_US {
@@ -174,6 +183,15 @@ mod tests {
         assert_eq!(pace.due(T0 - 500_000, now), None, "before the position: at once");
         assert_eq!(pace.due(T0 + 40_000, now), Some(now + Duration::from_millis(20)));
         assert_eq!(pace.due(T0 + 80_000, now), Some(now + Duration::from_millis(40)));
+    }
+
+    #[test]
+    fn a_first_frame_after_the_position_goes_at_once_and_the_pace_follows_it() {
+        let now = Instant::now();
+        // Asked 700 ms before the next keyframe (playback from the keyframe at or after).
+        let mut pace = Pace::new(now, T0 - 700_000, 1.0);
+        assert_eq!(pace.due(T0, now), None);
+        assert_eq!(pace.due(T0 + 40_000, now), Some(now + Duration::from_millis(40)));
     }
 
     #[test]
