@@ -5,9 +5,10 @@
 //! recorded; and every server lists the recorded ranges of both recorders.
 
 use hive_tests::video::{
-    fast_failover_system, now_ms, records_now, require_ffmpeg, test_cameras, with_owner,
+    fast_failover_system, now_ms, records_now, require_ffmpeg, rtp_ms, test_cameras, with_owner,
+    RawRtsp,
 };
-use hive_tests::{free_port, wait_for, Hive};
+use hive_tests::{free_port, wait_for, Hive, OWNER_PASSWORD};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
@@ -50,9 +51,12 @@ fn a_camera_recorded_across_a_failover_and_back_plays_from_another_server_as_one
     })
     .unwrap();
     let started_ms = now_ms();
-    std::thread::sleep(Duration::from_secs(5));
+    // Longer than the slack stitched playback gives a span's end (10 s), so the end the
+    // history keeps is what a seek near it relies on.
+    std::thread::sleep(Duration::from_secs(14));
 
     // The recorder dies: another server takes the camera over and records it.
+    let killed_ms = now_ms();
     servers[first].kill9();
     alive[first] = false;
     let taker = wait_for("the camera to fail over", Duration::from_secs(40), || {
@@ -98,6 +102,21 @@ fn a_camera_recorded_across_a_failover_and_back_plays_from_another_server_as_one
     // The whole stretch from the server that recorded none of it (or the taker, if that is
     // the only other one), at 4× so it takes a few seconds.
     let viewer = (0..3).find(|&i| i != first && i != taker).unwrap_or(taker);
+
+    // A seek into the last seconds the first recorder recorded before it died plays its
+    // archive: its span still ends where the taker last heard of it, not where the restarted
+    // server's own cruder close put it (which once cut the span to nothing).
+    let pos_ms = killed_ms - 2_500;
+    let at_pos = format!("rtsp://{}/{id}?pos={pos_ms}", servers[viewer].rtsp);
+    let mut client = RawRtsp::connect(servers[viewer].rtsp, "admin", OWNER_PASSWORD);
+    client.setup(&at_pos);
+    let r = client.request("PLAY", &at_pos, &["Range: npt=0.000-"]);
+    let first_ms = rtp_ms(r.rtptime().expect("RTP-Info with rtptime"), client.next_frame_ts());
+    assert!(
+        (-1_500..=0).contains(&first_ms),
+        "a seek 2.5 s before the recorder died starts {first_ms} ms from the position"
+    );
+    drop(client);
     let archive = with_owner(&format!(
         "rtsp://{}/{id}?pos={}&speed=4",
         servers[viewer].rtsp,
