@@ -37,6 +37,7 @@ bench:
     cargo build --release -p hive -p hive-tests
     HIVE_BIN=target/release/hive ./target/release/hive-bench all
     HIVE_BIN=target/release/hive ./target/release/hive-video-bench all
+    HIVE_BIN=target/release/hive ./target/release/hive-relay-bench all
 
 # Before/after figures of two checkouts, interleaved (docs/benchmarks.md, "Cost of encryption").
 bench-before-after BEFORE ROUNDS="2":

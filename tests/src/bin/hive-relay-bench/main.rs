@@ -1,0 +1,129 @@
+//! `hive-relay-bench`: the figures of video through the hive (`docs/benchmarks.md`), measured
+//! on real processes over loopback and in network namespaces.
+//!
+//! ```sh
+//! cargo build --release -p hive -p hive-tests
+//! HIVE_BIN=target/release/hive target/release/hive-relay-bench all --markdown /tmp/relay.md
+//! ```
+//!
+//! - `compare`: `--streams` cameras relayed through a second server, then the same cameras
+//!   through a GStreamer RTSP relay (gst-rtsp-server with `rtspsrc`, `tests/bench/gst_relay.py`)
+//!   with the same clients, one after the other: CPU per stream of each relay and the latency
+//!   each adds per frame (arrival at a relayed client against a direct client of the recorder,
+//!   frames matched by their bytes, since GStreamer rewrites RTP timestamps); then what one
+//!   core carries of ours.
+//! - `fast`: one fast stream through one hop against the loopback ceiling (`iperf3`).
+//! - `start`: live start through one hop (loopback) and two hops (namespaces), cold and warm.
+//! - `failover-seek`: time to first frame of archive positions around a failover boundary,
+//!   asked of a server that recorded none of it.
+
+mod compare;
+mod failover_seek;
+mod fast;
+mod start;
+
+use hive_tests::bench::cpu_model;
+
+const USAGE: &str = "\
+usage: hive-relay-bench [COMMAND] [OPTIONS]
+
+commands:
+  all            every figure below (the default)
+  compare        --streams cameras through our relay, then through GStreamer's
+  fast           one fast stream through one hop against iperf3
+  start          live start through one and two hops, cold and warm
+  failover-seek  time to first frame around a failover boundary
+  help           this text
+
+options:
+  --streams N    compare: cameras relayed                  [64]
+  --seconds S    compare, fast: seconds measured           [20]
+  --trials N     start, failover-seek: clients timed       [50]
+  --markdown F   also write the results as markdown to F
+
+The servers are $HIVE_BIN (relative to the workspace root), else the newest
+target/{release,debug}/hive.";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(start::PROBE) {
+        // Run inside a network namespace by `start`: time live starts there.
+        return start::probe(&args[1..]);
+    }
+    let o = match Options::parse(&args) {
+        Ok(Some(o)) => o,
+        Ok(None) => return println!("{USAGE}"),
+        Err(message) => {
+            eprintln!("hive-relay-bench: {message}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let all = o.command == "all";
+    let mut report = format!(
+        "Machine: {} × {}; `hive-relay-bench {}`.\n\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model(),
+        args.join(" ")
+    );
+    let figures: [(&str, Figure); 4] = [
+        ("compare", compare::run),
+        ("fast", fast::run),
+        ("start", start::run),
+        ("failover-seek", failover_seek::run),
+    ];
+    for (name, figure) in figures {
+        if all || o.command == name {
+            report += &figure(&o);
+            // Written after each figure: a later one that fails keeps the earlier ones.
+            if let Some(path) = &o.markdown {
+                std::fs::write(path, &report).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+        }
+    }
+    println!("\n{report}");
+}
+
+/// One figure: runs it and returns its markdown section.
+type Figure = fn(&Options) -> String;
+
+/// The command line.
+pub struct Options {
+    command: String,
+    /// Cameras relayed at once.
+    pub streams: usize,
+    /// Seconds measured.
+    pub seconds: u64,
+    /// Clients timed.
+    pub trials: usize,
+    markdown: Option<std::path::PathBuf>,
+}
+
+impl Options {
+    /// `None` for `help`.
+    fn parse(args: &[String]) -> Result<Option<Options>, String> {
+        let mut o =
+            Options { command: "all".into(), streams: 64, seconds: 20, trials: 50, markdown: None };
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            let mut value = |name: &str| {
+                let text = rest.next().ok_or(format!("{name} needs a value"))?;
+                text.parse::<u64>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or(format!("{name}: {text:?} is not a positive number"))
+            };
+            match arg.as_str() {
+                "help" | "--help" | "-h" => return Ok(None),
+                "all" | "compare" | "fast" | "start" | "failover-seek" => o.command = arg.clone(),
+                "--streams" => o.streams = value(arg)? as usize,
+                "--seconds" => o.seconds = value(arg)?,
+                "--trials" => o.trials = value(arg)? as usize,
+                "--markdown" => {
+                    o.markdown = Some(rest.next().ok_or("--markdown needs a file")?.into())
+                }
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(Some(o))
+    }
+}
