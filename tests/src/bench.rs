@@ -386,3 +386,47 @@ pub fn added_latency_ms(
         })
         .collect()
 }
+
+/// A recorder and a relay on loopback, one system: the recorder records test cameras, the
+/// relay records none and serves them through the hive.
+pub struct RecorderAndRelay {
+    /// The test cameras.
+    pub cameras: Killed,
+    /// The server that records them.
+    pub recorder: Hive,
+    /// The server that relays them.
+    pub relay: Hive,
+    /// The cameras' ids, `cam1` first.
+    pub ids: Vec<String>,
+}
+
+impl RecorderAndRelay {
+    /// `count` test cameras started with `camera_args` (a clip), recorded by a server made from
+    /// `recorder` (a spec to adjust) once it records every one and its GOP caches are full.
+    pub fn start(
+        name: &str,
+        count: usize,
+        camera_args: &[&str],
+        recorder: impl FnOnce(&mut Spec),
+    ) -> RecorderAndRelay {
+        let port = free_port();
+        let cameras = crate::video::test_cameras(count as u32, port, None, camera_args);
+        let discovery = discovery_port();
+        let mut spec_a = bench_spec(&format!("{name}-recorder"), discovery);
+        spec_a.extra.extend(["--max-cameras".into(), (count + 1).to_string()]);
+        recorder(&mut spec_a);
+        let mut spec_b = bench_spec(&format!("{name}-relay"), discovery);
+        spec_b.extra.extend(["--max-cameras".into(), "0".into()]);
+        let a = Hive::start(spec_a);
+        let b = Hive::start(spec_b);
+        wait_for("the two servers to merge", Duration::from_secs(60), || crate::merged(&[&a, &b]));
+        let ids: Vec<String> = (1..=count)
+            .map(|i| {
+                add_camera(&a, &format!("cam {i}"), &format!("rtsp://127.0.0.1:{port}/cam{i}"))
+            })
+            .collect();
+        wait_recording(&a, &ids);
+        std::thread::sleep(Duration::from_secs(3));
+        RecorderAndRelay { cameras, recorder: a, relay: b, ids }
+    }
+}

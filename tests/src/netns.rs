@@ -20,6 +20,7 @@
 //! Needs root. [`lab_or_skip`] fails when it cannot build the namespaces, unless
 //! `HIVE_SKIP_NETNS=1` is set, in which case it warns and the test passes.
 
+use crate::video::Killed;
 use crate::{hive_bin, join_token, vendor_key_hex, wait_for, CONVERGE, OWNER_PASSWORD};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -30,6 +31,10 @@ use std::process::{Child, Command, Output, Stdio};
 pub const PEER_PORT: u16 = 7001;
 /// The API port of every server.
 pub const HTTP_PORT: u16 = 7080;
+/// The RTSP port of the servers [`Lab::chain`] starts.
+pub const RTSP_PORT: u16 = 7554;
+/// The port of the test cameras [`Lab::test_cameras`] starts.
+pub const CAMERA_PORT: u16 = 8554;
 const DISCOVERY_GROUP: &str = "239.255.11.11:5007";
 /// The private subnet the namespaces share; it exists only inside them.
 const SUBNET: &str = "10.231.0";
@@ -305,6 +310,96 @@ impl Lab {
         let metrics = self.curl(i, "/metrics");
         let prefix = format!("{name} ");
         metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Servers a, b and c of `system` in a chain: a and c cut off from each other, each
+    /// reaching b, like two sites that reach a third but not one another. Only a records (at
+    /// most `cameras`); RTSP in clear on [`RTSP_PORT`]. Returns once they are one system.
+    pub fn chain(&mut self, system: &str, secret: &str, cameras: usize) -> [usize; 3] {
+        let rtsp = format!("0.0.0.0:{RTSP_PORT}");
+        let max_a = cameras.to_string();
+        let servers = [("a", max_a.as_str()), ("b", "0"), ("c", "0")].map(|(name, max)| {
+            let extra = ["--rtsp", rtsp.as_str(), "--rtsp-plain", "--max-cameras", max];
+            self.start(name, system, secret, &extra)
+        });
+        self.cut(servers[0], servers[2]);
+        for i in servers {
+            self.wait_until_answering(i);
+        }
+        wait_for("three servers to form one system", std::time::Duration::from_secs(90), || {
+            self.merged(&servers)
+        });
+        servers
+    }
+
+    /// `hive testcamera` with `count` cameras on [`CAMERA_PORT`] in server `i`'s namespace;
+    /// `extra` arguments (a clip) added. Declare it after the lab: it must be killed before
+    /// the namespace goes.
+    pub fn test_cameras(&self, i: usize, count: usize, extra: &[&str]) -> Killed {
+        let camera = self
+            .command_in(i, hive_bin())
+            .args(["testcamera", "--count", &count.to_string()])
+            .args(["--port", &CAMERA_PORT.to_string()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the test cameras start in the namespace");
+        Killed(camera)
+    }
+
+    /// Adds the test cameras `cam1..=count` of [`Lab::test_cameras`] through server `i` and
+    /// waits until it records every one; their ids.
+    pub fn add_recorded_cameras(&self, i: usize, count: usize) -> Vec<String> {
+        let ids: Vec<String> = (1..=count)
+            .map(|n| {
+                let url = format!("rtsp://127.0.0.1:{CAMERA_PORT}/cam{n}");
+                let name = format!("cam {n}");
+                let added =
+                    self.hive_json(i, &["camera", "add", "--name", &name, "--stream", &url]);
+                added.map(|v| v["id"].as_str().unwrap_or_default().to_owned()).unwrap()
+            })
+            .collect();
+        let what = format!("{} to record every camera", self.servers[i].name);
+        wait_for(&what, std::time::Duration::from_secs(60), || {
+            let recording = ids
+                .iter()
+                .filter(|id| {
+                    let status = self.api_get(i, &format!("/api/cameras/{id}/status"));
+                    status["status"]["state"] == "recording"
+                })
+                .count();
+            (recording == ids.len(), recording)
+        });
+        ids
+    }
+
+    /// Frames of `url` that ffprobe reads in `seconds` from server `from`'s namespace, and
+    /// what it printed on stderr.
+    pub fn probe_frames(&self, from: usize, url: &str, seconds: u32) -> (u64, String) {
+        let out = self
+            .command_in(from, "timeout")
+            .args(["30", "ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-count_frames"])
+            .args(["-read_intervals", &format!("%+{seconds}")])
+            .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", url])
+            .output()
+            .expect("ffprobe runs");
+        let frames = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+        (frames, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// Whether ffmpeg decodes `seconds` of `url` from server `from`'s namespace with no
+    /// error, and what it printed.
+    pub fn decode(&self, from: usize, url: &str, seconds: u32) -> (bool, String) {
+        let out = self
+            .command_in(from, "timeout")
+            .args(["40", "ffmpeg", "-v", "error", "-rtsp_transport", "tcp", "-i", url])
+            .args(["-t", &seconds.to_string(), "-f", "null", "-"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("ffmpeg runs");
+        let errors = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        (out.status.success() && errors.is_empty(), errors)
     }
 
     /// Polls server `i`'s `hive status` until `check` holds; returns that view.

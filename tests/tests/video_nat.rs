@@ -3,16 +3,13 @@
 //! link, serves the camera live and recorded. c asks a over that link to dial a media channel
 //! back, as the reference product's reverse connections do.
 
-use hive_tests::netns::{lab_or_skip, PEER_PORT};
-use hive_tests::video::{now_ms, require_ffmpeg, Killed};
+use hive_tests::netns::{lab_or_skip, PEER_PORT, RTSP_PORT};
+use hive_tests::video::{now_ms, require_ffmpeg};
 use hive_tests::{wait_for, OWNER_PASSWORD};
-use std::process::Stdio;
 use std::time::Duration;
 
 const SYSTEM: &str = "Nat";
 const SECRET: &str = "secret-nat";
-const RTSP_PORT: u16 = 7554;
-const CAMERA_PORT: u16 = 8554;
 
 #[test]
 fn a_camera_recorded_behind_nat_plays_live_and_recorded_from_a_server_that_cannot_dial_it() {
@@ -30,45 +27,17 @@ fn a_camera_recorded_behind_nat_plays_live_and_recorded_from_a_server_that_canno
     // The NAT is real: c cannot reach a at all.
     assert_eq!(lab.curl_from(c, a, "/api/hello"), "", "c reached a through the NAT");
 
-    let camera = lab
-        .command_in(a, hive_tests::hive_bin())
-        .args(["testcamera", "--count", "1", "--port", &CAMERA_PORT.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _camera = Killed(camera);
+    let _camera = lab.test_cameras(a, 1, &[]);
     let started_ms = now_ms();
-    let url = format!("rtsp://127.0.0.1:{CAMERA_PORT}/cam1");
-    let added = lab.hive_json(a, &["camera", "add", "--name", "behind", "--stream", &url]);
-    let id = added.map(|v| v["id"].as_str().unwrap_or_default().to_owned()).unwrap();
-    wait_for("a to record the camera", Duration::from_secs(30), || {
-        let s = lab.api_get(a, &format!("/api/cameras/{id}/status"));
-        (s["status"]["state"] == "recording", s)
-    });
+    let id = lab.add_recorded_cameras(a, 1).remove(0);
 
     // Live from c.
     let from_c =
         format!("rtsp://admin:{OWNER_PASSWORD}@{}:{RTSP_PORT}/{id}", lab.servers[c].address);
-    let out = lab
-        .command_in(c, "timeout")
-        .args(["30", "ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-count_frames"])
-        .args(["-read_intervals", "%+3", "-show_entries", "stream=nb_read_frames"])
-        .args(["-of", "csv=p=0", &from_c])
-        .output()
-        .unwrap();
-    let frames: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
-    let errors = String::from_utf8_lossy(&out.stderr);
+    let (frames, errors) = lab.probe_frames(c, &from_c, 3);
     assert!(frames >= 50, "{frames} frames in 3 s from behind NAT: {errors}");
-    let decoded = lab
-        .command_in(c, "timeout")
-        .args(["40", "ffmpeg", "-v", "error", "-rtsp_transport", "tcp", "-i", &from_c])
-        .args(["-t", "3", "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let errors = String::from_utf8_lossy(&decoded.stderr);
-    assert!(decoded.status.success() && errors.trim().is_empty(), "decode from c: {errors}");
+    let (clean, errors) = lab.decode(c, &from_c, 3);
+    assert!(clean, "decode from c: {errors}");
     let back = lab.metric(a, "hive_media_channels_dialled_back_total");
     assert!(back.is_some_and(|n| n >= 1), "a dialled no media channel back: {back:?}");
 
@@ -80,14 +49,6 @@ fn a_camera_recorded_behind_nat_plays_live_and_recorded_from_a_server_that_canno
         "c lists none of a's archive: {archive}"
     );
     let from_ms = ranges[0]["from_ms"].as_i64().unwrap() + 500;
-    let recorded = format!("{from_c}?pos={from_ms}");
-    let played = lab
-        .command_in(c, "timeout")
-        .args(["40", "ffmpeg", "-v", "error", "-rtsp_transport", "tcp", "-i", &recorded])
-        .args(["-t", "2", "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let errors = String::from_utf8_lossy(&played.stderr);
-    assert!(played.status.success() && errors.trim().is_empty(), "archive from c: {errors}");
+    let (clean, errors) = lab.decode(c, &format!("{from_c}?pos={from_ms}"), 2);
+    assert!(clean, "archive from c: {errors}");
 }

@@ -8,12 +8,12 @@
 
 use crate::Options;
 use hive_tests::bench::{
-    add_camera, added_latency_ms, bench_spec, clip, clip_bits_per_second, frame_arrivals,
-    percentiles, pid, wait_recording, watch, Received, FPS,
+    added_latency_ms, clip, clip_bits_per_second, frame_arrivals, percentiles, pid, watch,
+    Received, RecorderAndRelay, FPS,
 };
 use hive_tests::procfs::{clock_ticks, cpu_ticks};
-use hive_tests::video::{test_cameras, Killed};
-use hive_tests::{discovery_port, free_port, merged, wait_for, Hive, OWNER_PASSWORD};
+use hive_tests::video::Killed;
+use hive_tests::{free_port, OWNER_PASSWORD};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -37,32 +37,18 @@ struct Run {
 pub fn run(o: &Options) -> String {
     let clip2 = clip(10, "1280x720", 2000);
     let bits = clip_bits_per_second(&clip2);
-    let port = free_port();
     let n = o.streams;
-    let _cameras = test_cameras(n as u32, port, None, &["--clip", clip2.to_str().unwrap()]);
-    // a records every camera (b may record none); b relays them.
-    let discovery = discovery_port();
-    let mut spec_a = bench_spec("recorder", discovery);
-    spec_a.extra.extend(["--max-cameras".into(), (n + 1).to_string()]);
-    let mut spec_b = bench_spec("relay", discovery);
-    spec_b.extra.extend(["--max-cameras".into(), "0".into()]);
-    let a = Hive::start(spec_a);
-    let b = Hive::start(spec_b);
-    wait_for("the two servers to merge", Duration::from_secs(60), || merged(&[&a, &b]));
-    let ids: Vec<String> = (1..=n)
-        .map(|i| add_camera(&a, &format!("cam {i}"), &format!("rtsp://127.0.0.1:{port}/cam{i}")))
-        .collect();
-    wait_recording(&a, &ids);
-    std::thread::sleep(Duration::from_secs(3));
-
+    let mut pair =
+        RecorderAndRelay::start("compare", n, &["--clip", clip2.to_str().unwrap()], |_| {});
+    let (a, b, ids) = (pair.recorder.rtsp, pair.relay.rtsp, pair.ids.clone());
     let time = Duration::from_secs(o.seconds);
-    let direct_urls: Vec<String> = ids.iter().map(|id| format!("rtsp://{}/{id}", a.rtsp)).collect();
-    let ours_urls: Vec<String> = ids.iter().map(|id| format!("rtsp://{}/{id}", b.rtsp)).collect();
-    let ours = measure(pid(&b), &direct_urls[0], &ours_urls, time);
-    drop(b); // its relays end: GStreamer's run has the machine to itself.
+    let direct_urls: Vec<String> = ids.iter().map(|id| format!("rtsp://{a}/{id}")).collect();
+    let ours_urls: Vec<String> = ids.iter().map(|id| format!("rtsp://{b}/{id}")).collect();
+    let ours = measure(pid(&pair.relay), &direct_urls[0], &ours_urls, time);
+    pair.relay.kill9(); // its relays end: GStreamer's run has the machine to itself.
 
     let gst_port = free_port();
-    let gst = GstRelay::start(gst_port, a.rtsp, &ids);
+    let gst = GstRelay::start(gst_port, a, &ids);
     let gst_urls: Vec<String> =
         (1..=n).map(|i| format!("rtsp://127.0.0.1:{gst_port}/cam{i}")).collect();
     let theirs = measure(gst.0 .0.id(), &direct_urls[0], &gst_urls, time);

@@ -4,12 +4,8 @@
 //! is set against a client of the recorder itself and against `iperf3` in the same run.
 
 use crate::Options;
-use hive_tests::bench::{
-    add_camera, bench_spec, fast_clip, iperf3_loopback, pid, wait_recording, watch,
-};
+use hive_tests::bench::{fast_clip, iperf3_loopback, pid, watch, RecorderAndRelay};
 use hive_tests::procfs::{clock_ticks, cpu_ticks};
-use hive_tests::video::test_cameras;
-use hive_tests::{discovery_port, free_port, merged, wait_for, Hive};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -19,27 +15,18 @@ const ARCHIVE_MAX_BYTES: u64 = 3 << 30;
 /// The figure.
 pub fn run(o: &Options) -> String {
     let big = fast_clip();
-    let port = free_port();
-    let _camera = test_cameras(1, port, None, &["--clip", big.to_str().unwrap(), "--fps", "1000"]);
-    let discovery = discovery_port();
-    let mut spec_a = bench_spec("fast-recorder", discovery);
-    spec_a.data_parent = Some("/dev/shm".into());
-    spec_a.extra.extend(["--archive-max-bytes".into(), ARCHIVE_MAX_BYTES.to_string()]);
-    let mut spec_b = bench_spec("fast-relay", discovery);
-    spec_b.extra.extend(["--max-cameras".into(), "0".into()]);
-    let a = Hive::start(spec_a);
-    let b = Hive::start(spec_b);
-    wait_for("the two servers to merge", Duration::from_secs(60), || merged(&[&a, &b]));
-    let id = add_camera(&a, "fast", &format!("rtsp://127.0.0.1:{port}/cam1"));
-    wait_recording(&a, std::slice::from_ref(&id));
-    std::thread::sleep(Duration::from_secs(2));
-
+    let camera_args = ["--clip", big.to_str().unwrap(), "--fps", "1000"];
+    let pair = RecorderAndRelay::start("fast", 1, &camera_args, |spec| {
+        spec.data_parent = Some("/dev/shm".into());
+        spec.extra.extend(["--archive-max-bytes".into(), ARCHIVE_MAX_BYTES.to_string()]);
+    });
+    let (a, b, id) = (&pair.recorder, &pair.relay, &pair.ids[0]);
     let time = Duration::from_secs(o.seconds.min(10));
-    let direct = watch(a.rtsp, &id, time);
-    let (ticks0, t0) = (cpu_ticks(pid(&b)), Instant::now());
-    let relayed = watch(b.rtsp, &id, time);
+    let direct = watch(a.rtsp, id, time);
+    let (ticks0, t0) = (cpu_ticks(pid(b)), Instant::now());
+    let relayed = watch(b.rtsp, id, time);
     let relay_cpu =
-        (cpu_ticks(pid(&b)) - ticks0) as f64 / clock_ticks() / t0.elapsed().as_secs_f64();
+        (cpu_ticks(pid(b)) - ticks0) as f64 / clock_ticks() / t0.elapsed().as_secs_f64();
     let secs = time.as_secs_f64();
     let gbit = |bytes: u64| bytes as f64 * 8.0 / secs / 1e9;
     let ceiling = iperf3_loopback() / 1e9;

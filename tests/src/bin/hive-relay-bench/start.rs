@@ -6,15 +6,11 @@
 //! c cut off from each other), timed by this binary run again inside c's namespace ([`probe`]).
 
 use crate::Options;
-use hive_tests::bench::{
-    add_camera, bench_spec, clip, clip_bits_per_second, percentiles, wait_recording, Viewer,
-};
-use hive_tests::netns::{lab_or_skip, Lab};
-use hive_tests::video::{test_cameras, Killed};
-use hive_tests::{discovery_port, free_port, hive_bin, merged, metrics_at, wait_for, Hive};
+use hive_tests::bench::{clip, clip_bits_per_second, percentiles, RecorderAndRelay, Viewer};
+use hive_tests::netns::{lab_or_skip, Lab, RTSP_PORT};
+use hive_tests::{metrics_at, wait_for};
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The argument that makes the binary a probe run inside a namespace.
@@ -25,10 +21,6 @@ pub const PROBE: &str = "probe-start";
 const COLD_CAMERAS: usize = 10;
 /// Longest wait for the relays of a round to end: `RELAY_IDLE` at each hop, and slack.
 const RELAYS_END: Duration = Duration::from_secs(60);
-/// The namespaced servers' RTSP port.
-const RTSP_PORT: u16 = 7554;
-/// The test cameras' port in a's namespace.
-const CAMERA_PORT: u16 = 8554;
 /// Gauge of the relays a server runs now.
 const RELAYS_OPEN: &str = "hive_media_relays_open";
 /// Counter of the upstream flows a server asked for: one per relay started.
@@ -90,23 +82,9 @@ pub fn run(o: &Options) -> String {
 
 /// Recorder a and relay b on loopback: live starts at b.
 fn one_hop(o: &Options, clip: &Path, cameras: usize) -> Starts {
-    let port = free_port();
-    let _cameras = test_cameras(cameras as u32, port, None, &["--clip", clip.to_str().unwrap()]);
-    let discovery = discovery_port();
-    let mut spec_a = bench_spec("start-recorder", discovery);
-    spec_a.extra.extend(["--max-cameras".into(), (cameras + 1).to_string()]);
-    let mut spec_b = bench_spec("start-relay", discovery);
-    spec_b.extra.extend(["--max-cameras".into(), "0".into()]);
-    let a = Hive::start(spec_a);
-    let b = Hive::start(spec_b);
-    wait_for("the two servers to merge", Duration::from_secs(60), || merged(&[&a, &b]));
-    let ids: Vec<String> = (1..=cameras)
-        .map(|i| add_camera(&a, &format!("cam {i}"), &format!("rtsp://127.0.0.1:{port}/cam{i}")))
-        .collect();
-    wait_recording(&a, &ids);
-    // GOP caches at a fill.
-    std::thread::sleep(Duration::from_secs(3));
-
+    let pair =
+        RecorderAndRelay::start("start", cameras, &["--clip", clip.to_str().unwrap()], |_| {});
+    let (b, ids) = (&pair.relay, &pair.ids);
     let urls: Vec<String> = ids.iter().map(|id| format!("rtsp://{}/{id}", b.rtsp)).collect();
     let metric = |name: &str| metrics_at(b.http).and_then(|m| m.get(name).copied());
     let opened_before = metric(UPSTREAMS_OPENED).unwrap_or(0.0);
@@ -130,50 +108,10 @@ fn one_hop(o: &Options, clip: &Path, cameras: usize) -> Starts {
 /// starts at c, timed from inside c's namespace. `None` without namespaces.
 fn two_hops(o: &Options, clip: &Path, cameras: usize) -> Option<Starts> {
     let mut lab = lab_or_skip()?;
-    let rtsp = format!("0.0.0.0:{RTSP_PORT}");
-    let max_a = (cameras + 1).to_string();
-    let servers: Vec<usize> = [("a", max_a.as_str()), ("b", "0"), ("c", "0")]
-        .into_iter()
-        .map(|(name, max)| {
-            let extra = ["--rtsp", rtsp.as_str(), "--rtsp-plain", "--max-cameras", max];
-            lab.start(name, "RelayStart", "secret-relay-start", &extra)
-        })
-        .collect();
-    let (a, b, c) = (servers[0], servers[1], servers[2]);
-    lab.cut(a, c);
-    for &i in &servers {
-        lab.wait_until_answering(i);
-    }
-    wait_for("three servers to form one system", Duration::from_secs(90), || lab.merged(&servers));
+    let [a, b, c] = lab.chain("RelayStart", "secret-relay-start", cameras + 1);
     // Declared after the lab: dropped (killed) before it deletes the namespaces.
-    let camera = lab
-        .command_in(a, hive_bin())
-        .args(["testcamera", "--count", &cameras.to_string(), "--port", &CAMERA_PORT.to_string()])
-        .arg("--clip")
-        .arg(clip)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the test cameras start in a's namespace");
-    let _camera = Killed(camera);
-    let ids: Vec<String> = (1..=cameras)
-        .map(|i| {
-            let url = format!("rtsp://127.0.0.1:{CAMERA_PORT}/cam{i}");
-            let added = lab
-                .hive_json(a, &["camera", "add", "--name", &format!("cam {i}"), "--stream", &url]);
-            added.map(|v| v["id"].as_str().unwrap_or_default().to_owned()).unwrap()
-        })
-        .collect();
-    wait_for("a to record every camera", Duration::from_secs(60), || {
-        let recording = ids
-            .iter()
-            .filter(|id| {
-                lab.api_get(a, &format!("/api/cameras/{id}/status"))["status"]["state"]
-                    == "recording"
-            })
-            .count();
-        (recording == ids.len(), recording)
-    });
+    let _cameras = lab.test_cameras(a, cameras, &["--clip", clip.to_str().unwrap()]);
+    let ids = lab.add_recorded_cameras(a, cameras);
     std::thread::sleep(Duration::from_secs(3));
 
     let address = &lab.servers[c].address;
