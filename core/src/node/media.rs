@@ -1,7 +1,8 @@
 //! How a server reaches the next server toward a camera for a media channel: it dials the
 //! neighbour when it dialled that neighbour's link too, and otherwise asks the neighbour, over
 //! the link the neighbour opened, to dial a media channel back. A server behind NAT (nobody can
-//! dial it) opened every link it has, so it is always asked, and always dials out.
+//! dial it) opened every link it has, so it is always asked, and always dials out. A dial that
+//! fails falls back to asking too.
 //!
 //! The node only carries the request and names the address: the media channel itself, the
 //! token's randomness and the video never touch the core.
@@ -49,12 +50,19 @@ impl Node {
         }
     }
 
-    /// A neighbour asked for a media channel back: dial it where its link was dialled. A link
-    /// this server did not dial names no address that is known to reach the peer, so the ask
-    /// is dropped (the asker dials such a link itself).
+    /// A neighbour asked for a media channel back: dial it where its link was dialled, or, on
+    /// a link it dialled (its own dial of us failed: our addresses changed, say), at the first
+    /// address its server record names. Without either the ask is dropped; the asker's wait
+    /// runs out.
     pub(super) fn on_dial_media(&mut self, link: LinkId, peer: ServerId, token: u128) {
-        let Some(addr) = self.links.get(&link).and_then(|l| l.dialed.clone()) else { return };
-        self.outputs.push_back(Output::DialMedia { peer, addr, token });
+        let dialed = self.links.get(&link).and_then(|l| l.dialed.clone());
+        let recorded = || {
+            let (_, record) = self.servers().find(|(id, _)| *id == peer)?;
+            record.addresses.first().cloned()
+        };
+        if let Some(addr) = dialed.or_else(recorded) {
+            self.outputs.push_back(Output::DialMedia { peer, addr, token });
+        }
     }
 }
 

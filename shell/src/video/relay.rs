@@ -52,6 +52,9 @@ pub const RELAY_GIVE_UP: Duration = Duration::from_secs(30);
 pub const UPSTREAM_SILENCE: Duration = Duration::from_secs(5);
 /// Longest wait for an upstream's connection, handshake and answer.
 pub const UPSTREAM_ANSWER: Duration = Duration::from_secs(10);
+/// How long dialling one address of the next server may take before the next one is tried
+/// (or the server is asked to dial back), well within [`UPSTREAM_ANSWER`].
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A position this close after the start of a span whose server recorded an earlier span may
 /// have its keyframe-before in that earlier span: it starts at the next keyframe instead.
 const SPAN_START_US: i64 = 3_000_000;
@@ -450,19 +453,16 @@ impl HiveMedia {
             .map_err(|_| UpstreamError::Stopped)?
             .ok_or(UpstreamError::NoRoute)?;
         let (rd, mut wr) = match hop {
-            MediaHop::Dial { addresses, .. } => {
-                let (stream, transport) = dial(&addresses, &keys).await?;
-                sealed::split(stream, transport)
-            }
-            MediaHop::Callback { via } => {
-                // The neighbour opened its link to us and may be behind NAT: it dials back.
-                let via_key = via_key.ok_or(UpstreamError::NoRoute)?;
-                let waiting = self.callbacks.ask(via_key).map_err(|_| UpstreamError::Busy)?;
-                self.handle
-                    .ask_media_dial(via, waiting.token())
-                    .map_err(|_| UpstreamError::Stopped)?;
-                waiting.channel().await.ok_or(UpstreamError::Stopped)?
-            }
+            MediaHop::Dial { via, addresses } => match dial(&addresses, &keys).await {
+                Ok((stream, transport)) => sealed::split(stream, transport),
+                // Its addresses changed since we dialled its link, say: it may still dial us.
+                Err(e) => {
+                    tracing::debug!(%via, error = %e, "no media channel dialled; asking back");
+                    self.channel_back(via, via_key).await?
+                }
+            },
+            // The neighbour opened its link to us and may be behind NAT: it dials back.
+            MediaHop::Callback { via } => self.channel_back(via, via_key).await?,
         };
         let request = Request {
             camera: target.camera.clone(),
@@ -475,6 +475,19 @@ impl HiveMedia {
         };
         wr.request(&request).await?;
         Ok((rd, wr))
+    }
+
+    /// Asks neighbour `via` (link key `via_key`) over its link to dial a media channel back,
+    /// and waits for it (the caller bounds the wait).
+    async fn channel_back(
+        &self,
+        via: ServerId,
+        via_key: Option<hive_core::keys::PublicKey>,
+    ) -> Result<(SealedReader, SealedWriter), UpstreamError> {
+        let via_key = via_key.ok_or(UpstreamError::NoRoute)?;
+        let waiting = self.callbacks.ask(via_key).map_err(|_| UpstreamError::Busy)?;
+        self.handle.ask_media_dial(via, waiting.token()).map_err(|_| UpstreamError::Stopped)?;
+        waiting.channel().await.ok_or(UpstreamError::Stopped)
     }
 
     /// Recorded ranges of a camera stream in `[from_us, to_us]` across the hive: this
@@ -701,10 +714,16 @@ async fn dial(
 ) -> Result<(Box<dyn MediaStream>, channel::Transport), UpstreamError> {
     let mut last = UpstreamError::NoRoute;
     for address in addresses {
-        let stream = match tokio::net::TcpStream::connect(address.0.as_str()).await {
-            Ok(s) => s,
-            Err(e) => {
+        let connect = tokio::net::TcpStream::connect(address.0.as_str());
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
                 last = UpstreamError::Channel(ChannelError::Io(e));
+                continue;
+            }
+            Err(_) => {
+                let timed_out = std::io::ErrorKind::TimedOut.into();
+                last = UpstreamError::Channel(ChannelError::Io(timed_out));
                 continue;
             }
         };
