@@ -12,11 +12,14 @@
 //!   each adds per frame (arrival at a relayed client against a direct client of the recorder,
 //!   frames matched by their bytes, since GStreamer rewrites RTP timestamps); then what one
 //!   core carries of ours.
+//! - `capacity`: the most streams our relay carries on one core, at saturation on a share of
+//!   one (busy loops beside it), since two cores cannot feed it a whole core's worth.
 //! - `fast`: one fast stream through one hop against the loopback ceiling (`iperf3`).
 //! - `start`: live start through one hop (loopback) and two hops (namespaces), cold and warm.
 //! - `failover-seek`: time to first frame of archive positions around a failover boundary,
 //!   asked of a server that recorded none of it.
 
+mod capacity;
 mod compare;
 mod failover_seek;
 mod fast;
@@ -30,6 +33,7 @@ usage: hive-relay-bench [COMMAND] [OPTIONS]
 commands:
   all            every figure below (the default)
   compare        --streams cameras through our relay, then through GStreamer's
+  capacity       the most streams our relay carries on one core
   fast           one fast stream through one hop against iperf3
   start          live start through one and two hops, cold and warm
   failover-seek  time to first frame around a failover boundary
@@ -37,7 +41,7 @@ commands:
 
 options:
   --streams N    compare: cameras relayed                  [64]
-  --seconds S    compare, fast: seconds measured           [20]
+  --seconds S    compare, capacity, fast: seconds measured [20]
   --trials N     start, failover-seek: clients timed       [50]
   --markdown F   also write the results as markdown to F
 
@@ -65,8 +69,9 @@ fn main() {
         cpu_model(),
         args.join(" ")
     );
-    let figures: [(&str, Figure); 4] = [
+    let figures: [(&str, Figure); 5] = [
         ("compare", compare::run),
+        ("capacity", capacity::run),
         ("fast", fast::run),
         ("start", start::run),
         ("failover-seek", failover_seek::run),
@@ -114,7 +119,9 @@ impl Options {
             };
             match arg.as_str() {
                 "help" | "--help" | "-h" => return Ok(None),
-                "all" | "compare" | "fast" | "start" | "failover-seek" => o.command = arg.clone(),
+                "all" | "compare" | "capacity" | "fast" | "start" | "failover-seek" => {
+                    o.command = arg.clone()
+                }
                 "--streams" => o.streams = value(arg)? as usize,
                 "--seconds" => o.seconds = value(arg)?,
                 "--trials" => o.trials = value(arg)? as usize,
