@@ -430,3 +430,34 @@ impl RecorderAndRelay {
         RecorderAndRelay { cameras, recorder: a, relay: b, ids }
     }
 }
+
+/// One figure of a benchmark binary: runs it with the options and returns its markdown.
+pub type Figure<O> = fn(&O) -> String;
+
+/// Runs the figures `command` names (`all`: every one) of a benchmark binary `program` run
+/// with `args`, printing their markdown at the end and writing it to `markdown` after each
+/// figure, so a later one that fails keeps the earlier ones.
+pub fn run_figures<O>(
+    program: &str,
+    args: &[String],
+    command: &str,
+    markdown: Option<&Path>,
+    options: &O,
+    figures: &[(&str, Figure<O>)],
+) {
+    let mut report = format!(
+        "Machine: {} × {}; `{program} {}`.\n\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model(),
+        args.join(" ")
+    );
+    for (name, figure) in figures {
+        if command == "all" || command == *name {
+            report += &figure(options);
+            if let Some(path) = markdown {
+                std::fs::write(path, &report).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+        }
+    }
+    println!("\n{report}");
+}

@@ -69,29 +69,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let all = o.command == "all";
-    let mut report = format!(
-        "Machine: {} × {}; `hive-video-bench {}`.\n\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu_model(),
-        args.join(" ")
-    );
-    let figures: [(&str, Figure); 4] =
+    let figures: [(&str, Figure<Options>); 4] =
         [("record", record), ("live-start", live_start), ("seek", seek), ("fanout", fanout)];
-    for (name, figure) in figures {
-        if all || o.command == name {
-            report += &figure(&o);
-            // Written after each figure: a later one that fails keeps the earlier ones.
-            if let Some(path) = &o.markdown {
-                std::fs::write(path, &report).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            }
-        }
-    }
-    println!("\n{report}");
+    run_figures("hive-video-bench", &args, &o.command, o.markdown.as_deref(), &o, &figures);
 }
-
-/// One figure: runs it and returns its markdown section.
-type Figure = fn(&Options) -> String;
 
 /// The command line.
 struct Options {

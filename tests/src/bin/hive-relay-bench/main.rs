@@ -25,7 +25,7 @@ mod failover_seek;
 mod fast;
 mod start;
 
-use hive_tests::bench::cpu_model;
+use hive_tests::bench::{run_figures, Figure};
 
 const USAGE: &str = "\
 usage: hive-relay-bench [COMMAND] [OPTIONS]
@@ -62,34 +62,15 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let all = o.command == "all";
-    let mut report = format!(
-        "Machine: {} × {}; `hive-relay-bench {}`.\n\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu_model(),
-        args.join(" ")
-    );
-    let figures: [(&str, Figure); 5] = [
+    let figures: [(&str, Figure<Options>); 5] = [
         ("compare", compare::run),
         ("capacity", capacity::run),
         ("fast", fast::run),
         ("start", start::run),
         ("failover-seek", failover_seek::run),
     ];
-    for (name, figure) in figures {
-        if all || o.command == name {
-            report += &figure(&o);
-            // Written after each figure: a later one that fails keeps the earlier ones.
-            if let Some(path) = &o.markdown {
-                std::fs::write(path, &report).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            }
-        }
-    }
-    println!("\n{report}");
+    run_figures("hive-relay-bench", &args, &o.command, o.markdown.as_deref(), &o, &figures);
 }
-
-/// One figure: runs it and returns its markdown section.
-type Figure = fn(&Options) -> String;
 
 /// The command line.
 pub struct Options {
