@@ -361,6 +361,19 @@ mod tests {
         Frame { time_us: 1_796_000_000_000_000 + i64::from(n), keyframe, codec, data }
     }
 
+    /// A live request of camera `cam` with `hops_left`.
+    fn live_request(hops_left: u8) -> Request {
+        Request {
+            camera: "cam".into(),
+            stream: 0,
+            start: Start::Live,
+            speed: 1.0,
+            until_us: None,
+            hops_left,
+            server: None,
+        }
+    }
+
     #[test]
     fn a_ranges_answer_announcing_more_than_it_holds_is_malformed() {
         let mut wire = BytesMut::new();
@@ -426,15 +439,7 @@ mod tests {
 
     #[test]
     fn an_opening_is_a_request_or_a_callback_and_a_callback_of_another_size_is_malformed() {
-        let request = Request {
-            camera: "cam".into(),
-            stream: 0,
-            start: Start::Live,
-            speed: 1.0,
-            until_us: None,
-            hops_left: 3,
-            server: None,
-        };
+        let request = live_request(3);
         for opening in [Opening::Request(request), Opening::Callback { token: u128::MAX - 5 }] {
             let mut wire = BytesMut::new();
             opening.encode(&mut wire);
@@ -466,15 +471,7 @@ mod tests {
     #[test]
     fn bad_requests_are_errors() {
         let mut wire = BytesMut::new();
-        let request = Request {
-            camera: "cam".into(),
-            stream: 0,
-            start: Start::Live,
-            speed: 1.0,
-            until_us: None,
-            hops_left: 1,
-            server: None,
-        };
+        let request = live_request(1);
         request.encode(&mut wire);
         let mut bad_version = wire.clone();
         bad_version[5] = 9;

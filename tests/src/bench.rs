@@ -431,6 +431,18 @@ impl RecorderAndRelay {
     }
 }
 
+/// The value after option `name` on a benchmark's command line, a positive number.
+pub fn positive_arg<'a>(
+    name: &str,
+    rest: &mut impl Iterator<Item = &'a String>,
+) -> Result<u64, String> {
+    let text = rest.next().ok_or(format!("{name} needs a value"))?;
+    text.parse::<u64>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or(format!("{name}: {text:?} is not a positive number"))
+}
+
 /// One figure of a benchmark binary: runs it with the options and returns its markdown.
 pub type Figure<O> = fn(&O) -> String;
 

@@ -95,6 +95,15 @@ pub fn decode(url: &str, seconds: u32) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// Camera `id`'s recorded ranges as `hive` lists them (merged across the hive): (first, last
+/// frame) in ms since the epoch, oldest first.
+pub fn recorded_ranges(hive: &crate::Hive, id: &str) -> Vec<(i64, i64)> {
+    let (code, view) = hive.api().get(&format!("/api/cameras/{id}/archive"));
+    assert_eq!(code, 200, "{view}");
+    let ranges = view["ranges"].as_array().into_iter().flatten();
+    ranges.filter_map(|r| Some((r["from_ms"].as_i64()?, r["to_ms"].as_i64()?))).collect()
+}
+
 /// Whether `hive` records camera `id` now, by its own status.
 pub fn records_now(hive: &crate::Hive, id: &str) -> bool {
     let (_, s) = hive.api().get(&format!("/api/cameras/{id}/status"));
@@ -113,11 +122,19 @@ pub fn wait_for_recorder(servers: &[&crate::Hive], id: &str) -> usize {
 /// Starts servers `names` of one system with [`crate::FAST_FAILOVER`] timings and waits until
 /// they are merged.
 pub fn fast_failover_system(names: &[&str], system: &str, secret: &str) -> Vec<crate::Hive> {
+    fast_failover_servers(names, |name, port| crate::Spec::new(name, system, secret, port))
+}
+
+/// [`fast_failover_system`] of servers made by `spec` (from a name and the discovery port).
+pub fn fast_failover_servers(
+    names: &[&str],
+    spec: impl Fn(&str, u16) -> crate::Spec,
+) -> Vec<crate::Hive> {
     let port = crate::discovery_port();
     let servers: Vec<crate::Hive> = names
         .iter()
         .map(|name| {
-            let mut spec = crate::Spec::new(name, system, secret, port);
+            let mut spec = spec(name, port);
             spec.extra.extend(crate::FAST_FAILOVER.iter().map(|s| s.to_string()));
             crate::Hive::start(spec)
         })

@@ -5,8 +5,8 @@
 //! recorded; and every server lists the recorded ranges of both recorders.
 
 use hive_tests::video::{
-    fast_failover_system, now_ms, records_now, require_ffmpeg, rtp_ms, test_cameras, with_owner,
-    RawRtsp,
+    fast_failover_system, now_ms, recorded_ranges, records_now, require_ffmpeg, rtp_ms,
+    test_cameras, with_owner, RawRtsp,
 };
 use hive_tests::{free_port, wait_for, Hive, OWNER_PASSWORD};
 use serde_json::{json, Value};
@@ -80,14 +80,7 @@ fn a_camera_recorded_across_a_failover_and_back_plays_from_another_server_as_one
     // start to now, with at most the failover's gap between.
     let now = now_ms();
     for (i, server) in servers.iter().enumerate() {
-        let (status, view) = server.api().get(&format!("/api/cameras/{id}/archive"));
-        assert_eq!(status, 200, "{view}");
-        let ranges: Vec<(i64, i64)> = view["ranges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| (r["from_ms"].as_i64().unwrap(), r["to_ms"].as_i64().unwrap()))
-            .collect();
+        let ranges = recorded_ranges(server, &id);
         assert!(!ranges.is_empty() && ranges.len() <= 3, "server {i}: {ranges:?}");
         let covered: i64 = ranges.iter().map(|(f, t)| t - f).sum();
         assert!(ranges[0].0 <= started_ms + 1_000, "server {i} misses the start: {ranges:?}");

@@ -212,7 +212,30 @@ impl<N: Net> Links<N> {
         timeout_ms: u64,
         keys: Keys,
     ) {
-        let (link, (outbox, inbox), ctx) = self.new_link();
+        self.spawn_dial(to, kind, timeout_ms, keys, Some(addr), None);
+    }
+
+    /// Dials a media channel back to a peer that asked for one with `token`: once its
+    /// handshake is done it goes to the video plane like an accepted one. Never a link, and a
+    /// failure is only logged (the asker's wait runs out).
+    pub fn dial_media(&mut self, to: SocketAddr, token: u128, timeout_ms: u64, keys: Keys) {
+        self.spawn_dial(to, ChannelKind::Media, timeout_ms, keys, None, Some(token));
+    }
+
+    /// Connects to `to` within `timeout_ms` and runs the handshake of `kind` in a task of its
+    /// own; `dialed` is what the core is told it dialled, `callback` the token of a media
+    /// channel dialled back.
+    fn spawn_dial(
+        &mut self,
+        to: SocketAddr,
+        kind: ChannelKind,
+        timeout_ms: u64,
+        keys: Keys,
+        dialed: Option<PeerAddr>,
+        callback: Option<u128>,
+    ) {
+        let (link, (outbox, inbox), mut ctx) = self.new_link();
+        ctx.callback = callback;
         let task = tokio::spawn(async move {
             let connect = tokio::time::timeout(Duration::from_millis(timeout_ms), N::connect(to));
             let established = match connect.await {
@@ -220,26 +243,7 @@ impl<N: Net> Links<N> {
                 Ok(Err(e)) => Err(ChannelError::Io(e)),
                 Err(_) => Err(ChannelError::Io(std::io::ErrorKind::TimedOut.into())),
             };
-            ctx.run(established, Some(addr), inbox).await;
-        });
-        self.open.insert(link, LinkTasks { outbox, task, open: false });
-    }
-
-    /// Dials a media channel back to a peer that asked for one with `token`: once its
-    /// handshake is done it goes to the video plane like an accepted one. Never a link, and a
-    /// failure is only logged (the asker's wait runs out).
-    pub fn dial_media(&mut self, to: SocketAddr, token: u128, timeout_ms: u64, keys: Keys) {
-        let (link, (outbox, inbox), mut ctx) = self.new_link();
-        ctx.callback = Some(token);
-        let task = tokio::spawn(async move {
-            let connect = tokio::time::timeout(Duration::from_millis(timeout_ms), N::connect(to));
-            let role = Role::Initiator(ChannelKind::Media);
-            let established = match connect.await {
-                Ok(Ok(stream)) => ctx.handshake(stream, role, keys).await,
-                Ok(Err(e)) => Err(ChannelError::Io(e)),
-                Err(_) => Err(ChannelError::Io(std::io::ErrorKind::TimedOut.into())),
-            };
-            ctx.run(established, None, inbox).await;
+            ctx.run(established, dialed, inbox).await;
         });
         self.open.insert(link, LinkTasks { outbox, task, open: false });
     }

@@ -99,13 +99,7 @@ impl Options {
         };
         let mut rest = args.iter();
         while let Some(arg) = rest.next() {
-            let mut value = |name: &str| {
-                let text = rest.next().ok_or(format!("{name} needs a value"))?;
-                text.parse::<u64>()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or(format!("{name}: {text:?} is not a positive number"))
-            };
+            let mut value = |name: &str| positive_arg(name, &mut rest);
             match arg.as_str() {
                 "help" | "--help" | "-h" => return Ok(None),
                 "all" | "record" | "live-start" | "seek" | "fanout" => o.command = arg.clone(),

@@ -7,8 +7,10 @@
 use crate::Options;
 use hive_tests::bench::{add_camera, bench_spec, clip, percentiles, status, Viewer, FPS};
 use hive_tests::procfs::quantile;
-use hive_tests::video::{now_ms, records_now, rtp_ms, test_cameras};
-use hive_tests::{discovery_port, free_port, merged, wait_for, Hive, FAST_FAILOVER};
+use hive_tests::video::{
+    fast_failover_servers, now_ms, recorded_ranges, records_now, rtp_ms, test_cameras,
+};
+use hive_tests::{free_port, wait_for, Hive};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -57,18 +59,7 @@ pub fn run(o: &Options) -> String {
     let clip2 = clip(10, "1280x720", 2000);
     let port = free_port();
     let _camera = test_cameras(1, port, None, &["--clip", clip2.to_str().unwrap()]);
-    let discovery = discovery_port();
-    let mut servers: Vec<Hive> = ["seek-a", "seek-b", "seek-c"]
-        .into_iter()
-        .map(|name| {
-            let mut spec = bench_spec(name, discovery);
-            spec.extra.extend(FAST_FAILOVER.iter().map(|s| s.to_string()));
-            Hive::start(spec)
-        })
-        .collect();
-    wait_for("the servers to merge", Duration::from_secs(60), || {
-        merged(&servers.iter().collect::<Vec<_>>())
-    });
+    let mut servers = fast_failover_servers(&["seek-a", "seek-b", "seek-c"], bench_spec);
     let id = add_camera(&servers[0], "seek", &format!("rtsp://127.0.0.1:{port}/cam1"));
 
     // A records, dies; B takes the camera over; A comes back and, once stable, takes it back.
@@ -94,7 +85,8 @@ pub fn run(o: &Options) -> String {
     std::thread::sleep(BACK_SPAN);
 
     let viewer = (0..3).find(|&i| i != first && i != taker).expect("three servers");
-    let ranges = archive_ranges(&servers[viewer], &id);
+    let ranges = recorded_ranges(&servers[viewer], &id);
+    assert!(!ranges.is_empty(), "no recorded range");
     let b_status = status(&servers[taker], &id);
     let b_last_ms = b_status["last_frame_us"].as_i64().unwrap_or(0) / 1000;
     // The failover's gap splits the ranges; without one, A's last frame is the one it had
@@ -244,20 +236,6 @@ fn first_frame_ms(status: &Value) -> i64 {
     let last_ms = status["last_frame_us"].as_i64().unwrap_or(0) / 1000;
     let frames = status["frames"].as_i64().unwrap_or(1).max(1);
     last_ms - ((frames - 1) as f64 * 1000.0 / FPS) as i64
-}
-
-/// The camera's recorded ranges across the hive, as `server` merges them: (from, to) in ms.
-fn archive_ranges(server: &Hive, id: &str) -> Vec<(i64, i64)> {
-    let (code, view) = server.api().get(&format!("/api/cameras/{id}/archive"));
-    assert_eq!(code, 200, "{view}");
-    let ranges: Vec<(i64, i64)> = view["ranges"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| Some((r["from_ms"].as_i64()?, r["to_ms"].as_i64()?)))
-        .collect();
-    assert!(!ranges.is_empty(), "no recorded range: {view}");
-    ranges
 }
 
 /// min / p50 / max of samples, ms.

@@ -25,7 +25,7 @@ mod failover_seek;
 mod fast;
 mod start;
 
-use hive_tests::bench::{run_figures, Figure};
+use hive_tests::bench::{positive_arg, run_figures, Figure};
 
 const USAGE: &str = "\
 usage: hive-relay-bench [COMMAND] [OPTIONS]
@@ -91,13 +91,7 @@ impl Options {
             Options { command: "all".into(), streams: 64, seconds: 20, trials: 50, markdown: None };
         let mut rest = args.iter();
         while let Some(arg) = rest.next() {
-            let mut value = |name: &str| {
-                let text = rest.next().ok_or(format!("{name} needs a value"))?;
-                text.parse::<u64>()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or(format!("{name}: {text:?} is not a positive number"))
-            };
+            let mut value = |name: &str| positive_arg(name, &mut rest);
             match arg.as_str() {
                 "help" | "--help" | "-h" => return Ok(None),
                 "all" | "compare" | "capacity" | "fast" | "start" | "failover-seek" => {
