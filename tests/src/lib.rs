@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod bench;
+pub mod browser;
 pub mod chrony;
 pub mod hostile;
 pub mod netns;

@@ -1,0 +1,203 @@
+//! Debian's Chromium, headless, driven over WebDriver (chromedriver + fantoccini) for the web
+//! UI's end-to-end tests: blocking helpers around one browser session, and screenshots saved
+//! for review.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where Debian puts the browser and its driver.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// Debian's chromedriver.
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A headless Chromium session.
+pub struct Browser {
+    runtime: tokio::runtime::Runtime,
+    client: Option<fantoccini::Client>,
+    driver: Child,
+    _profile: tempfile::TempDir,
+    /// Where screenshots go.
+    pub shots: PathBuf,
+}
+
+/// A viewport the page must work at.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewport {
+    /// CSS pixels wide.
+    pub width: u32,
+    /// CSS pixels high.
+    pub height: u32,
+}
+
+/// The desktop the issue names.
+pub const DESKTOP: Viewport = Viewport { width: 1280, height: 800 };
+/// A phone.
+pub const PHONE: Viewport = Viewport { width: 390, height: 844 };
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium at `viewport` that trusts any certificate
+    /// (each test server makes its own) and plays video without a user's gesture. Screenshots
+    /// go to `shots`.
+    pub fn start(viewport: Viewport, shots: &Path) -> Browser {
+        assert!(
+            Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
+            "{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)"
+        );
+        std::fs::create_dir_all(shots).expect("screenshot directory");
+        let port = crate::free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let profile = tempfile::tempdir().expect("profile directory");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let args = [
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-quic".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--autoplay-policy=no-user-gesture-required".to_owned(),
+            "--ignore-certificate-errors".to_owned(),
+            format!("--window-size={},{}", viewport.width, viewport.height),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut caps = serde_json::Map::new();
+        caps.insert("acceptInsecureCerts".into(), Value::Bool(true));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({ "binary": CHROMIUM, "args": args }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            let attempt = runtime.block_on(
+                fantoccini::ClientBuilder::new(connector).capabilities(caps.clone()).connect(&url),
+            );
+            match attempt {
+                Ok(c) => break c,
+                Err(e) if Instant::now() > deadline => panic!("no browser session: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        let browser = Browser {
+            runtime,
+            client: Some(client),
+            driver,
+            _profile: profile,
+            shots: shots.to_owned(),
+        };
+        browser.resize(viewport);
+        browser
+    }
+
+    fn client(&self) -> &fantoccini::Client {
+        self.client.as_ref().expect("session open")
+    }
+
+    /// Makes the page's viewport (not the window) `viewport`.
+    pub fn resize(&self, viewport: Viewport) {
+        let c = self.client();
+        self.runtime.block_on(async {
+            c.set_window_size(viewport.width, viewport.height).await.expect("window size");
+            // The window includes no chrome headless, but check and correct once.
+            let inner = c
+                .execute("return [window.innerWidth, window.innerHeight];", vec![])
+                .await
+                .expect("inner size");
+            let w = inner[0].as_u64().unwrap_or(viewport.width.into()) as i64;
+            let h = inner[1].as_u64().unwrap_or(viewport.height.into()) as i64;
+            let dw = i64::from(viewport.width) - w;
+            let dh = i64::from(viewport.height) - h;
+            if dw != 0 || dh != 0 {
+                let width = (i64::from(viewport.width) + dw).max(100) as u32;
+                let height = (i64::from(viewport.height) + dh).max(100) as u32;
+                c.set_window_size(width, height).await.expect("window size");
+            }
+        });
+    }
+
+    /// Opens `url`.
+    pub fn goto(&self, url: &str) {
+        self.runtime.block_on(self.client().goto(url)).unwrap_or_else(|e| panic!("open {url}: {e}"));
+    }
+
+    /// Runs `script` (a function body: `return …`) in the page.
+    pub fn eval(&self, script: &str) -> Value {
+        self.runtime
+            .block_on(self.client().execute(script, vec![]))
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Waits until `expression` (JavaScript) is true, or panics after `timeout` with
+    /// `what` and a screenshot named after it.
+    pub fn wait_until(&self, what: &str, expression: &str, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        let script = format!("try {{ return !!({expression}); }} catch (e) {{ return false; }}");
+        loop {
+            if self.eval(&script) == Value::Bool(true) {
+                return started.elapsed();
+            }
+            if started.elapsed() > timeout {
+                let shot = self.screenshot(&format!("failed-{}", what.replace(' ', "-")));
+                panic!("{what}: not within {timeout:?} ({expression}); page in {}", shot.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Clicks the first element `css` selects.
+    pub fn click(&self, css: &str) {
+        let c = self.client();
+        self.runtime.block_on(async {
+            let e = c.find(fantoccini::Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+            e.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+        });
+    }
+
+    /// Types `text` into the field `css` selects, replacing what it held.
+    pub fn fill(&self, css: &str, text: &str) {
+        let c = self.client();
+        self.runtime.block_on(async {
+            let e = c.find(fantoccini::Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+            e.clear().await.unwrap_or_else(|e| panic!("clear {css}: {e}"));
+            e.send_keys(text).await.unwrap_or_else(|e| panic!("type into {css}: {e}"));
+        });
+    }
+
+    /// Chooses `value` in the `<select>` `css` selects.
+    pub fn select(&self, css: &str, value: &str) {
+        let c = self.client();
+        self.runtime.block_on(async {
+            let e = c.find(fantoccini::Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+            e.select_by_value(value).await.unwrap_or_else(|e| panic!("select {value} in {css}: {e}"));
+        });
+    }
+
+    /// Saves a PNG of the viewport as `<shots>/<name>.png`.
+    pub fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.runtime.block_on(self.client().screenshot()).expect("screenshot");
+        let path = self.shots.join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("write screenshot");
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            let _ = self.runtime.block_on(c.close());
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
