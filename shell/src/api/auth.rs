@@ -60,6 +60,8 @@ pub struct AuthState {
     in_flight: Mutex<HashMap<Digest32, watch::Receiver<Option<Checked>>>>,
     /// Keys the digests so they are useless outside this process.
     pepper: [u8; 32],
+    /// The web UI's sessions on this server.
+    pub sessions: super::session::Sessions,
 }
 
 /// What one check of some credentials found, shared with the requests that waited for it.
@@ -159,7 +161,7 @@ fn too_many(refusal: Refusal, ip: IpAddr) -> ApiError {
     e
 }
 
-fn unauthorized(message: &str) -> ApiError {
+pub(super) fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
 }
 
@@ -175,98 +177,127 @@ fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
     Some((name.to_owned(), password.to_owned()))
 }
 
+/// The address a request came from (`0.0.0.0` when the server did not record it).
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        Ok(ClientIp(ip.unwrap_or(IpAddr::from([0, 0, 0, 0]))))
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
+    /// HTTP Basic when the request carries it (integrators, the CLI), else the web UI's
+    /// session cookie, which changes nothing without the session's CSRF token.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let Some((name, password)) = basic_credentials(parts) else {
-            return Err(unauthorized("credentials required (HTTP Basic)"));
-        };
-        let lookup = name.clone();
-        let user = state
-            .handle
-            .read(move |node| {
-                node.user(&lookup).map(|(_, u)| (u.role, u.password.clone(), u.login.is_some()))
-            })
-            .await?;
-        let needs_login = user.as_ref().is_some_and(|u| !u.2);
-        let user = user.map(|(role, verifier, _)| (role, verifier));
-        let auth = &state.auth;
-        let verifier = user.as_ref().map(|(_, v)| v);
-        let digest = auth.digest(&name, &password, verifier);
-        if let Some((role, verifier)) = &user {
-            if auth.recently_checked(&digest, verifier) {
-                // Checked before: the limits still apply (a blocked caller stays blocked
-                // whatever it sends), but nothing is counted and no key is derived.
+        let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, state).await;
+        if let Some((name, password)) = basic_credentials(parts) {
+            return authenticate(state, ip, name, password).await;
+        }
+        if let Some(token) = super::session::cookie_token(&parts.headers) {
+            return super::session::caller(state, parts, &token).await;
+        }
+        let mut refusal = unauthorized("credentials required (HTTP Basic or a session)");
+        // A page's script asking gets no Basic challenge: the browser would answer it with
+        // its own password dialog instead of letting the page show its login form.
+        if parts.headers.get("sec-fetch-mode").is_some_and(|m| m != "navigate") {
+            refusal.challenge = false;
+        }
+        Err(refusal)
+    }
+}
+
+/// Checks `name` and `password` against the replicated users, within the failure limits.
+pub(super) async fn authenticate(
+    state: &AppState,
+    ip: IpAddr,
+    name: String,
+    password: String,
+) -> Result<Caller, ApiError> {
+    let lookup = name.clone();
+    let user = state
+        .handle
+        .read(move |node| {
+            node.user(&lookup).map(|(_, u)| (u.role, u.password.clone(), u.login.is_some()))
+        })
+        .await?;
+    let needs_login = user.as_ref().is_some_and(|u| !u.2);
+    let user = user.map(|(role, verifier, _)| (role, verifier));
+    let auth = &state.auth;
+    let verifier = user.as_ref().map(|(_, v)| v);
+    let digest = auth.digest(&name, &password, verifier);
+    if let Some((role, verifier)) = &user {
+        if auth.recently_checked(&digest, verifier) {
+            // Checked before: the limits still apply (a blocked caller stays blocked
+            // whatever it sends), but nothing is counted and no key is derived.
+            auth.limiter.admit(&name, ip, Instant::now()).map_err(|r| too_many(r, ip))?;
+            return Ok(Caller { name, role: *role });
+        }
+    }
+    let checked = match auth.turn(digest) {
+        Turn::Follow(mut outcome) => {
+            let shared = outcome.wait_for(Option::is_some).await.ok().and_then(|c| c.clone());
+            let checked = shared.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "check_abandoned",
+                    "the check of these credentials was abandoned; try again",
+                )
+            })?;
+            if let Checked::Right = checked {
                 auth.limiter.admit(&name, ip, Instant::now()).map_err(|r| too_many(r, ip))?;
-                return Ok(Caller { name, role: *role });
             }
+            checked
         }
-        let checked = match auth.turn(digest) {
-            Turn::Follow(mut outcome) => {
-                let shared = outcome.wait_for(Option::is_some).await.ok().and_then(|c| c.clone());
-                let checked = shared.ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "check_abandoned",
-                        "the check of these credentials was abandoned; try again",
-                    )
-                })?;
-                if let Checked::Right = checked {
-                    auth.limiter.admit(&name, ip, Instant::now()).map_err(|r| too_many(r, ip))?;
+        // An identical check may have finished since the cache was looked at.
+        Turn::Lead(lead) if verifier.is_some_and(|v| auth.recently_checked(&digest, v)) => {
+            let admitted = auth.limiter.admit(&name, ip, Instant::now());
+            let checked =
+                admitted.map_or_else(|r| Checked::Refused(too_many(r, ip)), |()| Checked::Right);
+            lead.finish(checked.clone());
+            checked
+        }
+        Turn::Lead(lead) => {
+            let checked = match auth.limiter.reserve(&name, ip, Instant::now()) {
+                Err(refusal) => {
+                    tracing::debug!(user = ?name, %ip, "login refused: too many failures");
+                    Checked::Refused(too_many(refusal, ip))
                 }
-                checked
-            }
-            // An identical check may have finished since the cache was looked at.
-            Turn::Lead(lead) if verifier.is_some_and(|v| auth.recently_checked(&digest, v)) => {
-                let admitted = auth.limiter.admit(&name, ip, Instant::now());
-                let checked = admitted
-                    .map_or_else(|r| Checked::Refused(too_many(r, ip)), |()| Checked::Right);
-                lead.finish(checked.clone());
-                checked
-            }
-            Turn::Lead(lead) => {
-                let checked = match auth.limiter.reserve(&name, ip, Instant::now()) {
-                    Err(refusal) => {
-                        tracing::debug!(user = ?name, %ip, "login refused: too many failures");
-                        Checked::Refused(too_many(refusal, ip))
+                // Known or not, exactly one derivation: an unknown name meets a dummy.
+                Ok(attempt) => match state.passwords.verify(&password, verifier).await? {
+                    true => {
+                        auth.limiter.succeeded(attempt, Instant::now());
+                        if needs_login {
+                            super::login_migration::register_in_background(
+                                state,
+                                name.clone(),
+                                password.clone(),
+                            );
+                        }
+                        if let Some(v) = verifier {
+                            auth.remember(digest, v);
+                        }
+                        Checked::Right
                     }
-                    // Known or not, exactly one derivation: an unknown name meets a dummy.
-                    Ok(attempt) => match state.passwords.verify(&password, verifier).await? {
-                        true => {
-                            auth.limiter.succeeded(attempt, Instant::now());
-                            if needs_login {
-                                super::login_migration::register_in_background(
-                                    state,
-                                    name.clone(),
-                                    password.clone(),
-                                );
-                            }
-                            if let Some(v) = verifier {
-                                auth.remember(digest, v);
-                            }
-                            Checked::Right
-                        }
-                        false => {
-                            // Debug-formatted: a newline in a name cannot forge a log line.
-                            tracing::info!(user = ?name, %ip, "failed login");
-                            Checked::Wrong
-                        }
-                    },
-                };
-                lead.finish(checked.clone());
-                checked
-            }
-        };
-        match (checked, user) {
-            (Checked::Right, Some((role, _))) => Ok(Caller { name, role }),
-            (Checked::Refused(e), _) => Err(e),
-            _ => Err(unauthorized("wrong user name or password")),
+                    false => {
+                        // Debug-formatted: a newline in a name cannot forge a log line.
+                        tracing::info!(user = ?name, %ip, "failed login");
+                        Checked::Wrong
+                    }
+                },
+            };
+            lead.finish(checked.clone());
+            checked
         }
+    };
+    match (checked, user) {
+        (Checked::Right, Some((role, _))) => Ok(Caller { name, role }),
+        (Checked::Refused(e), _) => Err(e),
+        _ => Err(unauthorized("wrong user name or password")),
     }
 }

@@ -19,12 +19,15 @@ pub struct ApiError {
     pub message: String,
     /// Seconds to wait before retrying (rate limits).
     pub retry_after_s: Option<u64>,
+    /// Whether a 401 names Basic in `WWW-Authenticate` (not to a page's script: the browser
+    /// would put up its own password dialog).
+    pub challenge: bool,
 }
 
 impl ApiError {
     /// An error with a status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after_s: None }
+        ApiError { status, code, message: message.into(), retry_after_s: None, challenge: true }
     }
 
     /// 400: the request is malformed.
@@ -47,7 +50,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.code, "message": self.message });
         let mut response = (self.status, axum::Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.status == StatusCode::UNAUTHORIZED && self.challenge {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"hive\""));

@@ -8,6 +8,7 @@ mod body;
 mod camera_url;
 mod cameras;
 mod error;
+mod events;
 mod json_errors;
 mod licenses;
 mod login_limit;
@@ -16,6 +17,7 @@ mod metrics;
 pub mod passwords;
 pub mod rules;
 mod servers;
+mod session;
 mod settings;
 mod system;
 mod time;
@@ -50,6 +52,8 @@ pub struct AppState {
     /// The server's video plane (camera statuses, archive ranges); weak because the plane
     /// holds this state to check RTSP users.
     pub video: std::sync::Weak<crate::video::plane::VideoPlane>,
+    /// The slots of the web UI's event streams.
+    pub event_streams: Arc<events::EventStreams>,
 }
 
 /// The API's routes.
@@ -79,6 +83,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/settings", get(settings::list).post(settings::create).patch(settings::update))
         .route("/api/settings/{name}", get(settings::get_one).delete(settings::remove))
         .route("/api/licenses", get(licenses::list).post(licenses::add))
+        .route("/api/session", get(session::whoami).post(session::login).delete(session::logout))
+        .route("/api/events", get(events::events))
         .route("/metrics", get(metrics::metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::map_response(json_errors::json_errors))

@@ -228,7 +228,9 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
         .danger_accept_invalid_certs(true)
         .build()?;
     let auth = Arc::new(AuthState::new());
+    let event_streams = Arc::default();
     let make_state = |video| AppState {
+        event_streams: Arc::clone(&event_streams),
         handle: handle.clone(),
         stats: Arc::clone(&stats),
         auth: auth.clone(),

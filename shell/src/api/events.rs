@@ -1,0 +1,110 @@
+//! `GET /api/events`: the system and its cameras as server-sent events, so a page shows a
+//! server's death, a camera moving or a merge without being refreshed.
+//!
+//! Each stream looks at the node every [`POLL_INTERVAL`] and sends a view only when its JSON
+//! changed: one read of the node per stream, no per-change bookkeeping in the driver. Streams
+//! are bounded in number and end after [`STREAM_LIFETIME`]; the browser's `EventSource`
+//! reconnects, which checks the caller's session again.
+
+use super::{cameras, system, ApiError, AppState, Caller};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::stream::Stream;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// How often a stream looks for changes: a server's death shows on a page within this of
+/// the answering server knowing it.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How long one stream lasts before the browser reconnects.
+pub const STREAM_LIFETIME: Duration = Duration::from_secs(600);
+/// Event streams a server serves at once.
+pub const STREAMS_MAX: usize = 256;
+
+/// The slots of event streams.
+pub struct EventStreams(Arc<Semaphore>);
+
+impl Default for EventStreams {
+    fn default() -> Self {
+        EventStreams(Arc::new(Semaphore::new(STREAMS_MAX)))
+    }
+}
+
+/// What one stream last sent, and what it holds.
+struct Watch {
+    state: AppState,
+    caller: Caller,
+    sent_system: String,
+    sent_cameras: String,
+    /// Events found changed but not yet sent (the system first).
+    pending: Vec<Event>,
+    first: bool,
+    ends_at: Instant,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Watch {
+    /// Waits for the next change and returns its event; `None` ends the stream.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.pending.pop() {
+                return Some(event);
+            }
+            if !self.first {
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+            self.first = false;
+            if Instant::now() >= self.ends_at {
+                return None;
+            }
+            let state = State(self.state.clone());
+            let system = system::get_system(state.clone(), self.caller.clone()).await.ok()?;
+            let cameras = cameras::list(state, self.caller.clone()).await.ok()?;
+            let cameras = serde_json::to_string(&cameras.0).ok()?;
+            let system = serde_json::to_string(&system.0).ok()?;
+            // Popped last first: the system goes out before the cameras.
+            if cameras != self.sent_cameras {
+                self.pending.push(Event::default().event("cameras").data(&cameras));
+                self.sent_cameras = cameras;
+            }
+            if system != self.sent_system {
+                self.pending.push(Event::default().event("system").data(&system));
+                self.sent_system = system;
+            }
+        }
+    }
+}
+
+/// Streams `system` (as `GET /api/system`) and `cameras` (as `GET /api/cameras`) events: both
+/// at once when the stream opens, then each whenever it changes.
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let slot = state.event_streams.0.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            format!("this server already serves {STREAMS_MAX} event streams"),
+        )
+    })?;
+    let watch = Watch {
+        state,
+        caller,
+        sent_system: String::new(),
+        sent_cameras: String::new(),
+        pending: Vec::new(),
+        first: true,
+        ends_at: Instant::now() + STREAM_LIFETIME,
+        _slot: slot,
+    };
+    let stream = futures::stream::unfold(watch, |mut watch| async move {
+        let event = watch.next().await?;
+        Some((Ok(event), watch))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
