@@ -23,6 +23,7 @@ mod system;
 mod time;
 mod users;
 mod video;
+mod video_mp4;
 
 pub use auth::{AuthState, Caller};
 pub use body::Body;
@@ -74,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/cameras/{id}/status", get(video::status))
         .route("/api/cameras/{id}/archive", get(video::archive))
+        .route("/api/cameras/{id}/video.mp4", get(video_mp4::video_mp4))
         .route("/api/servers", get(servers::list))
         .route("/api/servers/{id}", patch(servers::update))
         .route("/api/time", get(time::get_time))

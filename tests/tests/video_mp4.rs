@@ -1,0 +1,90 @@
+//! A camera as fragmented MP4 over the API (what the web UI plays): ffprobe and ffmpeg read
+//! it live and from the archive through a server that does not record it; bad queries get
+//! 400 in words, an unknown camera 404, and no credentials 401.
+
+use hive_tests::video::{now_ms, require_ffmpeg, test_cameras, wait_for_recorder};
+use hive_tests::{discovery_port, free_port, merged, wait_for, Hive, Spec, OWNER_PASSWORD};
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// `url` with the owner's credentials.
+fn authed(url: &str) -> String {
+    url.replacen("http://", &format!("http://admin:{OWNER_PASSWORD}@"), 1)
+}
+
+/// ffprobe's count of frames, width and codec in the first `seconds` of `url`.
+fn probe(url: &str, seconds: u32) -> (u64, u64, String) {
+    let out = Command::new("timeout")
+        .args(["30", "ffprobe", "-v", "error", "-count_frames"])
+        .args(["-read_intervals", &format!("%+{seconds}")])
+        .args(["-show_entries", "stream=codec_name,width,nb_read_frames", "-of", "json", url])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let s = &v["streams"][0];
+    let number = |v: &Value| v.as_u64().or_else(|| v.as_str()?.parse().ok()).unwrap_or(0);
+    (
+        number(&s["nb_read_frames"]),
+        number(&s["width"]),
+        s["codec_name"].as_str().unwrap_or("").into(),
+    )
+}
+
+/// Decodes `seconds` of `url`: whether ffmpeg ended well, and what it printed as errors.
+fn decode(url: &str, seconds: u32) -> (bool, String) {
+    let out = Command::new("timeout")
+        .args(["40", "ffmpeg", "-v", "error", "-i", url, "-t", &seconds.to_string()])
+        .args(["-f", "null", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_camera_plays_as_fragmented_mp4_live_and_recorded_through_any_server() {
+    require_ffmpeg();
+    let camera_port = free_port();
+    let _cameras = test_cameras(1, camera_port, None, &[]);
+    let port = discovery_port();
+    let a = Hive::start(Spec::new("a", "Mp4", "secret-mp4", port));
+    let b = Hive::start(Spec::new("b", "Mp4", "secret-mp4", port));
+    wait_for("two servers to merge", Duration::from_secs(60), || merged(&[&a, &b]));
+    let url = format!("rtsp://127.0.0.1:{camera_port}/cam1");
+    let (status, cam) = a.api().post("/api/cameras", &json!({ "name": "gate", "url": url }));
+    assert_eq!(status, 201, "{cam}");
+    let id = cam["id"].as_str().unwrap().to_owned();
+    let started_ms = now_ms();
+    let servers = [&a, &b];
+    let at = wait_for_recorder(&servers, &id);
+    let relay = servers[1 - at];
+
+    let live = authed(&format!("{}/api/cameras/{id}/video.mp4", relay.url()));
+    let (frames, width, codec) = probe(&live, 3);
+    assert_eq!((width, codec.as_str()), (640, "h264"), "live through the relay");
+    assert!(frames >= 50, "{frames} frames in 3 s of live through the relay");
+    let (ok, errors) = decode(&live, 3);
+    assert!(ok && errors.is_empty(), "live decodes cleanly: {errors}");
+
+    std::thread::sleep(Duration::from_secs(1));
+    let archive = format!("{live}?pos={}&speed=4", started_ms + 1_000);
+    let (ok, errors) = decode(&archive, 3);
+    assert!(ok && errors.is_empty(), "the archive decodes cleanly: {errors}");
+
+    // Bad input: words, never a stream.
+    let api = relay.api();
+    for (query, says) in [("pos=yesterday", "pos"), ("speed=0", "speed"), ("stream=7", "stream")] {
+        let (status, body) = api.get(&format!("/api/cameras/{id}/video.mp4?{query}"));
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["message"].as_str().unwrap_or("").contains(says), "{query}: {body}");
+    }
+    let (status, _) = api.get("/api/cameras/0123456789abcdef0123456789abcdef/video.mp4");
+    assert_eq!(status, 404);
+    let anonymous = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("{}/api/cameras/{id}/video.mp4", relay.url()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&anonymous.stdout), "401", "no video without a user");
+}
