@@ -128,7 +128,9 @@ impl Browser {
 
     /// Opens `url`.
     pub fn goto(&self, url: &str) {
-        self.runtime.block_on(self.client().goto(url)).unwrap_or_else(|e| panic!("open {url}: {e}"));
+        self.runtime
+            .block_on(self.client().goto(url))
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
     }
 
     /// Runs `script` (a function body: `return …`) in the page.
@@ -159,7 +161,10 @@ impl Browser {
     pub fn click(&self, css: &str) {
         let c = self.client();
         self.runtime.block_on(async {
-            let e = c.find(fantoccini::Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+            let e = c
+                .find(fantoccini::Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
             e.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
         });
     }
@@ -168,7 +173,10 @@ impl Browser {
     pub fn fill(&self, css: &str, text: &str) {
         let c = self.client();
         self.runtime.block_on(async {
-            let e = c.find(fantoccini::Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+            let e = c
+                .find(fantoccini::Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
             e.clear().await.unwrap_or_else(|e| panic!("clear {css}: {e}"));
             e.send_keys(text).await.unwrap_or_else(|e| panic!("type into {css}: {e}"));
         });
@@ -178,8 +186,13 @@ impl Browser {
     pub fn select(&self, css: &str, value: &str) {
         let c = self.client();
         self.runtime.block_on(async {
-            let e = c.find(fantoccini::Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
-            e.select_by_value(value).await.unwrap_or_else(|e| panic!("select {value} in {css}: {e}"));
+            let e = c
+                .find(fantoccini::Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            e.select_by_value(value)
+                .await
+                .unwrap_or_else(|e| panic!("select {value} in {css}: {e}"));
         });
     }
 

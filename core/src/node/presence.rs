@@ -179,6 +179,12 @@ impl Node {
         self.presence.seen.get(&server).and_then(|s| s.reachable_since)
     }
 
+    /// When `server`'s current run started, by the system time it announced, ms (the web
+    /// UI's uptime); `None` before anything was heard of it.
+    pub fn up_since_ms(&self, server: ServerId) -> Option<u64> {
+        self.last_status(server).map(|s| s.up_since_ms).filter(|&ms| ms > 0)
+    }
+
     /// What `server` last announced of itself, if it was ever heard of.
     pub(super) fn last_status(&self, server: ServerId) -> Option<ServerStatus> {
         if server == self.identity.server {

@@ -111,7 +111,13 @@ pub async fn run(args: DemoArgs) -> Result<(), CliError> {
         Some(t) => println!("\nAll {} servers formed one system in {} ms.", servers.len(), t.as_millis()),
         None => println!("\nWARNING: the servers did not form one system within 20 s (is multicast on loopback blocked?)."),
     }
-    println!("\nAPI of each server (user {DEMO_USER}, password {DEMO_PASSWORD}):");
+    println!(
+        "\nOpen the web UI of any server in a browser (user {DEMO_USER}, password {DEMO_PASSWORD}):"
+    );
+    for s in &servers {
+        println!("  http://{}/", s.http_addr);
+    }
+    println!("\nAPI of each server (same user; its OpenAPI document at /api/openapi.json):");
     for s in &servers {
         println!("  http://{}/api/system", s.http_addr);
     }
