@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use hive_core::ids::{PeerAddr, SystemName};
 use hive_core::node::{Command, Keep, Reply};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Which side's name, settings and administrator win a merge.
@@ -39,6 +39,52 @@ pub struct MergeRequest {
 #[serde(deny_unknown_fields)]
 pub struct NameRequest {
     name: String,
+}
+
+/// `POST /api/merge`: the two systems are one.
+#[derive(Serialize)]
+pub struct Merged {
+    /// Always `true`.
+    merged: bool,
+    /// The id of the merged system.
+    system: String,
+}
+
+/// `POST /api/split`: this server's new system.
+#[derive(Serialize)]
+pub struct SplitOff {
+    /// Its id.
+    system: String,
+    /// Its name.
+    name: String,
+}
+
+/// `POST /api/system/rename`: the system's new name.
+#[derive(Serialize)]
+pub struct Renamed {
+    /// The name.
+    name: String,
+}
+
+/// `POST /api/link-key`: this server's new link key.
+#[derive(Serialize)]
+pub struct LinkKey {
+    /// Its fingerprint: compare with the server's log.
+    link_key: String,
+}
+
+/// `POST /api/system/secret`: the new system secret as a join token.
+#[derive(Serialize)]
+pub struct JoinToken {
+    /// What a server offline meanwhile, or a new one, is started with (`HIVE_SECRET` or
+    /// `--secret`). Shown this once.
+    join_token: String,
+}
+
+/// A reply the node does not give to this command: an internal error, not a success.
+fn unexpected(command: &str, reply: Reply) -> ApiError {
+    let message = format!("unexpected reply to {command}: {reply:?}");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
 }
 
 fn system_name(name: String) -> Result<SystemName, ApiError> {
@@ -95,7 +141,7 @@ pub async fn merge(
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<MergeRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Merged>, ApiError> {
     caller.require_owner()?;
     let addr = peer_address(&state, &req.url).await?;
     tracing::info!(%addr, user = ?req.user, keep = ?req.keep, "merge requested");
@@ -105,10 +151,8 @@ pub async fn merge(
     };
     let cmd = Command::Merge { addr, user: req.user, password: req.password, keep };
     match state.handle.command(cmd).await? {
-        Reply::Merged { system } => {
-            Ok(Json(serde_json::json!({ "merged": true, "system": system.to_string() })))
-        }
-        other => Ok(Json(serde_json::json!({ "result": format!("{other:?}") }))),
+        Reply::Merged { system } => Ok(Json(Merged { merged: true, system: system.to_string() })),
+        other => Err(unexpected("a merge", other)),
     }
 }
 
@@ -116,14 +160,14 @@ pub async fn split(
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<NameRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SplitOff>, ApiError> {
     caller.require_owner()?;
     let name = system_name(req.name)?;
     match state.handle.command(Command::Split { name: name.clone() }).await? {
         Reply::Split { system } => {
-            Ok(Json(serde_json::json!({ "system": system.to_string(), "name": name.as_str() })))
+            Ok(Json(SplitOff { system: system.to_string(), name: name.as_str().to_owned() }))
         }
-        other => Ok(Json(serde_json::json!({ "result": format!("{other:?}") }))),
+        other => Err(unexpected("a split", other)),
     }
 }
 
@@ -131,11 +175,11 @@ pub async fn rename(
     State(state): State<AppState>,
     caller: Caller,
     Body(req): Body<NameRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Renamed>, ApiError> {
     caller.require_owner()?;
     let name = system_name(req.name)?;
     state.handle.command(Command::Rename { name: name.clone() }).await?;
-    Ok(Json(serde_json::json!({ "name": name.as_str() })))
+    Ok(Json(Renamed { name: name.as_str().to_owned() }))
 }
 
 /// A consistent snapshot of this server's replica and identity, taken between two events.
@@ -162,15 +206,15 @@ pub async fn backup(
 pub async fn replace_link_key(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LinkKey>, ApiError> {
     caller.require_owner()?;
     let pair = crate::driver::channel::Entropy::Os.generate_keypair();
     match state.handle.command(Command::ReplaceLinkKey { pair }).await? {
         Reply::LinkKey(public) => {
             tracing::warn!(key = %public.fingerprint(), user = ?caller.name, "link key replaced");
-            Ok(Json(serde_json::json!({ "link_key": public.fingerprint() })))
+            Ok(Json(LinkKey { link_key: public.fingerprint() }))
         }
-        other => Ok(Json(serde_json::json!({ "result": format!("{other:?}") }))),
+        other => Err(unexpected("a new link key", other)),
     }
 }
 
@@ -180,11 +224,11 @@ pub async fn replace_link_key(
 pub async fn replace_secret(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JoinToken>, ApiError> {
     caller.require_owner()?;
     let secret = hive_core::auth::Secret::from_bytes(rand::random());
     let token = secret.token();
     state.handle.command(Command::ReplaceSecret { secret }).await?;
     tracing::warn!(user = ?caller.name, "system secret replaced");
-    Ok(Json(serde_json::json!({ "join_token": token })))
+    Ok(Json(JoinToken { join_token: token }))
 }

@@ -7,6 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hive_core::node::CommandError;
 use hive_core::wire::MergeRefusal;
+use serde::Serialize;
 
 /// An error answer of the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,9 +44,19 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer; integrators branch on `error`, people read `message`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// Stable machine-readable code: `bad_request`, `unauthorized`, `forbidden`,
+    /// `not_found`, `exists`, `too_many_failures`, `stopping`, ...
+    pub error: &'static str,
+    /// What happened, for people.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        let body = ErrorBody { error: self.code, message: self.message };
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response

@@ -29,9 +29,51 @@ pub struct KeyView {
 pub struct LicensesView {
     total: u64,
     used: u64,
-    state: ShortfallState,
+    state: LicenseState,
     stopped_cameras: Vec<String>,
     keys: Vec<KeyView>,
+}
+
+/// Where the system stands with its licenses. Times are ms since the epoch.
+// The core's `ShortfallState` as the API spells it, in the same JSON (a test checks).
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LicenseState {
+    /// Enough licenses.
+    Within,
+    /// Short of licenses from `since_ms`, which is now.
+    Started {
+        /// When the shortfall began.
+        since_ms: u64,
+    },
+    /// Short of licenses, but every camera keeps recording until `ends_ms`.
+    InGrace {
+        /// When the shortfall began.
+        since_ms: u64,
+        /// When the grace period ends and the excess cameras stop.
+        ends_ms: u64,
+    },
+    /// The grace period is over: `excess` cameras are stopped.
+    Expired {
+        /// When the shortfall began.
+        since_ms: u64,
+        /// Cameras recording beyond the licensed total.
+        excess: u64,
+    },
+}
+
+impl From<ShortfallState> for LicenseState {
+    fn from(s: ShortfallState) -> Self {
+        match s {
+            ShortfallState::Within => LicenseState::Within,
+            ShortfallState::Started { since_ms } => LicenseState::Started { since_ms: since_ms.0 },
+            ShortfallState::InGrace { since_ms, ends_ms } => {
+                LicenseState::InGrace { since_ms: since_ms.0, ends_ms: ends_ms.0 }
+            }
+            ShortfallState::Expired { since_ms, excess } => {
+                LicenseState::Expired { since_ms: since_ms.0, excess }
+            }
+        }
+    }
 }
 
 /// `POST /api/licenses`.
@@ -63,7 +105,7 @@ pub async fn list(
             LicensesView {
                 total: status.total,
                 used: status.used,
-                state: status.state,
+                state: status.state.into(),
                 stopped_cameras: status.stopped.iter().map(|c| c.to_string()).collect(),
                 keys,
             }
@@ -92,4 +134,25 @@ pub async fn add(
         .command(Command::Put { key: Key::License(key.id), value: Value::License(key) })
         .await?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LicenseState, ShortfallState};
+    use hive_core::instant::WallMs;
+
+    #[test]
+    fn license_state_is_the_cores_shortfall_state_in_the_same_json() {
+        let (since_ms, ends_ms) = (WallMs(1_700_000_000_000), WallMs(1_700_000_600_000));
+        let states = [
+            ShortfallState::Within,
+            ShortfallState::Started { since_ms },
+            ShortfallState::InGrace { since_ms, ends_ms },
+            ShortfallState::Expired { since_ms, excess: 3 },
+        ];
+        for state in states {
+            let core = serde_json::to_value(state).unwrap();
+            assert_eq!(serde_json::to_value(LicenseState::from(state)).unwrap(), core, "{state:?}");
+        }
+    }
 }

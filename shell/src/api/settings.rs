@@ -7,7 +7,7 @@ use axum::Json;
 use hive_core::ids::ServerId;
 use hive_core::node::{Command, TIME_PRIMARY_SETTING};
 use hive_core::resources::{Key, Value};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Longest setting name and value.
@@ -19,6 +19,15 @@ const VALUE_LEN_MAX: usize = 64 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct NewSetting {
     name: String,
+    value: String,
+}
+
+/// One setting.
+#[derive(Serialize)]
+pub struct SettingView {
+    /// Its name.
+    name: String,
+    /// Its value.
     value: String,
 }
 
@@ -78,11 +87,11 @@ pub async fn get_one(
     State(state): State<AppState>,
     _caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SettingView>, ApiError> {
     let lookup = name.clone();
     let value = state.handle.read(move |n| n.setting(&lookup).map(str::to_owned)).await?;
     match value {
-        Some(v) => Ok(Json(serde_json::json!({ "name": name, "value": v }))),
+        Some(value) => Ok(Json(SettingView { name, value })),
         None => Err(ApiError::not_found(format!("no setting {name}"))),
     }
 }
@@ -91,12 +100,12 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Body(new): Body<NewSetting>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<SettingView>), ApiError> {
     caller.require_admin()?;
     check(&new.name, Some(&new.value))?;
     check_reference(&state, &new.name, Some(&new.value)).await?;
     put(&state, new.name.clone(), Some(new.value.clone())).await?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "name": new.name, "value": new.value }))))
+    Ok((StatusCode::CREATED, Json(SettingView { name: new.name, value: new.value })))
 }
 
 /// `PATCH /api/settings { name: value | null, ... }`: sets or (null) removes several at once.
