@@ -45,12 +45,14 @@ impl ApiError {
 }
 
 /// The body of every error answer; integrators branch on `error`, people read `message`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Stable machine-readable code: `bad_request`, `unauthorized`, `forbidden`,
     /// `not_found`, `exists`, `too_many_failures`, `stopping`, ...
+    #[schema(example = "not_found")]
     pub error: &'static str,
     /// What happened, for people.
+    #[schema(example = "no camera 5c1e0a9b7d3f48e2a6b0c4d8e2f61a37")]
     pub message: String,
 }
 

@@ -1,5 +1,7 @@
 //! `/api/licenses`: the keys of the system and what they add up to.
 
+use super::error::ErrorBody;
+use super::openapi::{BodyRejections, CallerRejections};
 use super::{ApiError, AppState, Body, Caller};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,9 +10,10 @@ use hive_core::licenses::{LicenseKey, ShortfallState};
 use hive_core::node::Command;
 use hive_core::resources::{Key, Value};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// One key.
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
 pub struct KeyView {
     /// Id.
     pub id: String,
@@ -25,18 +28,23 @@ pub struct KeyView {
 }
 
 /// The system's licenses.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LicensesView {
+    /// Channels the counted keys grant.
     total: u64,
+    /// Cameras recording.
     used: u64,
+    /// Whether the system is short of licenses, and since when.
     state: LicenseState,
+    /// Cameras stopped for want of licenses.
     stopped_cameras: Vec<String>,
+    /// Every key of the system.
     keys: Vec<KeyView>,
 }
 
 /// Where the system stands with its licenses. Times are ms since the epoch.
 // The core's `ShortfallState` as the API spells it, in the same JSON (a test checks).
-#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LicenseState {
     /// Enough licenses.
     Within,
@@ -77,12 +85,25 @@ impl From<ShortfallState> for LicenseState {
 }
 
 /// `POST /api/licenses`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// The key as the vendor sent it (text).
     key: String,
 }
 
+/// The system's licenses: keys, channels granted and used, and any shortfall.
+///
+/// A key counts while the server it is bound to is online. When more cameras record than
+/// the counted keys grant, a grace period starts; after it the excess cameras stop.
+#[utoipa::path(
+    get,
+    path = "/api/licenses",
+    tag = "licenses",
+    operation_id = "list_licenses",
+    security(("basic" = []), ("session" = [])),
+    responses((status = 200, description = "The licenses.", body = LicensesView), CallerRejections),
+)]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -114,6 +135,25 @@ pub async fn list(
     Ok(Json(view))
 }
 
+/// Add a license key (admin).
+///
+/// The key must be signed by the vendor; it counts once the server whose hardware it is bound
+/// to is in the system and online.
+#[utoipa::path(
+    post,
+    path = "/api/licenses",
+    tag = "licenses",
+    operation_id = "add_license",
+    request_body = NewKey,
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 201, description = "The key as added.", body = KeyView),
+        (status = 400, description = "Malformed body, or a key that does not parse or verify (`invalid_license`).", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+        BodyRejections,
+        CallerRejections,
+    ),
+)]
 pub async fn add(
     State(state): State<AppState>,
     caller: Caller,
