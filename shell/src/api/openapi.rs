@@ -173,3 +173,285 @@ static DOCUMENT: LazyLock<Document> = LazyLock::new(document);
 pub async fn openapi_json() -> Json<&'static Document> {
     Json(&DOCUMENT)
 }
+
+#[cfg(test)]
+mod tests {
+    //! axum's `Router` cannot list its routes, so the router and the document are built from
+    //! one table ([`super::super::routes`], whose `routes!` take each method and path from the
+    //! handler's annotation). What the table cannot rule out is checked here against the real
+    //! router: a documented operation that no handler answers (or answers under other
+    //! methods), security that does not match what the handler asks for, and a plain
+    //! `.route(..)` that serves a path without documenting it.
+
+    use super::super::{router, AppState, AuthState, PasswordPool, NO_SUCH_ENDPOINT};
+    use crate::driver::TrafficStats;
+    use crate::server::handle::NodeHandle;
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode};
+    use hive_core::auth::KdfParams;
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Weak};
+    use tower::ServiceExt;
+
+    /// Paths the router serves that are not part of the API, and why they are left out of the
+    /// document. Only these may be routed with a plain `.route(..)` in `mod.rs`.
+    const NOT_API: [(&str, &str); 3] = [
+        ("/", "the web UI's page, a static file"),
+        ("/app.js", "the web UI's script, a static file"),
+        ("/style.css", "the web UI's style sheet, a static file"),
+    ];
+
+    /// The methods a path item of OpenAPI 3 may hold.
+    const OPERATIONS: [&str; 8] =
+        ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+    /// Methods probed on every documented path: each either is documented there or answers
+    /// 405. (axum answers `HEAD` wherever it answers `GET`, and `OPTIONS` nowhere; neither is
+    /// part of the API.)
+    const PROBED: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+    /// A state whose node loop has stopped: a handler that reads the node answers 503, the
+    /// credentials check answers 401 before it, and no node runs behind it.
+    fn stopped_state() -> AppState {
+        let (handle, requests) = NodeHandle::new();
+        drop(requests);
+        AppState {
+            handle,
+            stats: Arc::new(TrafficStats::default()),
+            auth: Arc::new(AuthState::new()),
+            passwords: Arc::new(PasswordPool::start(KdfParams::CHEAP).unwrap()),
+            client: reqwest::Client::new(),
+            video: Weak::new(),
+        }
+    }
+
+    /// The status and JSON body (`Null` if none) of `method path` without credentials.
+    async fn ask(state: &AppState, method: &str, path: &str) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(Method::from_bytes(method.to_uppercase().as_bytes()).unwrap())
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let response = router(state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Whether an answer is the router's fallback: no route has that path.
+    fn is_fallback(status: StatusCode, body: &Value) -> bool {
+        status == StatusCode::NOT_FOUND && body["message"] == NO_SUCH_ENDPOINT
+    }
+
+    /// The document as `GET /api/openapi.json` serves it.
+    async fn served_document(state: &AppState) -> Value {
+        let (status, document) = ask(state, "get", "/api/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
+        document
+    }
+
+    /// `path` with every `{parameter}` filled in with a valid id (also a valid setting name).
+    fn concrete(path: &str) -> String {
+        let mut out = String::new();
+        let mut rest = path;
+        while let Some((before, after)) = rest.split_once('{') {
+            let (_, after) = after.split_once('}').unwrap();
+            out.push_str(before);
+            out.push_str("0000000000000000000000000000abcd");
+            rest = after;
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// Every (path, method, operation) of the document.
+    fn operations(document: &Value) -> Vec<(&str, &str, &Value)> {
+        let paths = document["paths"].as_object().unwrap();
+        let mut all = Vec::new();
+        for (path, item) in paths {
+            for method in OPERATIONS {
+                if let Some(operation) = item.get(method) {
+                    all.push((path.as_str(), method, operation));
+                }
+            }
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn every_documented_operation_reaches_its_handler_and_asks_for_credentials_as_documented()
+    {
+        let state = stopped_state();
+        let (status, body) = ask(&state, "get", "/api/no-such-thing").await;
+        assert!(is_fallback(status, &body), "the fallback is recognised: {status} {body}");
+        let document = served_document(&state).await;
+        let operations = operations(&document);
+        // A floor, so that a document that lost its paths cannot pass by checking nothing.
+        assert!(operations.len() >= 30, "{} operations", operations.len());
+        for (path, method, operation) in &operations {
+            let (status, body) = ask(&state, method, &concrete(path)).await;
+            let what = format!("{} {path}: {status} {body}", method.to_uppercase());
+            assert!(!is_fallback(status, &body), "documented but not routed: {what}");
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "documented but not routed: {what}");
+            let secured = operation["security"].as_array().is_some_and(|s| !s.is_empty());
+            if secured {
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "documented as authenticated: {what}");
+            } else {
+                assert_ne!(status, StatusCode::UNAUTHORIZED, "documented as public: {what}");
+            }
+        }
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for method in PROBED.iter().filter(|m| item.get(**m).is_none()) {
+                let (status, body) = ask(&state, method, &concrete(path)).await;
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "served but not documented: {} {path}: {body}",
+                    method.to_uppercase()
+                );
+            }
+        }
+    }
+
+    /// The string literal `text` starts with (after white space), if it starts with one.
+    fn path_literal(text: &str) -> Option<&str> {
+        let rest = text.trim_start().strip_prefix('"')?;
+        rest.split_once('"').map(|(path, _)| path)
+    }
+
+    #[test]
+    fn the_router_serves_no_path_outside_the_document_but_the_listed_ones() {
+        // Routes added with `routes!` are documented by construction; a plain `.route(..)`
+        // (or `.route_service`, `.nest`, `.nest_service`) is not, so each one in mod.rs must
+        // be a path of `NOT_API`.
+        let source = include_str!("mod.rs");
+        let code: String = source
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let not_api: BTreeSet<&str> = NOT_API.iter().map(|(path, _)| *path).collect();
+        for call in [".route(", ".route_service(", ".nest(", ".nest_service("] {
+            for (at, _) in code.match_indices(call) {
+                let path = path_literal(&code[at + call.len()..]);
+                let Some(path) = path else {
+                    panic!("`{call}..)` in mod.rs must name its path as a literal");
+                };
+                assert!(
+                    not_api.contains(path),
+                    "{path} is served with `{call}..)` but not documented: route it with \
+                     `routes!` and a `#[utoipa::path]` on its handler, or, if it is not part of \
+                     the API, list it in NOT_API with the reason"
+                );
+            }
+        }
+        let documented = super::document();
+        for (path, _) in NOT_API {
+            assert!(!documented.paths.paths.contains_key(path), "{path} is listed as not API");
+        }
+    }
+
+    /// Every `$ref` under `value`.
+    fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r);
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[tokio::test]
+    async fn the_served_document_is_openapi_3_with_an_answer_for_every_operation() {
+        let document = served_document(&stopped_state()).await;
+        assert!(document["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{document}");
+        assert_eq!(document["info"]["title"], "Hive API");
+        assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"));
+        let schemes = &document["components"]["securitySchemes"];
+        assert_eq!(
+            schemes["basic"],
+            serde_json::json!({
+                "type": "http", "scheme": "basic", "description": "A Hive user's name and password."
+            })
+        );
+        assert_eq!(schemes["session"]["type"], "apiKey");
+        assert_eq!(schemes["session"]["in"], "cookie");
+        assert_eq!(schemes["session"]["name"], super::SESSION_COOKIE);
+        let tags: BTreeSet<&str> = document["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+
+        let paths = document["paths"].as_object().unwrap();
+        assert!(!paths.is_empty());
+        for (path, item) in paths {
+            assert!(OPERATIONS.iter().any(|m| item.get(*m).is_some()), "{path} has no operation");
+        }
+        let mut operation_ids = BTreeSet::new();
+        for (path, method, operation) in operations(&document) {
+            let what = format!("{} {path}", method.to_uppercase());
+            let id = operation["operationId"].as_str().unwrap_or_default();
+            assert!(operation_ids.insert(id), "{what}: operationId {id:?} is not unique");
+            assert!(operation["summary"].as_str().is_some_and(|s| !s.is_empty()), "{what}");
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(responses.keys().any(|code| code.starts_with('2')), "{what}: no 2xx");
+            for (code, response) in responses.iter().filter(|(code, _)| !code.starts_with('2')) {
+                let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(schema, "#/components/schemas/ErrorBody", "{what}: {code}");
+            }
+            let operation_tags = operation["tags"].as_array().unwrap();
+            assert_eq!(operation_tags.len(), 1, "{what}: one area");
+            assert!(
+                tags.contains(operation_tags[0].as_str().unwrap()),
+                "{what}: {operation_tags:?}"
+            );
+            for requirement in operation["security"].as_array().into_iter().flatten() {
+                for scheme in requirement.as_object().unwrap().keys() {
+                    assert!(schemes.get(scheme).is_some(), "{what}: undeclared {scheme}");
+                }
+            }
+            if let Some(security) = operation["security"].as_array() {
+                let both = serde_json::json!([{ "basic": [] }, { "session": [] }]);
+                assert_eq!(
+                    Value::Array(security.clone()),
+                    both,
+                    "{what}: either way of logging in"
+                );
+            }
+            let parameters: BTreeSet<&str> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            let in_path: BTreeSet<&str> = path
+                .split('{')
+                .skip(1)
+                .filter_map(|part| part.split_once('}').map(|(name, _)| name))
+                .collect();
+            assert_eq!(parameters, in_path, "{what}: path parameters");
+        }
+        let mut all_refs = Vec::new();
+        refs(&document, &mut all_refs);
+        for r in all_refs {
+            let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("external $ref {r}"));
+            assert!(document.pointer(pointer).is_some(), "$ref {r} resolves to nothing");
+        }
+    }
+
+    #[test]
+    fn the_documented_maximum_of_max_cameras_is_the_enforced_one() {
+        let document = serde_json::to_value(super::document()).unwrap();
+        let maximum = &document["components"]["schemas"]["ServerChange"]["properties"]
+            ["max_cameras"]["maximum"];
+        assert_eq!(maximum.as_u64(), Some(u64::from(super::super::servers::MAX_CAMERAS_MAX)));
+    }
+}
