@@ -1,5 +1,7 @@
 //! `/api/cameras`: list, add, change and remove cameras.
 
+use super::error::ErrorBody;
+use super::openapi::{BodyRejections, CallerRejections};
 use super::{camera_url, parse_id, rules, ApiError, AppState, Body, Caller};
 
 use crate::video::plane::VideoPlane;
@@ -11,12 +13,13 @@ use hive_core::ids::{CameraId, ServerId};
 use hive_core::node::{Command, Node};
 use hive_core::resources::{CameraRecord, FailoverPriority, Key, Role, Value};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Longest stream URL.
 const URL_LEN_MAX: usize = 2048;
 
-/// Failover priority as the API spells it.
-#[derive(Clone, Copy, Serialize, Deserialize, Debug, PartialEq, Eq)]
+/// Failover priority as the API spells it: which cameras move first when a server fails.
+#[derive(Clone, Copy, Serialize, Deserialize, ToSchema, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Never moves.
@@ -51,8 +54,8 @@ impl From<FailoverPriority> for Priority {
     }
 }
 
-/// A camera as the API shows it.
-#[derive(Serialize, Deserialize, Debug)]
+/// A camera as the API shows it; a viewer sees its URLs without credentials.
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
 pub struct CameraView {
     /// Id.
     pub id: String,
@@ -130,29 +133,40 @@ fn rtsp_urls(node: &Node, server: ServerId, camera: CameraId) -> Vec<String> {
 }
 
 /// `POST /api/cameras`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCamera {
+    /// Name, 1 to 200 bytes without control characters.
     name: String,
+    /// Stream URL: `rtsp://`, `rtsps://`, `http://` or `https://`, credentials included, at
+    /// most 2048 bytes.
+    #[schema(example = "rtsp://admin:secret@10.0.0.5:554/stream1")]
     url: String,
     /// The secondary (low-resolution) stream's URL, if the camera has one.
     secondary_url: Option<String>,
-    /// Server to record it; this one when absent.
+    /// Server to record it (its preferred server); the answering one when absent.
     server: Option<String>,
+    /// Failover priority; `medium` when absent.
     failover_priority: Option<Priority>,
+    /// Whether it records; `true` when absent.
     recording: Option<bool>,
 }
 
-/// `PATCH /api/cameras/{id}`: fields to change.
-#[derive(Deserialize)]
+/// `PATCH /api/cameras/{id}`: fields to change; absent fields keep their value.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CameraChange {
+    /// Name.
     name: Option<String>,
+    /// Stream URL.
     url: Option<String>,
     /// A new secondary stream URL; `""` removes it.
     secondary_url: Option<String>,
+    /// Preferred server: it records the camera and takes it back after failover.
     server: Option<String>,
+    /// Failover priority.
     failover_priority: Option<Priority>,
+    /// Whether it records.
     recording: Option<bool>,
 }
 
@@ -178,6 +192,18 @@ async fn known_server(state: &AppState, text: &str) -> Result<ServerId, ApiError
     Ok(id)
 }
 
+/// The cameras of the system.
+///
+/// With where each is recorded now, where a client plays it over RTSP, and, for cameras the
+/// answering server records, their recording status.
+#[utoipa::path(
+    get,
+    path = "/api/cameras",
+    tag = "cameras",
+    operation_id = "list_cameras",
+    security(("basic" = []), ("session" = [])),
+    responses((status = 200, description = "Every camera.", body = Vec<CameraView>), CallerRejections),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -217,6 +243,21 @@ async fn camera(state: &AppState, id: CameraId) -> Result<CameraRecord, ApiError
         .ok_or_else(|| ApiError::not_found(format!("no camera {id}")))
 }
 
+/// One camera.
+#[utoipa::path(
+    get,
+    path = "/api/cameras/{id}",
+    tag = "cameras",
+    operation_id = "get_camera",
+    params(("id" = String, Path, description = "The camera's id.")),
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The camera.", body = CameraView),
+        (status = 400, description = "The id is not a camera id.", body = ErrorBody),
+        (status = 404, description = "No such camera.", body = ErrorBody),
+        CallerRejections,
+    ),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -226,6 +267,25 @@ pub async fn get_one(
     Ok(Json(view(&state, id, caller).await?))
 }
 
+/// Add a camera (admin).
+///
+/// Its preferred server records it (the answering server unless `server` names another);
+/// when that server fails, another takes it over in the order of `failover_priority`.
+#[utoipa::path(
+    post,
+    path = "/api/cameras",
+    tag = "cameras",
+    operation_id = "create_camera",
+    request_body = NewCamera,
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 201, description = "The camera as added.", body = CameraView),
+        (status = 400, description = "Malformed body, a bad name or URL, or a `server` not in the system.", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+        BodyRejections,
+        CallerRejections,
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -258,6 +318,24 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, id, caller).await?)))
 }
 
+/// Change a camera (admin).
+#[utoipa::path(
+    patch,
+    path = "/api/cameras/{id}",
+    tag = "cameras",
+    operation_id = "update_camera",
+    params(("id" = String, Path, description = "The camera's id.")),
+    request_body = CameraChange,
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The camera as changed.", body = CameraView),
+        (status = 400, description = "Malformed body or id, a bad name or URL, or a `server` not in the system.", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+        (status = 404, description = "No such camera.", body = ErrorBody),
+        BodyRejections,
+        CallerRejections,
+    ),
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -300,6 +378,22 @@ pub async fn update(
     Ok(Json(view(&state, id, caller).await?))
 }
 
+/// Remove a camera (admin): every server stops recording it.
+#[utoipa::path(
+    delete,
+    path = "/api/cameras/{id}",
+    tag = "cameras",
+    operation_id = "delete_camera",
+    params(("id" = String, Path, description = "The camera's id.")),
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 400, description = "The id is not a camera id.", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+        (status = 404, description = "No such camera.", body = ErrorBody),
+        CallerRejections,
+    ),
+)]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,

@@ -7,6 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hive_core::node::CommandError;
 use hive_core::wire::MergeRefusal;
+use serde::Serialize;
 
 /// An error answer of the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +47,21 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer; integrators branch on `error`, people read `message`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code: `bad_request`, `unauthorized`, `forbidden`,
+    /// `not_found`, `exists`, `too_many_failures`, `stopping`, ...
+    #[schema(example = "not_found")]
+    pub error: &'static str,
+    /// What happened, for people.
+    #[schema(example = "no camera 5c1e0a9b7d3f48e2a6b0c4d8e2f61a37")]
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        let body = ErrorBody { error: self.code, message: self.message };
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED && self.challenge {
             response

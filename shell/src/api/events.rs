@@ -6,6 +6,8 @@
 //! are bounded in number and end after [`STREAM_LIFETIME`]; the browser's `EventSource`
 //! reconnects, which checks the caller's session again.
 
+use super::error::ErrorBody;
+use super::openapi::CallerRejections;
 use super::{cameras, system, ApiError, AppState, Caller};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -81,6 +83,22 @@ impl Watch {
 
 /// Streams `system` (as `GET /api/system`) and `cameras` (as `GET /api/cameras`) events: both
 /// at once when the stream opens, then each whenever it changes.
+///
+/// Changes are looked for every 250 ms; a stream ends after 10 minutes (`EventSource`
+/// reconnects by itself).
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "system",
+    operation_id = "get_events",
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "Server-sent events `system` and `cameras`, each with the JSON of its `GET`.",
+         content_type = "text/event-stream", body = String),
+        (status = 503, description = "Too many event streams on this server (`too_many_streams`), or it is stopping.", body = ErrorBody),
+        CallerRejections,
+    ),
+)]
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,5 +1,7 @@
 //! `/api/licenses`: the keys of the system and what they add up to.
 
+use super::error::ErrorBody;
+use super::openapi::{BodyRejections, CallerRejections};
 use super::{ApiError, AppState, Body, Caller};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,9 +10,10 @@ use hive_core::licenses::{LicenseKey, ShortfallState};
 use hive_core::node::Command;
 use hive_core::resources::{Key, Value};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// One key.
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
 pub struct KeyView {
     /// Id.
     pub id: String,
@@ -25,22 +28,82 @@ pub struct KeyView {
 }
 
 /// The system's licenses.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LicensesView {
+    /// Channels the counted keys grant.
     total: u64,
+    /// Cameras recording.
     used: u64,
-    state: ShortfallState,
+    /// Whether the system is short of licenses, and since when.
+    state: LicenseState,
+    /// Cameras stopped for want of licenses.
     stopped_cameras: Vec<String>,
+    /// Every key of the system.
     keys: Vec<KeyView>,
 }
 
+/// Where the system stands with its licenses. Times are ms since the epoch.
+// The core's `ShortfallState` as the API spells it, in the same JSON (a test checks).
+#[derive(Serialize, ToSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LicenseState {
+    /// Enough licenses.
+    Within,
+    /// Short of licenses from `since_ms`, which is now.
+    Started {
+        /// When the shortfall began.
+        since_ms: u64,
+    },
+    /// Short of licenses, but every camera keeps recording until `ends_ms`.
+    InGrace {
+        /// When the shortfall began.
+        since_ms: u64,
+        /// When the grace period ends and the excess cameras stop.
+        ends_ms: u64,
+    },
+    /// The grace period is over: `excess` cameras are stopped.
+    Expired {
+        /// When the shortfall began.
+        since_ms: u64,
+        /// Cameras recording beyond the licensed total.
+        excess: u64,
+    },
+}
+
+impl From<ShortfallState> for LicenseState {
+    fn from(s: ShortfallState) -> Self {
+        match s {
+            ShortfallState::Within => LicenseState::Within,
+            ShortfallState::Started { since_ms } => LicenseState::Started { since_ms: since_ms.0 },
+            ShortfallState::InGrace { since_ms, ends_ms } => {
+                LicenseState::InGrace { since_ms: since_ms.0, ends_ms: ends_ms.0 }
+            }
+            ShortfallState::Expired { since_ms, excess } => {
+                LicenseState::Expired { since_ms: since_ms.0, excess }
+            }
+        }
+    }
+}
+
 /// `POST /api/licenses`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// The key as the vendor sent it (text).
     key: String,
 }
 
+/// The system's licenses: keys, channels granted and used, and any shortfall.
+///
+/// A key counts while the server it is bound to is online. When more cameras record than
+/// the counted keys grant, a grace period starts; after it the excess cameras stop.
+#[utoipa::path(
+    get,
+    path = "/api/licenses",
+    tag = "licenses",
+    operation_id = "list_licenses",
+    security(("basic" = []), ("session" = [])),
+    responses((status = 200, description = "The licenses.", body = LicensesView), CallerRejections),
+)]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -63,7 +126,7 @@ pub async fn list(
             LicensesView {
                 total: status.total,
                 used: status.used,
-                state: status.state,
+                state: status.state.into(),
                 stopped_cameras: status.stopped.iter().map(|c| c.to_string()).collect(),
                 keys,
             }
@@ -72,6 +135,25 @@ pub async fn list(
     Ok(Json(view))
 }
 
+/// Add a license key (admin).
+///
+/// The key must be signed by the vendor; it counts once the server whose hardware it is bound
+/// to is in the system and online.
+#[utoipa::path(
+    post,
+    path = "/api/licenses",
+    tag = "licenses",
+    operation_id = "add_license",
+    request_body = NewKey,
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 201, description = "The key as added.", body = KeyView),
+        (status = 400, description = "Malformed body, or a key that does not parse or verify (`invalid_license`).", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin.", body = ErrorBody),
+        BodyRejections,
+        CallerRejections,
+    ),
+)]
 pub async fn add(
     State(state): State<AppState>,
     caller: Caller,
@@ -92,4 +174,25 @@ pub async fn add(
         .command(Command::Put { key: Key::License(key.id), value: Value::License(key) })
         .await?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LicenseState, ShortfallState};
+    use hive_core::instant::WallMs;
+
+    #[test]
+    fn license_state_is_the_cores_shortfall_state_in_the_same_json() {
+        let (since_ms, ends_ms) = (WallMs(1_700_000_000_000), WallMs(1_700_000_600_000));
+        let states = [
+            ShortfallState::Within,
+            ShortfallState::Started { since_ms },
+            ShortfallState::InGrace { since_ms, ends_ms },
+            ShortfallState::Expired { since_ms, excess: 3 },
+        ];
+        for state in states {
+            let core = serde_json::to_value(state).unwrap();
+            assert_eq!(serde_json::to_value(LicenseState::from(state)).unwrap(), core, "{state:?}");
+        }
+    }
 }

@@ -1,11 +1,26 @@
 //! `GET /metrics` in the Prometheus text format.
 
+use super::openapi::Unavailable;
 use super::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::fmt::Write;
 
+/// Prometheus metrics of the answering server, without credentials.
+///
+/// Servers, links, replication, discovery, logins and video relaying, in the Prometheus text
+/// format; scrape every server.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "metrics",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "The metrics.", content_type = "text/plain; version=0.0.4", body = String),
+        Unavailable,
+    ),
+)]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let (peers, online, servers, cameras, txns, entries, pending, sync) = state
         .handle

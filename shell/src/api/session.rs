@@ -6,6 +6,8 @@
 //! change or a removed user ends every session of that user at its next request.
 
 use super::auth::{authenticate, unauthorized, ClientIp};
+use super::error::ErrorBody;
+use super::openapi::{BodyRejections, CallerRejections};
 use super::users::RoleName;
 use super::{ApiError, AppState, Body, Caller};
 use axum::extract::State;
@@ -20,9 +22,10 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use utoipa::ToSchema;
 
 /// The session cookie's name.
-pub const COOKIE: &str = "hive_session";
+pub const COOKIE: &str = super::openapi::SESSION_COOKIE;
 /// The header that carries the CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// A session unused this long ends.
@@ -184,7 +187,7 @@ fn check_csrf(headers: &HeaderMap, csrf: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /api/session`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     name: String,
@@ -192,7 +195,7 @@ pub struct LoginRequest {
 }
 
 /// Who a session is.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SessionView {
     /// Login name.
     pub name: String,
@@ -213,12 +216,34 @@ fn set_cookie(value: &str) -> HeaderValue {
 
 /// Logs in with a user's name and password (the same limits on failures as HTTP Basic) and
 /// sets the session cookie.
+///
+/// The answer's `csrf` must come back in `X-CSRF-Token` with every request of the session that
+/// changes something. The cookie is `Secure; HttpOnly; SameSite=Strict`.
+#[utoipa::path(
+    post,
+    path = "/api/session",
+    tag = "session",
+    operation_id = "log_in",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in; `Set-Cookie` carries the session.", body = SessionView,
+         headers(("Set-Cookie" = String, description = "`hive_session=…; Path=/; Secure; HttpOnly; SameSite=Strict`"))),
+        (status = 400, description = "The body is not `{name, password}`.", body = ErrorBody),
+        (status = 401, description = "Wrong user name or password (`unauthorized`).", body = ErrorBody),
+        (status = 429, description = "Too many failed logins (`too_many_failures`); see `Retry-After`.", body = ErrorBody),
+        BodyRejections,
+    ),
+)]
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Body(req): Body<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&state, ip, req.name, req.password).await?;
+    // The page shows its own form again: a Basic challenge would bring the browser's dialog.
+    let caller = authenticate(&state, ip, req.name, req.password).await.map_err(|mut e| {
+        e.challenge = false;
+        e
+    })?;
     let lookup = caller.name.clone();
     let key = state
         .handle
@@ -232,6 +257,17 @@ pub async fn login(
 }
 
 /// Who the caller is, with its session's CSRF token: what a page asks when it loads.
+#[utoipa::path(
+    get,
+    path = "/api/session",
+    tag = "session",
+    operation_id = "get_session",
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The caller; `csrf` is `null` without a session.", body = SessionView),
+        CallerRejections,
+    ),
+)]
 pub async fn whoami(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -244,6 +280,18 @@ pub async fn whoami(
 }
 
 /// Ends the caller's session and clears its cookie.
+#[utoipa::path(
+    delete,
+    path = "/api/session",
+    tag = "session",
+    operation_id = "log_out",
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "Logged out; `Set-Cookie` clears the cookie.", body = Object),
+        (status = 403, description = "No or a wrong `X-CSRF-Token` (`csrf`), or another origin (`cross_origin`).", body = ErrorBody),
+        CallerRejections,
+    ),
+)]
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -1,42 +1,66 @@
 //! `GET /api/system` and the unauthenticated `GET /api/hello`.
 
+use super::openapi::{CallerRejections, Unavailable};
 use super::servers::{server_views, ServerView};
 use super::{ApiError, AppState, Caller};
 use axum::extract::State;
 use axum::Json;
 use hive_core::resources::{Key, Value};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Another system seen on the network.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct OtherSystemView {
+    /// Its id.
     id: String,
+    /// Its name.
     name: String,
+    /// Its servers seen.
     servers: Vec<String>,
     /// Why it is not this system ("another system secret", "protocol 2, …: upgrade it").
     reason: String,
 }
 
 /// Licensed channels against cameras recording.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LicenseSummary {
+    /// Channels the counted keys grant.
     total: u64,
+    /// Cameras recording.
     used: u64,
 }
 
 /// The system as this server sees it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SystemView {
+    /// The system's id.
     id: String,
+    /// The system's name.
     name: String,
+    /// The answering server.
     server_id: String,
+    /// Every server of the system.
     servers: Vec<ServerView>,
     /// The primary time server.
     time_primary: String,
+    /// Licenses against use.
     licenses: LicenseSummary,
+    /// Systems seen on the network that this one is not (candidates for a merge).
     other_systems: Vec<OtherSystemView>,
 }
 
+/// The system: its servers, licenses, time primary and other systems nearby.
+///
+/// One call for a dashboard: the answering server's view of the whole system.
+#[utoipa::path(
+    get,
+    path = "/api/system",
+    tag = "system",
+    operation_id = "get_system",
+    security(("basic" = []), ("session" = [])),
+    responses((status = 200, description = "The system.", body = SystemView), CallerRejections),
+)]
 pub async fn get_system(
     State(state): State<AppState>,
     _caller: Caller,
@@ -71,7 +95,7 @@ pub async fn get_system(
 }
 
 /// What anyone on the network may learn (as much as a beacon tells): enough to merge by URL.
-#[derive(Serialize, serde::Deserialize)]
+#[derive(Serialize, serde::Deserialize, ToSchema)]
 pub struct Hello {
     /// This server.
     pub server_id: String,
@@ -83,6 +107,18 @@ pub struct Hello {
     pub version: String,
 }
 
+/// Who this server is, without credentials.
+///
+/// Its id, system name, peer addresses and version: what its discovery beacon tells anyone
+/// on the network. Another system's owner merges by URL with it; a client checks it reached a
+/// Hive server.
+#[utoipa::path(
+    get,
+    path = "/api/hello",
+    tag = "system",
+    operation_id = "hello",
+    responses((status = 200, description = "This server.", body = Hello), Unavailable),
+)]
 pub async fn hello(State(state): State<AppState>) -> Result<Json<Hello>, ApiError> {
     let hello = state
         .handle

@@ -1,15 +1,17 @@
 //! `GET /api/time`: this server's system time and where it comes from; `GET /api/routes`:
 //! how this server reaches the others.
 
+use super::openapi::CallerRejections;
 use super::{ApiError, AppState, Caller};
 use axum::extract::State;
 use axum::Json;
 use hive_core::ids::ServerId;
 use hive_core::node::{Node, TimeSource, TimeStatus, TIME_PRIMARY_SETTING};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// This server's time.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TimeView {
     /// The answering server.
     server: String,
@@ -27,6 +29,7 @@ pub struct TimeView {
     primary_chosen: Option<String>,
     /// "own" (the primary on its own clock), "external" (the primary following NTP) or
     /// "primary" (following the primary).
+    #[schema(value_type = String, examples("own", "external", "primary"))]
     source: &'static str,
     /// Whether it has synchronized; before that it runs on its provisional time.
     synced: bool,
@@ -58,6 +61,19 @@ pub fn bounded_us(t: &TimeStatus, me: ServerId) -> Option<u64> {
     (t.error_bound_us != u64::MAX).then_some(t.error_bound_us)
 }
 
+/// The system time on this server and where it comes from.
+///
+/// Every server keeps one system time, set by the primary time server; recordings and
+/// archive positions are stamped with it. Shows how far it is from this machine's clock and
+/// how close to the primary's.
+#[utoipa::path(
+    get,
+    path = "/api/time",
+    tag = "system",
+    operation_id = "get_time",
+    security(("basic" = []), ("session" = [])),
+    responses((status = 200, description = "This server's time.", body = TimeView), CallerRejections),
+)]
 pub async fn get_time(
     State(state): State<AppState>,
     _caller: Caller,
@@ -67,7 +83,7 @@ pub async fn get_time(
 }
 
 /// A route to another server.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RouteView {
     /// The server reached.
     server: String,
@@ -77,6 +93,18 @@ pub struct RouteView {
     via: String,
 }
 
+/// How this server reaches the other servers.
+///
+/// Servers that cannot link directly reach each other through others; each route names the
+/// neighbour it goes through. A server missing here is unreachable from this one.
+#[utoipa::path(
+    get,
+    path = "/api/routes",
+    tag = "servers",
+    operation_id = "list_routes",
+    security(("basic" = []), ("session" = [])),
+    responses((status = 200, description = "A route to each server reached.", body = Vec<RouteView>), CallerRejections),
+)]
 pub async fn routes(
     State(state): State<AppState>,
     _caller: Caller,

@@ -1,5 +1,7 @@
 //! `/api/users`: accounts with roles; passwords are stored as argon2id verifiers.
 
+use super::error::ErrorBody;
+use super::openapi::{BodyRejections, CallerRejections};
 use super::{parse_id, rules, ApiError, AppState, Body, Caller};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -8,9 +10,12 @@ use hive_core::ids::UserId;
 use hive_core::node::Command;
 use hive_core::resources::{Key, Role, UserRecord, Value};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-/// A role as the API spells it.
-#[derive(Clone, Copy, Serialize, Deserialize, Debug, PartialEq, Eq)]
+/// A role as the API spells it: a viewer reads; an admin also changes cameras, users,
+/// settings, servers and licenses; the owner also merges, splits, renames, takes backups and
+/// replaces keys.
+#[derive(Clone, Copy, Serialize, Deserialize, ToSchema, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum RoleName {
     /// See [`Role::Owner`].
@@ -42,7 +47,7 @@ impl From<Role> for RoleName {
 }
 
 /// A user as the API shows it: never the verifier.
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
 pub struct UserView {
     /// Id.
     pub id: String,
@@ -53,19 +58,24 @@ pub struct UserView {
 }
 
 /// `POST /api/users`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// Login, 1 to 64 bytes without `:` or control characters (trimmed).
     name: String,
+    /// At least 8 characters.
     password: String,
+    /// Role.
     role: RoleName,
 }
 
-/// `PATCH /api/users/{id}`.
-#[derive(Deserialize)]
+/// `PATCH /api/users/{id}`: fields to change; absent fields keep their value.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
+    /// A new password, at least 8 characters.
     password: Option<String>,
+    /// A new role.
     role: Option<RoleName>,
 }
 
@@ -86,6 +96,15 @@ async fn user(state: &AppState, id: UserId) -> Result<UserRecord, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no user {id}")))
 }
 
+/// The users of the system.
+#[utoipa::path(
+    get,
+    path = "/api/users",
+    tag = "users",
+    operation_id = "list_users",
+    security(("basic" = []), ("session" = [])),
+    responses((status = 200, description = "Every user.", body = Vec<UserView>), CallerRejections),
+)]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -106,6 +125,21 @@ pub async fn list(
     Ok(Json(users))
 }
 
+/// One user.
+#[utoipa::path(
+    get,
+    path = "/api/users/{id}",
+    tag = "users",
+    operation_id = "get_user",
+    params(("id" = String, Path, description = "The user's id.")),
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The user.", body = UserView),
+        (status = 400, description = "The id is not a user id.", body = ErrorBody),
+        (status = 404, description = "No such user.", body = ErrorBody),
+        CallerRejections,
+    ),
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     _caller: Caller,
@@ -116,6 +150,25 @@ pub async fn get_one(
     Ok(Json(UserView { id: id.to_string(), name: u.name, role: u.role.into() }))
 }
 
+/// Add a user (admin; owners only by the owner).
+///
+/// The user logs in to every server of the system with this name and password.
+#[utoipa::path(
+    post,
+    path = "/api/users",
+    tag = "users",
+    operation_id = "create_user",
+    request_body = NewUser,
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 201, description = "The user as added.", body = UserView),
+        (status = 400, description = "Malformed body, a bad name or a short password.", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin, or adds an owner without being one.", body = ErrorBody),
+        (status = 409, description = "A user of that name exists (`exists`).", body = ErrorBody),
+        BodyRejections,
+        CallerRejections,
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -143,6 +196,27 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(UserView { id: id.to_string(), name, role: new.role })))
 }
 
+/// Change a user's password or role.
+///
+/// Anyone may change their own password; anything else needs an admin, and touching an
+/// owner (or making one) needs the owner.
+#[utoipa::path(
+    patch,
+    path = "/api/users/{id}",
+    tag = "users",
+    operation_id = "update_user",
+    params(("id" = String, Path, description = "The user's id.")),
+    request_body = UserChange,
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The user as changed.", body = UserView),
+        (status = 400, description = "Malformed body or id, or a short password.", body = ErrorBody),
+        (status = 403, description = "The caller may not make this change.", body = ErrorBody),
+        (status = 404, description = "No such user.", body = ErrorBody),
+        BodyRejections,
+        CallerRejections,
+    ),
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -168,6 +242,24 @@ pub async fn update(
     Ok(Json(view))
 }
 
+/// Remove a user (admin; owners only by the owner).
+///
+/// Nobody removes themselves.
+#[utoipa::path(
+    delete,
+    path = "/api/users/{id}",
+    tag = "users",
+    operation_id = "delete_user",
+    params(("id" = String, Path, description = "The user's id.")),
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 400, description = "The id is not a user id, or the caller is that user.", body = ErrorBody),
+        (status = 403, description = "The caller may not remove this user.", body = ErrorBody),
+        (status = 404, description = "No such user.", body = ErrorBody),
+        CallerRejections,
+    ),
+)]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,15 +1,18 @@
 //! Camera video on this server: recording status and recorded ranges.
 
+use super::error::ErrorBody;
+use super::openapi::CallerRejections;
 use super::{ApiError, AppState, Caller};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use hive_core::ids::CameraId;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::parse_id;
 
 /// `GET /api/cameras/{id}/status`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct StatusView {
     /// The camera.
     pub camera: String,
@@ -25,7 +28,24 @@ fn plane(state: &AppState) -> Result<std::sync::Arc<crate::video::plane::VideoPl
     state.video.upgrade().ok_or_else(|| ApiError::from(crate::server::handle::Stopped))
 }
 
-/// The camera's recording status on this server.
+/// A camera's recording status on the answering server.
+///
+/// Which server records it now, and whether and how well the answering server does. Ask the
+/// recording server for its status.
+#[utoipa::path(
+    get,
+    path = "/api/cameras/{id}/status",
+    tag = "video",
+    operation_id = "get_camera_status",
+    params(("id" = String, Path, description = "The camera's id.")),
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The camera's status here.", body = StatusView),
+        (status = 400, description = "The id is not a camera id.", body = ErrorBody),
+        (status = 404, description = "No such camera.", body = ErrorBody),
+        CallerRejections,
+    ),
+)]
 pub async fn status(
     State(state): State<AppState>,
     _caller: Caller,
@@ -47,15 +67,19 @@ pub async fn status(
 }
 
 /// `?from=&to=` in ms since the epoch (default: everything).
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RangeQuery {
+    /// Earliest time of interest, ms since the epoch; the beginning when absent.
     from: Option<i64>,
+    /// Latest time of interest, ms since the epoch; the end when absent.
     to: Option<i64>,
+    /// 0 for the primary stream (the default), 1 for the secondary one.
     stream: Option<u8>,
 }
 
 /// One recorded range, ms since the epoch.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RangeView {
     /// First frame.
     pub from_ms: i64,
@@ -64,7 +88,7 @@ pub struct RangeView {
 }
 
 /// `GET /api/cameras/{id}/archive`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ArchiveView {
     /// The camera.
     pub camera: String,
@@ -72,9 +96,24 @@ pub struct ArchiveView {
     pub ranges: Vec<RangeView>,
 }
 
-/// The camera's recorded ranges across the hive: this server's archive merged with those of
-/// every server that recorded the camera (asked through the hive; one that cannot be reached
-/// leaves its ranges out).
+/// What is recorded of a camera, across the system.
+///
+/// The recorded ranges of every server that recorded the camera, merged (a server that
+/// cannot be reached leaves its ranges out): a timeline to seek in. Gaps between ranges are
+/// times nothing was recorded.
+#[utoipa::path(
+    get,
+    path = "/api/cameras/{id}/archive",
+    tag = "video",
+    operation_id = "get_camera_archive",
+    params(("id" = String, Path, description = "The camera's id."), RangeQuery),
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "The recorded ranges, oldest first.", body = ArchiveView),
+        (status = 400, description = "The id is not a camera id, or a query value is not a number.", body = ErrorBody),
+        CallerRejections,
+    ),
+)]
 pub async fn archive(
     State(state): State<AppState>,
     _caller: Caller,

@@ -7,6 +7,8 @@
 //! frames pass through untouched (no transcoding, no RTP re-timing, no ICE/DTLS), and the
 //! archive plays at any speed the same way live does.
 
+use super::error::ErrorBody;
+use super::openapi::CallerRejections;
 use super::{parse_id, ApiError, AppState, Caller};
 use crate::rtsp::{ArchiveStart, Flow, Media};
 use crate::video::relay::HiveMedia;
@@ -25,6 +27,7 @@ use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa::IntoParams;
 
 /// How long to wait for the first keyframe before answering 504.
 pub const FIRST_KEYFRAME_WAIT: Duration = Duration::from_secs(10);
@@ -36,7 +39,8 @@ pub const CODEC_HEADER: &str = "x-hive-codec";
 pub const START_HEADER: &str = "x-hive-start-us";
 
 /// `?pos=&speed=&stream=`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VideoQuery {
     /// Archive position: ms since the epoch or ISO 8601; none for live.
     pos: Option<String>,
@@ -97,8 +101,32 @@ async fn first_keyframe(flow: &mut Flow) -> Result<Frame, ApiError> {
     })
 }
 
-/// Streams the camera's video as fMP4: the init segment, then one fragment per frame; a
-/// keyframe whose parameter sets changed (a new resolution) brings a new init segment.
+/// Streams the camera's video as fragmented MP4: the init segment, then one fragment per frame;
+/// a keyframe whose parameter sets changed (a new resolution) brings a new init segment.
+///
+/// Live without `pos`; with `pos`, the archive from the keyframe before it, at `speed`, on into
+/// live. Any server answers for any camera: it relays from the recorder. `X-Hive-Codec` names
+/// the track for `MediaSource.addSourceBuffer`; `X-Hive-Start-Us` is the system time (µs) that
+/// media time 0 stands for.
+#[utoipa::path(
+    get,
+    path = "/api/cameras/{id}/video.mp4",
+    tag = "video",
+    operation_id = "get_camera_video_mp4",
+    params(("id" = String, Path, description = "The camera's id."), VideoQuery),
+    security(("basic" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "A fragmented MP4 stream that lasts as long as the video does.",
+         content_type = "video/mp4", body = Vec<u8>,
+         headers(("X-Hive-Codec" = String, description = "RFC 6381 codec, e.g. `avc1.64001f`."),
+                 ("X-Hive-Start-Us" = i64, description = "System time of media time 0, µs since the epoch."))),
+        (status = 400, description = "A bad id, `pos`, `speed` or `stream`.", body = ErrorBody),
+        (status = 404, description = "No such camera or stream.", body = ErrorBody),
+        (status = 502, description = "The stream ended or was unusable before its first keyframe.", body = ErrorBody),
+        (status = 504, description = "No keyframe from the camera within 10 s (`no_video`).", body = ErrorBody),
+        CallerRejections,
+    ),
+)]
 pub async fn video_mp4(
     State(state): State<AppState>,
     _caller: Caller,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// A camera's recording state on this server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "state", content = "reason", rename_all = "snake_case")]
 pub enum CameraState {
     /// Connecting to the camera.
@@ -31,7 +31,7 @@ impl std::fmt::Display for CameraState {
 }
 
 /// A camera's status as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CameraStatus {
     /// State and reason.
     #[serde(flatten)]
