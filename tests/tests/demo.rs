@@ -1,7 +1,9 @@
 //! `hive demo`, as a new user runs it: three servers record their test cameras, and the RTSP
 //! URLs it prints play, live and from the archive, from the recorder and through the other
-//! servers, in ffprobe/ffmpeg from Debian.
+//! servers, in ffprobe/ffmpeg from Debian; and the web UI it points to shows the system with
+//! live video in Debian's Chromium.
 
+use hive_tests::browser::{Browser, DESKTOP};
 use hive_tests::hive_bin;
 use hive_tests::video::{decode, frames, require_ffmpeg, Killed};
 use std::io::{BufRead, BufReader};
@@ -77,4 +79,36 @@ fn the_demo_prints_a_url_per_camera_that_plays_live_and_from_the_archive() {
     assert!(archive.contains("?pos="), "{archive}");
     let (ok, errors) = decode(&archive, 2);
     assert!(ok && errors.is_empty(), "archive decode of {archive}: {errors}");
+
+    // The web UI it printed: over plain HTTP on loopback (a secure context, so the Secure
+    // cookie is kept), the whole system and live video.
+    let web = printed
+        .iter()
+        .skip_while(|l| !l.starts_with("Open the web UI"))
+        .nth(1)
+        .map(|l| l.trim().to_owned())
+        .unwrap_or_else(|| panic!("no web UI URL:\n{text}"));
+    let browser = Browser::start(
+        DESKTOP,
+        &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots"),
+    );
+    browser.goto(&web);
+    let long = Duration::from_secs(30);
+    browser.wait_until("the login form", "document.querySelector('#login-name')", long);
+    browser.fill("#login-name", "admin");
+    browser.fill("#login-password", "hive-demo");
+    browser.click("#login-submit");
+    browser.wait_until(
+        "three servers online",
+        "document.querySelectorAll('tr.server.online').length === 3",
+        long,
+    );
+    browser.screenshot("demo-system");
+    browser.goto(&format!("{web}#/grid"));
+    browser.wait_until(
+        "live video in the grid",
+        "[...document.querySelectorAll('video.grid-video')].some(v => v.readyState >= 2 && v.currentTime > 0.5)",
+        long,
+    );
+    browser.screenshot("demo-grid");
 }
