@@ -8,9 +8,6 @@
 
   /** Tiles in the grid. */
   const GRID_TILES_MAX = 16;
-  /** Video streams a page opens at once over HTTP/1.1: a browser opens at most 6 connections
-   *  to one server, one is the event stream, one stays free for the API. */
-  const STREAMS_MAX_HTTP1 = 4;
   /** Longest system name, in bytes (UTF-8), as the server checks it. */
   const SYSTEM_NAME_BYTES_MAX = 64;
   /** Longest user name, in bytes. */
@@ -1057,8 +1054,9 @@
    * breaks. `onChange(player)` hears every change of its mode or status.
    */
   class Player {
-    constructor(video, { cameraId, stream = 0, onChange = () => {}, rtspUrls = () => [] }) {
+    constructor(video, { cameraId, stream = 0, onChange = () => {}, rtspUrls = () => [], transport = 'http' }) {
       this.video = video;
+      this.transport = transport;
       this.cameraId = cameraId;
       this.stream = stream;
       this.onChange = onChange;
@@ -1119,6 +1117,8 @@
       this.retryTimer = null;
       if (this.ac) this.ac.abort();
       this.ac = null;
+      if (this.socket) this.socket.close();
+      this.socket = null;
       this.sb = null;
       this.ms = null;
       this.queue = [];
@@ -1151,6 +1151,10 @@
       if (this.stream) q.set('stream', String(this.stream));
       const qs = q.toString();
       const url = `/api/cameras/${encodeURIComponent(this.cameraId)}/video.mp4${qs ? '?' + qs : ''}`;
+      if (this.transport === 'ws') {
+        this.openSocket(gen, url.replace('/video.mp4', '/video.ws'));
+        return;
+      }
       let resp;
       try {
         resp = await fetch(url, { credentials: 'same-origin', cache: 'no-store', signal: ac.signal });
@@ -1181,11 +1185,19 @@
       }
       const codec = resp.headers.get('X-Hive-Codec') || '';
       const startUs = Number(resp.headers.get('X-Hive-Start-Us'));
+      if (!(await this.attach(gen, codec, startUs, posMs))) {
+        ac.abort();
+        return;
+      }
+      this.read(gen, resp.body.getReader());
+    }
+
+    /** Sets up Media Source Extensions for `codec`; false if the page cannot play it. */
+    async attach(gen, codec, startUs, posMs) {
       const mime = `video/mp4; codecs="${codec}"`;
       if (!window.MediaSource || !codec || !MediaSource.isTypeSupported(mime)) {
-        ac.abort();
         this.lost(window.MediaSource ? unsupportedText(codec, this.rtspUrls()) : 'This browser has no Media Source Extensions to play video.', true);
-        return;
+        return false;
       }
       const ms = new MediaSource();
       this.ms = ms;
@@ -1199,7 +1211,7 @@
         sb.mode = 'segments';
       } catch (e) {
         this.lost(`the browser refused the video (${codec}): ${e.message}`, true);
-        return;
+        return false;
       }
       this.sb = sb;
       this.startUs = Number.isFinite(startUs) && startUs > 0 ? startUs : null;
@@ -1220,7 +1232,38 @@
       this.tickTimer = setInterval(() => {
         if (gen === this.gen) this.tick();
       }, 500);
-      this.read(gen, resp.body.getReader());
+      return gen === this.gen;
+    }
+
+    /** Plays over a WebSocket (the grid: WebSockets do not count against the browser's six
+     *  HTTP/1.1 connections per server). First a text message `{codec, start_us}`, then MP4. */
+    openSocket(gen, path) {
+      const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+      const ws = new WebSocket(`${scheme}//${location.host}${path}`);
+      ws.binaryType = 'arraybuffer';
+      this.socket = ws;
+      let attached = null;
+      ws.onmessage = async (m) => {
+        if (gen !== this.gen) return;
+        if (typeof m.data === 'string') {
+          let hello = {};
+          try { hello = JSON.parse(m.data); } catch (e) { /* a bad hello fails below */ }
+          attached = this.attach(gen, hello.codec || '', Number(hello.start_us), this.posMs);
+          if (!(await attached)) ws.close();
+          return;
+        }
+        if (!attached || !(await attached) || gen !== this.gen) return;
+        const value = new Uint8Array(m.data);
+        // The socket cannot be paused: when the decoder is far behind, drop to catch up (the
+        // picture repairs itself at the next keyframe).
+        if (this.queued > QUEUE_BYTES_MAX) return;
+        this.queue.push(value);
+        this.queued += value.byteLength;
+        this.pump();
+      };
+      ws.onclose = () => {
+        if (gen === this.gen) this.lost(this.gotData ? 'the live stream ended' : 'the server refused the video (is the camera reachable?)');
+      };
     }
 
     async read(gen, reader) {
@@ -1887,18 +1930,12 @@
 
   // ---------------------------------------------------------------- grid page
 
-  /** Video streams this page may hold open: a browser opens only 6 HTTP/1.1 connections to a server. */
-  function streamLimit() {
-    const nav = performance.getEntriesByType && performance.getEntriesByType('navigation')[0];
-    const proto = nav && nav.nextHopProtocol;
-    return proto === 'h2' || proto === 'h3' ? GRID_TILES_MAX : STREAMS_MAX_HTTP1;
-  }
 
   function gridPage(root) {
     const note = h('p', { class: 'muted small' });
     const grid = h('div', { id: 'grid', class: 'video-grid' });
     pageFrame(root, 'Grid', [], note, grid);
-    const limit = streamLimit();
+    const limit = GRID_TILES_MAX;
     const tiles = new Map();
 
     function makeTile(c, stream, playing) {
@@ -1914,6 +1951,9 @@
         tile.player = new Player(video, {
           cameraId: c.id,
           stream,
+          // Each tile over a WebSocket: they do not count against the browser's six
+          // HTTP/1.1 connections to one server, so every tile plays.
+          transport: 'ws',
           onChange: (p) => {
             setText(state, p.kind === 'ok' ? '' : p.status);
             el.classList.toggle('tile-error', p.kind === 'error');
@@ -1921,7 +1961,7 @@
         });
         tile.player.live();
       } else {
-        setText(state, `Not playing: over HTTP/1.1 a browser plays only ${limit} videos from one server at once. Click to watch.`);
+        setText(state, `Not playing: the grid plays ${limit} cameras at once. Click to watch.`);
         el.classList.add('tile-idle');
       }
       return tile;
@@ -1936,7 +1976,6 @@
       const cams = all.slice(0, GRID_TILES_MAX);
       const parts = [];
       if (all.length > GRID_TILES_MAX) parts.push(`The first ${GRID_TILES_MAX} of ${all.length} cameras.`);
-      if (cams.length > limit) parts.push(`${limit} play at once over this server's HTTP/1.1 connection.`);
       parts.push('Click a camera to open it with its archive.');
       setText(note, cams.length ? parts.join(' ') : '');
       const keep = new Set();

@@ -106,8 +106,8 @@ fn the_demo_prints_a_url_per_camera_that_plays_live_and_from_the_archive() {
     browser.screenshot("demo-system");
     browser.goto(&format!("{web}#/grid"));
     browser.wait_until(
-        "live video in the grid",
-        "[...document.querySelectorAll('video.grid-video')].some(v => v.readyState >= 2 && v.currentTime > 0.5)",
+        "all six cameras live in the grid",
+        "[...document.querySelectorAll('video.grid-video')].filter(v => v.readyState >= 2 && v.currentTime > 0.5).length === 6",
         long,
     );
     browser.screenshot("demo-grid");

@@ -142,6 +142,20 @@ fn a_session_cookie_alone_changes_nothing_and_ends_with_logout_or_a_new_password
     assert!(seen.contains("\"door\""), "the cameras event lists the camera: {seen}");
     drop(stream);
 
+    // Cross-site WebSocket hijacking: another site's page opening the video socket with the
+    // user's cookie is refused before anything is streamed.
+    let id = h.api().get("/api/cameras").1[0]["id"].as_str().unwrap().to_owned();
+    let hijack = [
+        ("Cookie", cookie.as_str()),
+        ("Origin", "https://evil.example"),
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let a = send("GET", &format!("{base}/api/cameras/{id}/video.ws"), &hijack, None);
+    assert_eq!((a.status, a.body["error"].as_str()), (403, Some("cross_origin")), "{}", a.body);
+
     // A new password ends the user's sessions at their next request.
     let (viewer_cookie, _) = {
         let (status, _) = h.api().post(

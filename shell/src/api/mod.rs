@@ -26,6 +26,7 @@ mod time;
 mod users;
 mod video;
 mod video_mp4;
+mod video_ws;
 mod web;
 
 pub use auth::{AuthState, Caller};
@@ -104,6 +105,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(session::whoami, session::login, session::logout))
         .routes(routes!(events::events))
         .routes(routes!(video_mp4::video_mp4))
+        .routes(routes!(video_ws::video_ws))
 }
 
 /// The API's routes.

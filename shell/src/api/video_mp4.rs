@@ -133,8 +133,54 @@ pub async fn video_mp4(
     Path(id): Path<String>,
     Query(q): Query<VideoQuery>,
 ) -> Result<Response, ApiError> {
-    let id: CameraId = parse_id(&id, "camera")?;
-    let target = target(id, &q)?;
+    let opened = open_stream(&state, &id, &q).await?;
+    let codec = HeaderValue::from_str(&opened.track.codec_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("avc1"));
+    let start_us = HeaderValue::from(opened.first.time_us);
+    let body = Body::from_stream(opened.fragments());
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static("video/mp4")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (header::HeaderName::from_static(CODEC_HEADER), codec),
+        (header::HeaderName::from_static(START_HEADER), start_us),
+    ];
+    Ok((headers, body).into_response())
+}
+
+/// A stream found and started: its track, from its first keyframe on.
+pub(super) struct Opened {
+    track: Track,
+    sets: ParameterSets,
+    first: Frame,
+    flow: Flow,
+}
+
+impl Opened {
+    /// The codec string for `MediaSource.addSourceBuffer`.
+    pub(super) fn codec(&self) -> String {
+        self.track.codec_string()
+    }
+
+    /// The system time media time 0 stands for, µs since the epoch.
+    pub(super) fn start_us(&self) -> i64 {
+        self.first.time_us
+    }
+
+    /// The init segment, then a fragment per frame.
+    pub(super) fn fragments(self) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
+        fragments(self.track, self.sets, self.first, self.flow)
+    }
+}
+
+/// Finds the stream `q` names of camera `id` (through the hive) and waits for its first
+/// keyframe; every failure is an answer in words.
+pub(super) async fn open_stream(
+    state: &AppState,
+    id: &str,
+    q: &VideoQuery,
+) -> Result<Opened, ApiError> {
+    let id: CameraId = parse_id(id, "camera")?;
+    let target = target(id, q)?;
     let hive: Arc<HiveMedia> = state
         .video
         .upgrade()
@@ -160,17 +206,7 @@ pub async fn video_mp4(
     let track = Track::new(first.codec, &sets).map_err(|e| {
         unavailable(StatusCode::BAD_GATEWAY, "bad_stream", format!("camera {id}: {e}"))
     })?;
-    let codec = HeaderValue::from_str(&track.codec_string())
-        .unwrap_or_else(|_| HeaderValue::from_static("avc1"));
-    let start_us = HeaderValue::from(first.time_us);
-    let body = Body::from_stream(fragments(track, sets, first, flow));
-    let headers = [
-        (header::CONTENT_TYPE, HeaderValue::from_static("video/mp4")),
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        (header::HeaderName::from_static(CODEC_HEADER), codec),
-        (header::HeaderName::from_static(START_HEADER), start_us),
-    ];
-    Ok((headers, body).into_response())
+    Ok(Opened { track, sets, first, flow })
 }
 
 /// What the body stream holds between chunks.

@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,19 +40,14 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
-    let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
             accepted = accept(&listener, &permits) => accepted,
         };
         let Some((stream, remote, permit)) = accepted else { continue };
-        let connection = Connection {
-            remote,
-            router: router.clone(),
-            watcher: graceful.watcher(),
-            _permit: permit,
-        };
+        let connection =
+            Connection { remote, router: router.clone(), stop: stop.clone(), _permit: permit };
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
@@ -63,10 +57,9 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_millis(DRAIN_TIMEOUT_MS), graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Every open connection holds a permit: all of them back means all drained.
+    let drained = permits.acquire_many(CONNECTIONS_MAX as u32);
+    if tokio::time::timeout(Duration::from_millis(DRAIN_TIMEOUT_MS), drained).await.is_err() {
         tracing::warn!("API connections still open after {DRAIN_TIMEOUT_MS} ms; closing them");
     }
 }
@@ -93,7 +86,8 @@ async fn accept(
 struct Connection {
     remote: SocketAddr,
     router: Router,
-    watcher: Watcher,
+    /// Turns true when the server stops: the connection finishes its request and closes.
+    stop: watch::Receiver<bool>,
     /// Held while the connection is open.
     _permit: OwnedSemaphorePermit,
 }
@@ -114,7 +108,7 @@ impl Connection {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Connection { remote, router, watcher, _permit } = self;
+        let Connection { remote, router, stop, _permit } = self;
         let service = hyper::service::service_fn(move |mut request| {
             // What `into_make_service_with_connect_info` gives axum::serve's handlers.
             request.extensions_mut().insert(ConnectInfo(remote));
@@ -136,8 +130,20 @@ impl Connection {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_millis(HEADER_TIMEOUT_MS));
-        let connection = builder.serve_connection(TokioIo::new(io), service);
-        if let Err(e) = watcher.watch(connection).await {
+        // With upgrades: the web UI's video WebSockets. (hyper-util's graceful watcher takes
+        // no upgradeable connection, so the stop is watched here.)
+        let connection = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+        let mut connection = std::pin::pin!(connection);
+        let mut stop = stop;
+        let ended = tokio::select! {
+            ended = connection.as_mut() => ended,
+            // The borrow `wait_for` returns is dropped here: it may not live across an await.
+            () = async { drop(stop.wait_for(|s| *s).await) } => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = ended {
             tracing::debug!(%remote, error = %e, "API connection ended");
         }
     }
