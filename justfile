@@ -38,6 +38,7 @@ bench:
     HIVE_BIN=target/release/hive ./target/release/hive-bench all
     HIVE_BIN=target/release/hive ./target/release/hive-video-bench all
     HIVE_BIN=target/release/hive ./target/release/hive-relay-bench all
+    HIVE_BIN=target/release/hive ./target/release/hive-web-bench --trials 30
 
 # Before/after figures of two checkouts, interleaved (docs/benchmarks.md, "Cost of encryption").
 bench-before-after BEFORE ROUNDS="2":

@@ -434,6 +434,18 @@
     });
   }
 
+  // Leaving the page (or entering the back/forward cache) closes its streams at once: each
+  // holds one of the six HTTP/1.1 connections a browser opens to this server, and the next
+  // page would queue behind them.
+  window.addEventListener('pagehide', () => {
+    closeEvents();
+    if (S.page) S.page.leave();
+    S.page = null;
+  });
+  window.addEventListener('pageshow', (e) => {
+    if (e.persisted) location.reload();
+  });
+
   function closeEvents() {
     clearTimeout(S.eventsRetry);
     if (S.events) S.events.close();

@@ -4,7 +4,7 @@
 //! in the archive, and a viewer sees no admin controls. Screenshots of every page go to
 //! `target/screenshots/` for review; the times a person waits are printed as figures.
 
-use hive_tests::browser::{Browser, DESKTOP, PHONE};
+use hive_tests::browser::{counter_region, video_shows_picture, Browser, DESKTOP, PHONE};
 use hive_tests::video::{
     fast_failover_servers, now_ms, require_ffmpeg, test_cameras, wait_for_recorder,
 };
@@ -21,33 +21,6 @@ fn https(name: &str, system: &str, secret: &str, port: u16) -> Spec {
     let mut spec = Spec::new(name, system, secret, port);
     spec.api = ApiTransport::SelfSigned;
     spec
-}
-
-/// JavaScript: whether `<video>` `css` shows a decoded picture that is not one flat colour.
-fn video_shows_picture(css: &str) -> String {
-    format!(
-        "(() => {{ const v = document.querySelector('{css}'); \
-         if (!v || v.readyState < 2 || v.videoWidth === 0) return false; \
-         const c = document.createElement('canvas'); c.width = 64; c.height = 36; \
-         const g = c.getContext('2d'); g.drawImage(v, 0, 0, 64, 36); \
-         const d = g.getImageData(0, 0, 64, 36).data; let min = 255, max = 0; \
-         for (let i = 0; i < d.length; i += 4) {{ min = Math.min(min, d[i]); max = Math.max(max, d[i]); }} \
-         return max - min > 40; }})()"
-    )
-}
-
-/// JavaScript: a fingerprint of the top-left region of `<video>` `css`, where the clip burns
-/// in its frame counter.
-fn counter_region(css: &str) -> String {
-    format!(
-        "return (() => {{ const v = document.querySelector('{css}'); \
-         const c = document.createElement('canvas'); c.width = 160; c.height = 48; \
-         const g = c.getContext('2d'); \
-         g.drawImage(v, 0, 0, v.videoWidth / 4, v.videoHeight / 7.5, 0, 0, 160, 48); \
-         const d = g.getImageData(0, 0, 160, 48).data; let h = 0; \
-         for (let i = 0; i < d.length; i += 4) h = (h * 31 + (d[i] >> 5)) >>> 0; \
-         return h; }})()"
-    )
 }
 
 fn server_row(id: &str) -> String {
