@@ -6,7 +6,6 @@
 //! `hive-core`. The core never sees a frame.
 
 pub mod archive;
-/// Fragmented MP4 of one video track for browsers' Media Source Extensions.
 pub mod fmp4;
 pub mod frame;
 pub mod nal;

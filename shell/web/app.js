@@ -2051,7 +2051,7 @@
     const warning = h('div', { id: 'license-warning', class: 'warning', role: 'status', hidden: true });
     const tbody = h('tbody');
     const table = h('table', { id: 'licenses', class: 'data stack' },
-      h('thead', {}, h('tr', {}, ['Key', 'Channels', 'Server hardware', 'Counts', 'License text'].map((t) => h('th', { text: t, scope: 'col' })))), tbody);
+      h('thead', {}, h('tr', {}, ['Key', 'Channels', 'Server', 'Counts', 'License text'].map((t) => h('th', { text: t, scope: 'col' })))), tbody);
     let form = null;
     if (isAdmin()) {
       const key = h('textarea', { id: 'license-key', class: 'admin-only', rows: 3, spellcheck: 'false', autocomplete: 'off', placeholder: 'Paste a license key' });
@@ -2139,7 +2139,9 @@
         setText(tr._c.id, shortId(k.id));
         tr._c.id.title = k.id;
         setText(tr._c.channels, String(k.channels));
-        setText(tr._c.hw, k.hardware_id);
+        // The server a key is bound to, by its hardware id.
+        const server = ((S.system && S.system.servers) || []).find((sv) => sv.hardware_id === k.hardware_id);
+        setText(tr._c.hw, server ? `${server.name} (${k.hardware_id})` : `${k.hardware_id} (no server of this system)`);
         fill(tr._c.counted, String(k.counted), () => k.counted
           ? badge('yes', 'ok', 'Signed by the vendor and bound to a server that is online')
           : badge('no', 'bad', 'Not counted: its server is offline or not in the system, or the key is not signed by the vendor'));

@@ -47,6 +47,8 @@ pub struct ServerView {
     /// Bound on its time's error against the primary, µs; only for the answering server, and
     /// `null` while it has none (not synced yet).
     time_error_bound_us: Option<u64>,
+    /// The hardware its license keys are bound to.
+    hardware_id: String,
     /// When its current run began, system time in ms (its uptime), as it announced it;
     /// `null` before anything was heard of it.
     up_since_ms: Option<u64>,
@@ -82,6 +84,7 @@ pub fn server_views(node: &Node) -> Vec<ServerView> {
                 cameras_recording: recording.get(&id).copied().unwrap_or(0),
                 time_offset_ms: is_self.then_some(time.offset_from_wall_ms),
                 time_error_bound_us: bounded_us(&time, me).filter(|_| is_self),
+                hardware_id: r.hardware_id.0.clone(),
                 up_since_ms: node.up_since_ms(id),
                 link_key: node.pinned_key(id).map(|k| k.fingerprint()),
             }
