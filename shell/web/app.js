@@ -1606,7 +1606,9 @@
       try {
         const a = await api('GET', `/api/cameras/${encodeURIComponent(this.cameraId)}/archive?from=${from}&to=${to}`);
         if (this.stopped) return;
-        this.ranges = (a && Array.isArray(a.ranges)) ? a.ranges : [];
+        // Per server when the API says who recorded what (colours per server), else merged.
+        this.ranges = (a && Array.isArray(a.by_server) && a.by_server.length) ? a.by_server
+          : (a && Array.isArray(a.ranges)) ? a.ranges : [];
         this.fetched = { from, to, at: systemNow() };
         this.error = '';
       } catch (e) {

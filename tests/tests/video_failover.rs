@@ -90,6 +90,17 @@ fn a_camera_recorded_across_a_failover_and_back_plays_from_another_server_as_one
             "server {i}: {covered} ms of {} ms: {ranges:?}",
             now - started_ms
         );
+        // Per server: the timeline tells the first recorder's ranges from the taker's.
+        let (_, archive) = server.api().get(&format!("/api/cameras/{id}/archive"));
+        let mut holders: Vec<&str> = archive["by_server"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["server"].as_str())
+            .collect();
+        holders.sort();
+        holders.dedup();
+        assert_eq!(holders.len(), 2, "server {i}: both recorders named: {archive}");
     }
 
     // The whole stretch from the server that recorded none of it (or the taker, if that is

@@ -126,3 +126,41 @@ pub async fn events(
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AuthState, PasswordPool};
+    use crate::driver::TrafficStats;
+    use crate::server::handle::NodeHandle;
+    use axum::response::IntoResponse;
+    use hive_core::auth::KdfParams;
+    use hive_core::resources::Role;
+    use std::sync::Weak;
+
+    #[tokio::test]
+    async fn streams_beyond_the_bound_are_refused_in_words() {
+        let (handle, _requests) = NodeHandle::new();
+        let state = AppState {
+            handle,
+            stats: Arc::new(TrafficStats::default()),
+            auth: Arc::new(AuthState::new()),
+            passwords: Arc::new(PasswordPool::start(KdfParams::CHEAP).unwrap()),
+            client: reqwest::Client::new(),
+            video: Weak::new(),
+            event_streams: Arc::default(),
+        };
+        let caller = Caller { name: "ann".into(), role: Role::Viewer };
+        // Every slot held, as by STREAMS_MAX open pages.
+        let held = state.event_streams.0.clone().try_acquire_many_owned(STREAMS_MAX as u32);
+        let refused = events(State(state.clone()), caller.clone()).await.err().unwrap();
+        assert_eq!(
+            (refused.status, refused.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "too_many_streams")
+        );
+        assert!(refused.message.contains(&STREAMS_MAX.to_string()), "{}", refused.message);
+        drop(held);
+        let served = events(State(state), caller).await.map(IntoResponse::into_response);
+        assert!(served.is_ok(), "a slot freed serves the next stream");
+    }
+}

@@ -94,6 +94,20 @@ pub struct ArchiveView {
     pub camera: String,
     /// Recorded ranges across the hive, oldest first; the spaces between are gaps.
     pub ranges: Vec<RangeView>,
+    /// The same per server that recorded them, oldest first (ranges of two servers overlap
+    /// where a failover handed the camera over): for a timeline that tells servers apart.
+    pub by_server: Vec<ServerRangeView>,
+}
+
+/// A range one server recorded, ms since the epoch.
+#[derive(Serialize, ToSchema)]
+pub struct ServerRangeView {
+    /// The server that holds it.
+    pub server: String,
+    /// First frame.
+    pub from_ms: i64,
+    /// Last frame.
+    pub to_ms: i64,
 }
 
 /// What is recorded of a camera, across the system.
@@ -125,18 +139,32 @@ pub async fn archive(
     let from_us = q.from.unwrap_or(0).saturating_mul(1_000);
     let to_us = q.to.unwrap_or(i64::MAX / 1_000).saturating_mul(1_000);
     let stream = q.stream.unwrap_or(0);
-    let ranges: Vec<(i64, i64)> = match plane.hive.get().and_then(std::sync::Weak::upgrade) {
-        Some(hive) => hive.ranges(id, stream, from_us, to_us).await,
-        None => plane
-            .archive
-            .ranges(id, stream, from_us, to_us)
-            .into_iter()
-            .map(|r| (r.from_us, r.to_us))
-            .collect(),
+    let by_server = match plane.hive.get().and_then(std::sync::Weak::upgrade) {
+        Some(hive) => hive.ranges_by_server(id, stream, from_us, to_us).await,
+        None => {
+            let here = plane.archive.ranges(id, stream, from_us, to_us);
+            let here: Vec<(i64, i64)> = here.into_iter().map(|r| (r.from_us, r.to_us)).collect();
+            let me = state.handle.read(|n| n.identity().server).await?;
+            vec![(me, here)]
+        }
     };
-    let ranges = ranges
+    let merged = crate::video::relay::merge_ranges(
+        by_server.iter().flat_map(|(_, ranges)| ranges.iter().copied()).collect(),
+    );
+    let ranges = merged
         .into_iter()
         .map(|(from_us, to_us)| RangeView { from_ms: from_us / 1_000, to_ms: to_us / 1_000 })
         .collect();
-    Ok(Json(ArchiveView { camera: id.to_string(), ranges }))
+    let mut by_server: Vec<ServerRangeView> = by_server
+        .into_iter()
+        .flat_map(|(server, ranges)| {
+            ranges.into_iter().map(move |(from_us, to_us)| ServerRangeView {
+                server: server.to_string(),
+                from_ms: from_us / 1_000,
+                to_ms: to_us / 1_000,
+            })
+        })
+        .collect();
+    by_server.sort_by_key(|r| (r.from_ms, r.to_ms));
+    Ok(Json(ArchiveView { camera: id.to_string(), ranges, by_server }))
 }

@@ -500,6 +500,19 @@ impl HiveMedia {
         from_us: i64,
         to_us: i64,
     ) -> Vec<(i64, i64)> {
+        let by_server = self.ranges_by_server(camera, stream, from_us, to_us).await;
+        merge_ranges(by_server.into_iter().flat_map(|(_, ranges)| ranges).collect())
+    }
+
+    /// The camera's recorded ranges on each server of its history (and this one), as each
+    /// lists them: who recorded what, for a timeline that tells servers apart.
+    pub async fn ranges_by_server(
+        self: &Arc<Self>,
+        camera: CameraId,
+        stream: u8,
+        from_us: i64,
+        to_us: i64,
+    ) -> Vec<(ServerId, Vec<(i64, i64)>)> {
         let history = self.handle.read(move |n| n.camera_history(camera)).await;
         let mut servers: Vec<ServerId> =
             history.unwrap_or_default().iter().map(|s| s.server).collect();
@@ -507,11 +520,14 @@ impl HiveMedia {
         servers.sort();
         servers.dedup();
         let target = Target { camera: camera.to_string(), stream, pos_us: None, speed: 1.0 };
-        let mut all = Vec::new();
+        let mut by_server = Vec::new();
         for server in servers {
-            all.extend(self.ranges_of(&target, from_us, to_us, server, HOPS_MAX).await);
+            let ranges = self.ranges_of(&target, from_us, to_us, server, HOPS_MAX).await;
+            if !ranges.is_empty() {
+                by_server.push((server, ranges));
+            }
         }
-        merge_ranges(all)
+        by_server
     }
 
     /// One server's recorded ranges: this one's from its archive, another's asked through
@@ -754,7 +770,7 @@ async fn pump(rd: &mut SealedReader, mut take: impl FnMut(Frame) -> bool) {
 }
 
 /// Ranges sorted and joined where they overlap or touch.
-fn merge_ranges(mut ranges: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+pub fn merge_ranges(mut ranges: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     ranges.sort_unstable();
     let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
     for (from, to) in ranges {
