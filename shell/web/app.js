@@ -368,9 +368,15 @@
     const password = h('input', { id: 'login-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
     const error = h('p', { id: 'login-error', class: 'form-error', role: 'alert', text: message || '' });
     const submit = h('button', { id: 'login-submit', type: 'submit', class: 'btn primary wide', text: 'Log in' });
+    // The session cookie is Secure: over plain HTTP a browser keeps it only on loopback.
+    const loopback = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/.test(location.hostname);
+    const insecure = location.protocol === 'http:' && !loopback
+      ? h('p', { id: 'login-insecure', class: 'form-error', text: 'This page came over plain HTTP, so your browser will not keep the login. Open it with https:// instead.' })
+      : null;
     const form = h('form', { id: 'login-form', class: 'login-card', noValidate: true },
       h('div', { class: 'login-brand' }, h('span', { class: 'logo big', 'aria-hidden': 'true' }), h('span', { text: 'Hive' })),
       h('p', { class: 'muted', text: 'Log in to your video system.' }),
+      insecure,
       h('label', { for: 'login-name', text: 'User name' }), name,
       h('label', { for: 'login-password', text: 'Password' }), password,
       error, submit);

@@ -274,6 +274,12 @@ fn an_administrator_runs_the_hive_from_a_browser() {
         );
         assert_eq!(shown, json!([]), "a viewer sees no admin control on {page}");
     }
+    browser.goto(&format!("{base}/#/system"));
+    browser.wait_until(
+        "the system page as a viewer",
+        "document.querySelectorAll('tr.server').length === 4",
+        CONVERGE,
+    );
     browser.screenshot("viewer-system");
     let refused = browser.eval(
         "return (async () => { const s = await (await fetch('/api/session')).json(); \

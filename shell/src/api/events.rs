@@ -2,7 +2,7 @@
 //! server's death, a camera moving or a merge without being refreshed.
 //!
 //! Each stream looks at the node every [`POLL_INTERVAL`] and sends a view only when its JSON
-//! changed: one read of the node per stream, no per-change bookkeeping in the driver. Streams
+//! changed: two reads of the node per stream and poll, no per-change bookkeeping in the driver. A stream keeps the caller it opened with until it ends. Streams
 //! are bounded in number and end after [`STREAM_LIFETIME`]; the browser's `EventSource`
 //! reconnects, which checks the caller's session again.
 

@@ -31,7 +31,7 @@ pub const SESSION_COOKIE: &str = "hive_session";
         (name = "system", description = "The system as a whole: its identity and time, and this document."),
         (name = "servers", description = "The servers of the system, their failover settings and the routes between them."),
         (name = "cameras", description = "Cameras: add, change and remove them; where they are recorded and played."),
-        (name = "video", description = "What is recorded of a camera: its recording status and recorded ranges."),
+        (name = "video", description = "A camera's video: its recording status, recorded ranges, and its live or recorded video as fragmented MP4 (HTTP or WebSocket)."),
         (name = "users", description = "Accounts and their roles."),
         (name = "settings", description = "The system's named settings, text values."),
         (name = "licenses", description = "License keys and the channels they grant."),

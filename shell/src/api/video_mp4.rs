@@ -123,6 +123,7 @@ async fn first_keyframe(flow: &mut Flow) -> Result<Frame, ApiError> {
         (status = 400, description = "A bad id, `pos`, `speed` or `stream`.", body = ErrorBody),
         (status = 404, description = "No such camera or stream.", body = ErrorBody),
         (status = 502, description = "The stream ended or was unusable before its first keyframe.", body = ErrorBody),
+        (status = 503, description = "The camera's recorder cannot be reached now (`no_stream`), or the server is stopping.", body = ErrorBody),
         (status = 504, description = "No keyframe from the camera within 10 s (`no_video`).", body = ErrorBody),
         CallerRejections,
     ),

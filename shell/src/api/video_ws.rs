@@ -62,6 +62,8 @@ fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
         (status = 400, description = "A bad id, `pos`, `speed` or `stream`, or not a WebSocket handshake.", body = ErrorBody),
         (status = 403, description = "The handshake came from another origin (`cross_origin`).", body = ErrorBody),
         (status = 404, description = "No such camera or stream.", body = ErrorBody),
+        (status = 502, description = "The stream ended or was unusable before its first keyframe.", body = ErrorBody),
+        (status = 503, description = "The camera's recorder cannot be reached now (`no_stream`), or the server is stopping.", body = ErrorBody),
         (status = 504, description = "No keyframe from the camera within 10 s (`no_video`).", body = ErrorBody),
         CallerRejections,
     ),
