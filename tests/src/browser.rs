@@ -157,26 +157,24 @@ impl Browser {
         }
     }
 
+    /// The first element `css` selects, or a panic that names the selector.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        let found = self.client().find(fantoccini::Locator::Css(css)).await;
+        found.unwrap_or_else(|e| panic!("{css}: {e}"))
+    }
+
     /// Clicks the first element `css` selects.
     pub fn click(&self, css: &str) {
-        let c = self.client();
         self.runtime.block_on(async {
-            let e = c
-                .find(fantoccini::Locator::Css(css))
-                .await
-                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            let e = self.element(css).await;
             e.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
         });
     }
 
     /// Types `text` into the field `css` selects, replacing what it held.
     pub fn fill(&self, css: &str, text: &str) {
-        let c = self.client();
         self.runtime.block_on(async {
-            let e = c
-                .find(fantoccini::Locator::Css(css))
-                .await
-                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            let e = self.element(css).await;
             e.clear().await.unwrap_or_else(|e| panic!("clear {css}: {e}"));
             e.send_keys(text).await.unwrap_or_else(|e| panic!("type into {css}: {e}"));
         });
@@ -184,12 +182,8 @@ impl Browser {
 
     /// Chooses `value` in the `<select>` `css` selects.
     pub fn select(&self, css: &str, value: &str) {
-        let c = self.client();
         self.runtime.block_on(async {
-            let e = c
-                .find(fantoccini::Locator::Css(css))
-                .await
-                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            let e = self.element(css).await;
             e.select_by_value(value)
                 .await
                 .unwrap_or_else(|e| panic!("select {value} in {css}: {e}"));

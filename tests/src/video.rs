@@ -61,10 +61,22 @@ pub struct Probe {
     pub frames: u64,
 }
 
-/// Probes `url` over RTSP/TCP for `seconds`.
+/// The input options that make ffmpeg/ffprobe read `url`: RTSP over TCP (interleaved), or
+/// nothing for other URLs (HTTP's fragmented MP4).
+fn input_args(url: &str) -> &'static [&'static str] {
+    if url.starts_with("rtsp") {
+        &["-rtsp_transport", "tcp"]
+    } else {
+        &[]
+    }
+}
+
+/// Probes `url` (RTSP over TCP, or HTTP) for `seconds`.
 pub fn probe(url: &str, seconds: u32) -> Probe {
     let out = Command::new("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-count_frames"])
+        .args(["30", "ffprobe", "-v", "error"])
+        .args(input_args(url))
+        .arg("-count_frames")
         .args(["-read_intervals", &format!("%+{seconds}")])
         .args(["-show_entries", "stream=codec_name,width,nb_read_frames", "-of", "json", url])
         .output()
@@ -87,7 +99,9 @@ pub fn frames(url: &str, seconds: u32) -> u64 {
 /// Decodes `seconds` of `url` with ffmpeg; whether it ended well, and its error output.
 pub fn decode(url: &str, seconds: u32) -> (bool, String) {
     let out = Command::new("timeout")
-        .args(["40", "ffmpeg", "-v", "error", "-rtsp_transport", "tcp", "-i", url])
+        .args(["40", "ffmpeg", "-v", "error"])
+        .args(input_args(url))
+        .args(["-i", url])
         .args(["-t", &seconds.to_string(), "-f", "null", "-"])
         .stdin(Stdio::null())
         .output()

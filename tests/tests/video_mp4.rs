@@ -2,44 +2,15 @@
 //! it live and from the archive through a server that does not record it; bad queries get
 //! 400 in words, an unknown camera 404, and no credentials 401.
 
-use hive_tests::video::{now_ms, require_ffmpeg, test_cameras, wait_for_recorder};
+use hive_tests::video::{decode, now_ms, probe, require_ffmpeg, test_cameras, wait_for_recorder};
 use hive_tests::{discovery_port, free_port, merged, wait_for, Hive, Spec, OWNER_PASSWORD};
-use serde_json::{json, Value};
-use std::process::{Command, Stdio};
+use serde_json::json;
+use std::process::Command;
 use std::time::Duration;
 
 /// `url` with the owner's credentials.
 fn authed(url: &str) -> String {
     url.replacen("http://", &format!("http://admin:{OWNER_PASSWORD}@"), 1)
-}
-
-/// ffprobe's count of frames, width and codec in the first `seconds` of `url`.
-fn probe(url: &str, seconds: u32) -> (u64, u64, String) {
-    let out = Command::new("timeout")
-        .args(["30", "ffprobe", "-v", "error", "-count_frames"])
-        .args(["-read_intervals", &format!("%+{seconds}")])
-        .args(["-show_entries", "stream=codec_name,width,nb_read_frames", "-of", "json", url])
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let s = &v["streams"][0];
-    let number = |v: &Value| v.as_u64().or_else(|| v.as_str()?.parse().ok()).unwrap_or(0);
-    (
-        number(&s["nb_read_frames"]),
-        number(&s["width"]),
-        s["codec_name"].as_str().unwrap_or("").into(),
-    )
-}
-
-/// Decodes `seconds` of `url`: whether ffmpeg ended well, and what it printed as errors.
-fn decode(url: &str, seconds: u32) -> (bool, String) {
-    let out = Command::new("timeout")
-        .args(["40", "ffmpeg", "-v", "error", "-i", url, "-t", &seconds.to_string()])
-        .args(["-f", "null", "-"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
@@ -61,9 +32,9 @@ fn a_camera_plays_as_fragmented_mp4_live_and_recorded_through_any_server() {
     let relay = servers[1 - at];
 
     let live = authed(&format!("{}/api/cameras/{id}/video.mp4", relay.url()));
-    let (frames, width, codec) = probe(&live, 3);
-    assert_eq!((width, codec.as_str()), (640, "h264"), "live through the relay");
-    assert!(frames >= 50, "{frames} frames in 3 s of live through the relay");
+    let p = probe(&live, 3);
+    assert_eq!((p.width, p.codec.as_str()), (640, "h264"), "live through the relay");
+    assert!(p.frames >= 50, "{} frames in 3 s of live through the relay", p.frames);
     let (ok, errors) = decode(&live, 3);
     assert!(ok && errors.is_empty(), "live decodes cleanly: {errors}");
 

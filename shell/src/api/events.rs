@@ -130,26 +130,12 @@ pub async fn events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{AuthState, PasswordPool};
-    use crate::driver::TrafficStats;
-    use crate::server::handle::NodeHandle;
     use axum::response::IntoResponse;
-    use hive_core::auth::KdfParams;
     use hive_core::resources::Role;
-    use std::sync::Weak;
 
     #[tokio::test]
     async fn streams_beyond_the_bound_are_refused_in_words() {
-        let (handle, _requests) = NodeHandle::new();
-        let state = AppState {
-            handle,
-            stats: Arc::new(TrafficStats::default()),
-            auth: Arc::new(AuthState::new()),
-            passwords: Arc::new(PasswordPool::start(KdfParams::CHEAP).unwrap()),
-            client: reqwest::Client::new(),
-            video: Weak::new(),
-            event_streams: Arc::default(),
-        };
+        let state = crate::api::stopped_state();
         let caller = Caller { name: "ann".into(), role: Role::Viewer };
         // Every slot held, as by STREAMS_MAX open pages.
         let held = state.event_streams.0.clone().try_acquire_many_owned(STREAMS_MAX as u32);

@@ -120,6 +120,25 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A state whose node loop has stopped, for handler tests: a handler that reads the node
+/// answers 503, and no node runs behind it.
+#[cfg(test)]
+pub(crate) fn stopped_state() -> AppState {
+    let (handle, requests) = NodeHandle::new();
+    drop(requests);
+    AppState {
+        handle,
+        stats: Arc::new(TrafficStats::default()),
+        auth: Arc::new(AuthState::new()),
+        passwords: Arc::new(
+            PasswordPool::start(hive_core::auth::KdfParams::CHEAP).expect("password workers"),
+        ),
+        client: reqwest::Client::new(),
+        video: std::sync::Weak::new(),
+        event_streams: Arc::default(),
+    }
+}
+
 /// Parses a hex id from a path.
 fn parse_id<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, ApiError> {
     text.parse().map_err(|_| ApiError::bad_request(format!("{text:?} is not a {what} id")))

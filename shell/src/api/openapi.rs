@@ -185,15 +185,11 @@ mod tests {
     //! methods), security that does not match what the handler asks for, and a plain
     //! `.route(..)` that serves a path without documenting it.
 
-    use super::super::{router, AppState, AuthState, PasswordPool, NO_SUCH_ENDPOINT};
-    use crate::driver::TrafficStats;
-    use crate::server::handle::NodeHandle;
+    use super::super::{router, stopped_state, AppState, NO_SUCH_ENDPOINT};
     use axum::body::Body;
     use axum::http::{Method, Request, StatusCode};
-    use hive_core::auth::KdfParams;
     use serde_json::Value;
     use std::collections::BTreeSet;
-    use std::sync::{Arc, Weak};
     use tower::ServiceExt;
 
     /// Paths the router serves that are not part of the API, and why they are left out of the
@@ -212,22 +208,6 @@ mod tests {
     /// 405. (axum answers `HEAD` wherever it answers `GET`, and `OPTIONS` nowhere; neither is
     /// part of the API.)
     const PROBED: [&str; 5] = ["get", "post", "put", "patch", "delete"];
-
-    /// A state whose node loop has stopped: a handler that reads the node answers 503, the
-    /// credentials check answers 401 before it, and no node runs behind it.
-    fn stopped_state() -> AppState {
-        let (handle, requests) = NodeHandle::new();
-        drop(requests);
-        AppState {
-            handle,
-            stats: Arc::new(TrafficStats::default()),
-            auth: Arc::new(AuthState::new()),
-            passwords: Arc::new(PasswordPool::start(KdfParams::CHEAP).unwrap()),
-            client: reqwest::Client::new(),
-            video: Weak::new(),
-            event_streams: Arc::default(),
-        }
-    }
 
     /// The status and JSON body (`Null` if none) of `method path` without credentials.
     async fn ask(state: &AppState, method: &str, path: &str) -> (StatusCode, Value) {
