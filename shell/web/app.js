@@ -349,7 +349,15 @@
   async function logout() {
     try {
       await api('DELETE', '/api/session');
-    } catch (_) { /* logged out either way */ }
+    } catch (e) {
+      // 401: the session had ended already. Anything else: the server still holds the
+      // session and the browser its cookie, so the person must not walk away thinking
+      // they are logged out.
+      if (e.code !== 'unauthorized') {
+        toast(`Not logged out: ${e.message}`, 'error');
+        return;
+      }
+    }
     showLogin('');
   }
 

@@ -2,9 +2,11 @@
 //! it live and from the archive through a server that does not record it; bad queries get
 //! 400 in words, an unknown camera 404, and no credentials 401.
 
+use base64::Engine;
 use hive_tests::video::{decode, now_ms, probe, require_ffmpeg, test_cameras, wait_for_recorder};
 use hive_tests::{discovery_port, free_port, merged, wait_for, Hive, Spec, OWNER_PASSWORD};
 use serde_json::json;
+use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
 
@@ -58,4 +60,36 @@ fn a_camera_plays_as_fragmented_mp4_live_and_recorded_through_any_server() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&anonymous.stdout), "401", "no video without a user");
+
+    // A viewer removed while watching stops getting video: the stream ends, it does not go
+    // on for as long as the camera sends.
+    let (status, user) = api.post(
+        "/api/users",
+        &json!({ "name": "guard", "password": "guard-password-1", "role": "viewer" }),
+    );
+    assert_eq!(status, 201, "{user}");
+    let guard = base64::engine::general_purpose::STANDARD.encode("guard:guard-password-1");
+    let mut watching = ureq::get(&format!("{}/api/cameras/{id}/video.mp4", relay.url()))
+        .set("Authorization", &format!("Basic {guard}"))
+        .timeout(Duration::from_secs(60))
+        .call()
+        .expect("the viewer's stream")
+        .into_reader();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = watching.read(&mut buf).expect("video arrives");
+    assert!(n > 0, "the viewer gets video");
+    let (status, _) = api.delete(&format!("/api/users/{}", user["id"].as_str().unwrap()));
+    assert_eq!(status, 204);
+    let ended = loop {
+        match watching.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            // A chunked body cut short is an end too; a timeout is not.
+            Err(e) => {
+                break e.kind() != std::io::ErrorKind::TimedOut
+                    && e.kind() != std::io::ErrorKind::WouldBlock
+            }
+        }
+    };
+    assert!(ended, "the removed viewer's stream ended");
 }

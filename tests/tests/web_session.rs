@@ -2,6 +2,8 @@
 //! request from another origin is refused even with the token, a forged cookie is nobody, a
 //! changed password or a logout ends the session, and a page's failed login brings no browser
 //! password dialog. The event stream and the page itself are served as the UI expects.
+//! Another site's page cannot use the browser's cached Basic credentials either, a login body
+//! is bounded before any check, and an event stream ends with its session.
 
 use hive_tests::{discovery_port, Hive, Spec, OWNER_PASSWORD};
 use serde_json::{json, Value};
@@ -83,7 +85,7 @@ fn a_session_cookie_alone_changes_nothing_and_ends_with_logout_or_a_new_password
         Some(&json!({ "name": "admin", "password": OWNER_PASSWORD })),
     );
     let flags = set.header("set-cookie").unwrap();
-    for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+    for flag in ["__Host-hive_session=", "HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(flags.contains(flag), "{flags}");
     }
     let a = send("GET", &format!("{base}/api/session"), &[("Cookie", &cookie)], None);
@@ -118,7 +120,7 @@ fn a_session_cookie_alone_changes_nothing_and_ends_with_logout_or_a_new_password
     let a = send(
         "GET",
         &cameras,
-        &[("Cookie", "hive_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")],
+        &[("Cookie", "__Host-hive_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")],
         None,
     );
     assert_eq!((a.status, a.header("www-authenticate")), (401, None));
@@ -200,4 +202,78 @@ fn a_session_cookie_alone_changes_nothing_and_ends_with_logout_or_a_new_password
     let doc = send("GET", &format!("{base}/api/openapi.json"), &[], None);
     assert_eq!(doc.status, 200);
     assert!(doc.body["paths"]["/api/session"]["post"].is_object(), "the login is documented");
+}
+
+/// Reads an event stream until `until` appears in it; `None` if it ended first.
+fn read_until(stream: &mut impl Read, until: &str) -> Option<String> {
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains(until) {
+        let n = stream.read(&mut buf).expect("the stream neither ends nor hangs");
+        if n == 0 {
+            return None;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    Some(seen)
+}
+
+#[test]
+fn another_sites_page_cannot_use_cached_basic_credentials_and_streams_end_with_their_session() {
+    use base64::Engine;
+    let h = Hive::start(Spec::new("a", "Web", "secret-web", discovery_port()));
+    let base = h.url();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{OWNER_PASSWORD}"))
+    );
+    let camera = json!({ "name": "door", "url": "rtsp://127.0.0.1/door" });
+    let cameras = format!("{base}/api/cameras");
+
+    // The owner once typed the password into the browser's own dialog; the browser now adds
+    // it to requests other sites' pages start. A form posted from evil.example (no body
+    // needed) to replace the system secret, and a script's request marked cross-site, are
+    // refused before any handler runs.
+    let secret = format!("{base}/api/system/secret");
+    let forged = [("Authorization", basic.as_str()), ("Origin", "https://evil.example")];
+    let a = send("POST", &secret, &forged, None);
+    assert_eq!((a.status, a.body["error"].as_str()), (403, Some("cross_origin")), "{}", a.body);
+    let cross_site = [("Authorization", basic.as_str()), ("Sec-Fetch-Site", "cross-site")];
+    let a = send("POST", &cameras, &cross_site, Some(&camera));
+    assert_eq!((a.status, a.body["error"].as_str()), (403, Some("cross_origin")), "{}", a.body);
+    let sandboxed = [("Authorization", basic.as_str()), ("Origin", "null")];
+    let a = send("POST", &cameras, &sandboxed, Some(&camera));
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(h.api().get("/api/cameras").1, json!([]), "a refused request changed nothing");
+    // The CLI and scripts send no Origin: served.
+    let a = send("POST", &cameras, &[("Authorization", basic.as_str())], Some(&camera));
+    assert_eq!(a.status, 201, "{}", a.body);
+
+    // A login body is read only up to what a login needs, before any password is checked.
+    let huge = json!({ "name": "admin", "password": "x".repeat(64 * 1024) });
+    let a = send("POST", &format!("{base}/api/session"), &[], Some(&huge));
+    assert_eq!(
+        (a.status, a.body["error"].as_str()),
+        (413, Some("payload_too_large")),
+        "{}",
+        a.body
+    );
+
+    // An event stream ends when its session does, rather than going on showing the system
+    // (and camera addresses) to whoever was logged out.
+    let (cookie, csrf) = log_in(&base, "admin", OWNER_PASSWORD);
+    let mut stream = ureq::get(&format!("{base}/api/events"))
+        .set("Cookie", &cookie)
+        .timeout(Duration::from_secs(30))
+        .call()
+        .expect("an event stream")
+        .into_reader();
+    read_until(&mut stream, "event: cameras").expect("the first events");
+    let host = base.trim_start_matches("http://").to_owned();
+    let origin = format!("http://{host}");
+    let own =
+        [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str()), ("Origin", origin.as_str())];
+    let a = send("DELETE", &format!("{base}/api/session"), &own, None);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(read_until(&mut stream, "never sent"), None, "the stream ended with the session");
 }

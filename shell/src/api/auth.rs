@@ -20,7 +20,7 @@ const CACHE_TTL: Duration = Duration::from_secs(300);
 /// Checked credentials remembered at most.
 const CACHE_LEN_MAX: usize = 10_000;
 
-type Digest32 = [u8; 32];
+pub(super) type Digest32 = [u8; 32];
 
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,9 +29,53 @@ pub struct Caller {
     pub name: String,
     /// Role.
     pub role: Role,
+    /// The user's password key when the caller was checked: a changed password revokes it.
+    pub(super) key: [u8; 32],
+    /// The digest of the web session's token, when the caller came with one.
+    pub(super) session: Option<Digest32>,
 }
 
+/// How often a long answer (an event stream, a video) checks that its caller still holds.
+pub const REVOCATION_CHECK: Duration = Duration::from_secs(1);
+
 impl Caller {
+    /// A caller of HTTP Basic credentials.
+    pub(super) fn basic(name: String, verifier: &PasswordVerifier, role: Role) -> Self {
+        Caller { name, role, key: verifier.key, session: None }
+    }
+
+    /// A caller of no credentials, for handler tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(name: &str, role: Role) -> Self {
+        Caller { name: name.to_owned(), role, key: [0; 32], session: None }
+    }
+
+    /// Whether the caller still stands as checked: the user exists with the same role and
+    /// password, and its web session (if it came with one) is still open.
+    pub(super) async fn still_holds(&self, state: &AppState) -> bool {
+        if let Some(session) = &self.session {
+            if !state.auth.sessions.is_open(session, Instant::now()) {
+                return false;
+            }
+        }
+        let name = self.name.clone();
+        let user = state.handle.read(move |n| n.user(&name).map(|(_, u)| (u.role, u.password.key)));
+        matches!(user.await, Ok(Some((role, key))) if role == self.role && key == self.key)
+    }
+
+    /// Completes once the caller no longer holds (logged out, its password changed, its role
+    /// changed, the user removed, or the server stopping): a long answer ends with it, so
+    /// access never outlives the credentials it was given for.
+    pub(super) async fn revoked(self, state: AppState) {
+        loop {
+            tokio::time::sleep(REVOCATION_CHECK).await;
+            if !self.still_holds(&state).await {
+                tracing::debug!(user = ?self.name, "caller revoked; ending its stream");
+                return;
+            }
+        }
+    }
+
     /// Refuses callers below `Admin`.
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self.role {
@@ -236,7 +280,7 @@ pub(super) async fn authenticate(
             // Checked before: the limits still apply (a blocked caller stays blocked
             // whatever it sends), but nothing is counted and no key is derived.
             auth.limiter.admit(&name, ip, Instant::now()).map_err(|r| too_many(r, ip))?;
-            return Ok(Caller { name, role: *role });
+            return Ok(Caller::basic(name, verifier, *role));
         }
     }
     let checked = match auth.turn(digest) {
@@ -296,7 +340,7 @@ pub(super) async fn authenticate(
         }
     };
     match (checked, user) {
-        (Checked::Right, Some((role, _))) => Ok(Caller { name, role }),
+        (Checked::Right, Some((role, verifier))) => Ok(Caller::basic(name, &verifier, role)),
         (Checked::Refused(e), _) => Err(e),
         _ => Err(unauthorized("wrong user name or password")),
     }

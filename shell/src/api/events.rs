@@ -2,21 +2,21 @@
 //! server's death, a camera moving or a merge without being refreshed.
 //!
 //! Each stream looks at the node every [`POLL_INTERVAL`] and sends a view only when its JSON
-//! changed: two reads of the node per stream and poll, no per-change bookkeeping in the driver. A stream keeps the caller it opened with until it ends. Streams
-//! are bounded in number and end after [`STREAM_LIFETIME`]; the browser's `EventSource`
-//! reconnects, which checks the caller's session again.
+//! changed: two reads of the node per stream and poll, no per-change bookkeeping in the
+//! driver. A stream ends when its caller no longer holds (logged out, password or role
+//! changed: [`Caller::revoked`]) and after [`STREAM_LIFETIME`]; the browser's `EventSource`
+//! reconnects, which checks the caller again. Streams are bounded per server and per user.
 
 use super::error::ErrorBody;
 use super::openapi::CallerRejections;
+use super::stream_slots::{Slot, StreamSlots};
 use super::{cameras, system, ApiError, AppState, Caller};
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::stream::Stream;
+use futures::stream::{Stream, StreamExt};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// How often a stream looks for changes: a server's death shows on a page within this of
@@ -26,14 +26,12 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub const STREAM_LIFETIME: Duration = Duration::from_secs(600);
 /// Event streams a server serves at once.
 pub const STREAMS_MAX: usize = 256;
+/// Event streams one user may hold open on a server (one per open page).
+pub const STREAMS_PER_USER_MAX: usize = 16;
 
 /// The slots of event streams.
-pub struct EventStreams(Arc<Semaphore>);
-
-impl Default for EventStreams {
-    fn default() -> Self {
-        EventStreams(Arc::new(Semaphore::new(STREAMS_MAX)))
-    }
+pub fn slots() -> Arc<StreamSlots> {
+    StreamSlots::new("event streams", STREAMS_MAX, STREAMS_PER_USER_MAX)
 }
 
 /// What one stream last sent, and what it holds.
@@ -46,7 +44,7 @@ struct Watch {
     pending: Vec<Event>,
     first: bool,
     ends_at: Instant,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 impl Watch {
@@ -95,7 +93,7 @@ impl Watch {
     responses(
         (status = 200, description = "Server-sent events `system` and `cameras`, each with the JSON of its `GET`.",
          content_type = "text/event-stream", body = String),
-        (status = 503, description = "Too many event streams on this server (`too_many_streams`), or it is stopping.", body = ErrorBody),
+        (status = 503, description = "Too many event streams on this server or of this user (`too_many_streams`), or it is stopping.", body = ErrorBody),
         CallerRejections,
     ),
 )]
@@ -103,13 +101,8 @@ pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let slot = state.event_streams.0.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_streams",
-            format!("this server already serves {STREAMS_MAX} event streams"),
-        )
-    })?;
+    let slot = state.streams.events.take(&caller.name)?;
+    let revoked = caller.clone().revoked(state.clone());
     let watch = Watch {
         state,
         caller,
@@ -123,22 +116,26 @@ pub async fn events(
     let stream = futures::stream::unfold(watch, |mut watch| async move {
         let event = watch.next().await?;
         Some((Ok(event), watch))
-    });
+    })
+    .take_until(Box::pin(revoked));
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
     use axum::response::IntoResponse;
     use hive_core::resources::Role;
 
     #[tokio::test]
     async fn streams_beyond_the_bound_are_refused_in_words() {
         let state = crate::api::stopped_state();
-        let caller = Caller { name: "ann".into(), role: Role::Viewer };
-        // Every slot held, as by STREAMS_MAX open pages.
-        let held = state.event_streams.0.clone().try_acquire_many_owned(STREAMS_MAX as u32);
+        let caller = Caller::for_test("ann", Role::Viewer);
+        // Every slot held, as by STREAMS_MAX open pages of many users.
+        let held: Vec<_> = (0..STREAMS_MAX)
+            .map(|i| state.streams.events.take(&format!("user{i}")).unwrap())
+            .collect();
         let refused = events(State(state.clone()), caller.clone()).await.err().unwrap();
         assert_eq!(
             (refused.status, refused.code),

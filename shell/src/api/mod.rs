@@ -18,9 +18,11 @@ mod metrics;
 pub mod openapi;
 pub mod passwords;
 pub mod rules;
+mod same_origin;
 mod servers;
 mod session;
 mod settings;
+mod stream_slots;
 mod system;
 mod time;
 mod users;
@@ -34,6 +36,7 @@ pub use body::Body;
 pub use error::ApiError;
 pub use login_limit::{BACKOFF_MAX, FAILURES_MAX};
 pub use passwords::PasswordPool;
+pub use stream_slots::Streams;
 
 use crate::driver::TrafficStats;
 use crate::server::handle::NodeHandle;
@@ -59,8 +62,8 @@ pub struct AppState {
     /// The server's video plane (camera statuses, archive ranges); weak because the plane
     /// holds this state to check RTSP users.
     pub video: std::sync::Weak<crate::video::plane::VideoPlane>,
-    /// The slots of the web UI's event streams.
-    pub event_streams: Arc<events::EventStreams>,
+    /// The slots of long answers: event streams and video.
+    pub streams: Streams,
 }
 
 /// What the fallback answers for a path the API does not serve (the tests tell it from a
@@ -116,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         .route("/app.js", axum::routing::get(web::app_js))
         .route("/style.css", axum::routing::get(web::style_css))
         .fallback(|| async { ApiError::not_found(NO_SUCH_ENDPOINT) })
+        .layer(axum::middleware::from_fn(same_origin::refuse_cross_site))
         .layer(axum::middleware::map_response(json_errors::json_errors))
         .with_state(state)
 }
@@ -135,7 +139,7 @@ pub(crate) fn stopped_state() -> AppState {
         ),
         client: reqwest::Client::new(),
         video: std::sync::Weak::new(),
-        event_streams: Arc::default(),
+        streams: Streams::default(),
     }
 }
 

@@ -19,7 +19,7 @@ use utoipa::openapi::{
 use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema};
 
 /// The cookie of the web UI's session.
-pub const SESSION_COOKIE: &str = "hive_session";
+pub const SESSION_COOKIE: &str = "__Host-hive_session";
 
 /// What the document says before its paths: title, version, authentication, tags.
 #[derive(OpenApi)]
@@ -48,7 +48,7 @@ replicated to every server. Answers that depend on the server (time, recording s
 say so.
 
 **Authentication.** HTTP Basic with a Hive user's name and password (`basic`), or the web UI's \
-session cookie `hive_session` (`session`, from `POST /api/session`; a request of a session that \
+session cookie `__Host-hive_session` (`session`, from `POST /api/session`; a request of a session that \
 changes something must carry the session's `csrf` in `X-CSRF-Token`). A viewer reads; an admin also changes cameras, users, \
 settings, servers and licenses; the owner also merges, splits and renames the system, takes \
 backups and replaces its keys. Failed logins are limited per user and per address: past the \

@@ -1,11 +1,14 @@
 //! The web UI's sessions: a login with name and password sets an `HttpOnly; Secure;
 //! SameSite=Strict` cookie, and every request that changes something must also carry the
-//! session's CSRF token in `X-CSRF-Token` (a header another site's form cannot send).
+//! session's CSRF token in `X-CSRF-Token` (a header another site's form cannot send). The
+//! cookie's `__Host-` prefix keeps a sibling subdomain or a plain-HTTP page from planting a
+//! session of its own choosing in the browser.
 //!
 //! Sessions live in this server's memory only: a restart logs its pages out, and a password
 //! change or a removed user ends every session of that user at its next request.
 
-use super::auth::{authenticate, unauthorized, ClientIp};
+use super::auth::{authenticate, unauthorized, ClientIp, Digest32};
+use super::body::LOGIN_BYTES_MAX;
 use super::error::ErrorBody;
 use super::openapi::{BodyRejections, CallerRejections};
 use super::users::RoleName;
@@ -34,8 +37,9 @@ pub const IDLE_MAX: Duration = Duration::from_secs(12 * 3600);
 pub const LIFETIME_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Sessions kept at most; a login beyond ends the least recently used one.
 pub const SESSIONS_MAX: usize = 10_000;
-
-type Digest32 = [u8; 32];
+/// Sessions of one user kept at most; a login beyond ends that user's least recently used
+/// one, so one user logging in again and again cannot end everybody else's sessions.
+pub const SESSIONS_PER_USER_MAX: usize = 32;
 
 fn digest(text: &str) -> Digest32 {
     Sha256::digest(text.as_bytes()).into()
@@ -76,8 +80,19 @@ impl Sessions {
         let csrf = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
         let mut open = self.lock();
         open.retain(|_, s| !s.expired(now));
+        let least_recently_used = |open: &HashMap<Digest32, Session>, of: Option<&str>| {
+            open.iter()
+                .filter(|(_, s)| of.is_none_or(|name| s.name == name))
+                .min_by_key(|(_, s)| s.used)
+                .map(|(d, _)| *d)
+        };
+        if open.values().filter(|s| s.name == name).count() >= SESSIONS_PER_USER_MAX {
+            if let Some(oldest) = least_recently_used(&open, Some(&name)) {
+                open.remove(&oldest);
+            }
+        }
         if open.len() >= SESSIONS_MAX {
-            if let Some(oldest) = open.iter().min_by_key(|(_, s)| s.used).map(|(d, _)| *d) {
+            if let Some(oldest) = least_recently_used(&open, None) {
                 open.remove(&oldest);
             }
         }
@@ -85,6 +100,11 @@ impl Sessions {
         open.insert(digest(&token), session);
         debug_assert!(open.len() <= SESSIONS_MAX);
         (token, csrf)
+    }
+
+    /// Whether the session of this token digest is still open (without marking it used).
+    pub fn is_open(&self, token_digest: &Digest32, now: Instant) -> bool {
+        self.lock().get(token_digest).is_some_and(|s| !s.expired(now))
     }
 
     /// The live session of `token`, marked used.
@@ -135,7 +155,7 @@ fn logged_out(message: &str) -> ApiError {
 }
 
 /// The caller a session cookie stands for; a request that changes something must carry the
-/// session's CSRF token and, when it names its origin, come from this server's own.
+/// session's CSRF token (and come from this server's own origin: [`super::same_origin`]).
 pub async fn caller(state: &AppState, parts: &Parts, token: &str) -> Result<Caller, ApiError> {
     let sessions = &state.auth.sessions;
     let session = sessions
@@ -154,10 +174,10 @@ pub async fn caller(state: &AppState, parts: &Parts, token: &str) -> Result<Call
     if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
         check_csrf(&parts.headers, &session.csrf)?;
     }
-    Ok(Caller { name: session.name, role })
+    Ok(Caller { name: session.name, role, key: session.key, session: Some(digest(token)) })
 }
 
-/// Refuses a changing request without the session's CSRF token, or from another origin.
+/// Refuses a changing request without the session's CSRF token.
 fn check_csrf(headers: &HeaderMap, csrf: &str) -> Result<(), ApiError> {
     let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
     // Digests compared: no timing tells how much of a guess was right.
@@ -167,21 +187,6 @@ fn check_csrf(headers: &HeaderMap, csrf: &str) -> Result<(), ApiError> {
             "csrf",
             "this request needs the session's X-CSRF-Token header",
         ));
-    }
-    let origin_host = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .filter(|o| *o != "null")
-        .map(|o| o.split_once("://").map_or(o, |(_, rest)| rest));
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    if let (Some(origin), Some(host)) = (origin_host, host) {
-        if !origin.eq_ignore_ascii_case(host) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "cross_origin",
-                format!("a request from {origin} may not change this server ({host})"),
-            ));
-        }
     }
     Ok(())
 }
@@ -211,7 +216,8 @@ fn set_cookie(value: &str) -> HeaderValue {
     let max_age = if value.is_empty() { 0 } else { LIFETIME_MAX.as_secs() };
     let text =
         format!("{COOKIE}={value}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Strict");
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("hive_session="))
+    HeaderValue::from_str(&text)
+        .unwrap_or_else(|_| HeaderValue::from_static("__Host-hive_session="))
 }
 
 /// Logs in with a user's name and password (the same limits on failures as HTTP Basic) and
@@ -227,7 +233,7 @@ fn set_cookie(value: &str) -> HeaderValue {
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in; `Set-Cookie` carries the session.", body = SessionView,
-         headers(("Set-Cookie" = String, description = "`hive_session=…; Path=/; Secure; HttpOnly; SameSite=Strict`"))),
+         headers(("Set-Cookie" = String, description = "`__Host-hive_session=…; Path=/; Secure; HttpOnly; SameSite=Strict`"))),
         (status = 400, description = "The body is not `{name, password}`.", body = ErrorBody),
         (status = 401, description = "Wrong user name or password (`unauthorized`).", body = ErrorBody),
         (status = 429, description = "Too many failed logins (`too_many_failures`); see `Retry-After`.", body = ErrorBody),
@@ -237,7 +243,7 @@ fn set_cookie(value: &str) -> HeaderValue {
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    Body(req): Body<LoginRequest>,
+    Body(req): Body<LoginRequest, LOGIN_BYTES_MAX>,
 ) -> Result<Response, ApiError> {
     // The page shows its own form again: a Basic challenge would bring the browser's dialog.
     let caller = authenticate(&state, ip, req.name, req.password).await.map_err(|mut e| {
@@ -353,32 +359,60 @@ mod tests {
     #[test]
     fn the_cookie_is_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; hive_session=tok; b=2"));
+        headers
+            .insert(header::COOKIE, HeaderValue::from_static("a=1; __Host-hive_session=tok; b=2"));
         assert_eq!(cookie_token(&headers).as_deref(), Some("tok"));
-        headers.insert(header::COOKIE, HeaderValue::from_static("hive_sessionx=tok"));
+        headers.insert(header::COOKIE, HeaderValue::from_static("__Host-hive_sessionx=tok"));
+        assert_eq!(cookie_token(&headers), None);
+        // Without the prefix: planted by a page that could not set a `__Host-` cookie.
+        headers.insert(header::COOKIE, HeaderValue::from_static("hive_session=tok"));
         assert_eq!(cookie_token(&headers), None);
     }
 
     #[test]
-    fn a_changing_request_needs_the_token_and_our_origin() {
+    fn a_changing_request_needs_the_token() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8443"));
         assert_eq!(check_csrf(&headers, "right").unwrap_err().code, "csrf");
         headers.insert(CSRF_HEADER, HeaderValue::from_static("wrong"));
         assert_eq!(check_csrf(&headers, "right").unwrap_err().code, "csrf");
         headers.insert(CSRF_HEADER, HeaderValue::from_static("right"));
         assert!(check_csrf(&headers, "right").is_ok());
-        headers.insert(header::ORIGIN, HeaderValue::from_static("https://127.0.0.1:8443"));
-        assert!(check_csrf(&headers, "right").is_ok());
-        headers.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
-        assert_eq!(check_csrf(&headers, "right").unwrap_err().code, "cross_origin");
+    }
+
+    #[test]
+    fn one_user_logging_in_again_and_again_ends_only_its_own_sessions() {
+        let sessions = Sessions::default();
+        let t0 = Instant::now();
+        let (owner, _) = sessions.open("owner".into(), [1; 32], t0);
+        let mut viewer = Vec::new();
+        for i in 0..SESSIONS_MAX as u64 {
+            let at = t0 + Duration::from_millis(i + 1);
+            viewer.push(sessions.open("viewer".into(), [2; 32], at).0);
+        }
+        let now = t0 + Duration::from_secs(60);
+        assert!(sessions.find(&owner, now).is_some(), "the owner's session is untouched");
+        assert_eq!(sessions.len(), 1 + SESSIONS_PER_USER_MAX);
+        let kept = viewer.iter().filter(|t| sessions.find(t, now).is_some()).count();
+        assert_eq!(kept, SESSIONS_PER_USER_MAX);
+        assert!(sessions.find(viewer.last().unwrap(), now).is_some(), "the newest is kept");
+    }
+
+    #[test]
+    fn a_closed_or_expired_session_is_no_longer_open() {
+        let sessions = Sessions::default();
+        let t0 = Instant::now();
+        let (token, _) = sessions.open("ann".into(), [1; 32], t0);
+        assert!(sessions.is_open(&digest(&token), t0));
+        assert!(!sessions.is_open(&digest(&token), t0 + IDLE_MAX + Duration::from_secs(1)));
+        sessions.close(&token);
+        assert!(!sessions.is_open(&digest(&token), t0));
     }
 
     #[test]
     fn the_cookie_is_secure_http_only_and_strict() {
         let v = set_cookie("tok");
         let text = v.to_str().unwrap();
-        for part in ["hive_session=tok", "Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        for part in ["__Host-hive_session=tok", "Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
             assert!(text.contains(part), "{text}");
         }
         assert!(set_cookie("").to_str().unwrap().contains("Max-Age=0"));

@@ -9,6 +9,7 @@
 
 use super::error::ErrorBody;
 use super::openapi::CallerRejections;
+use super::stream_slots::{Slot, StreamSlots};
 use super::{parse_id, ApiError, AppState, Caller};
 use crate::rtsp::{ArchiveStart, Flow, Media};
 use crate::video::relay::HiveMedia;
@@ -17,6 +18,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use hive_core::ids::CameraId;
 use hive_media::fmp4::{Fragmenter, Track};
 use hive_media::frame::Frame;
@@ -33,6 +36,16 @@ use utoipa::IntoParams;
 pub const FIRST_KEYFRAME_WAIT: Duration = Duration::from_secs(10);
 /// Frames looked at for the first keyframe before giving up (a stream without keyframes).
 const FRAMES_BEFORE_KEYFRAME_MAX: usize = 1_000;
+/// Video streams (`video.mp4` and `video.ws`) a server serves at once.
+pub const STREAMS_MAX: usize = 256;
+/// Video streams one user may hold open on a server (a few pages of grids).
+pub const STREAMS_PER_USER_MAX: usize = 64;
+
+/// The slots of video streams.
+pub fn slots() -> Arc<StreamSlots> {
+    StreamSlots::new("video streams", STREAMS_MAX, STREAMS_PER_USER_MAX)
+}
+
 /// The response header naming the track's codec for `MediaSource.addSourceBuffer`.
 pub const CODEC_HEADER: &str = "x-hive-codec";
 /// The response header with the system time (µs since the epoch) media time 0 stands for.
@@ -105,7 +118,8 @@ async fn first_keyframe(flow: &mut Flow) -> Result<Frame, ApiError> {
 /// a keyframe whose parameter sets changed (a new resolution) brings a new init segment.
 ///
 /// Live without `pos`; with `pos`, the archive from the keyframe before it, at `speed`, on into
-/// live. Any server answers for any camera: it relays from the recorder. `X-Hive-Codec` names
+/// live. Any server answers for any camera: it relays from the recorder. The stream ends when
+/// the caller no longer holds (logged out, password or role changed, user removed). `X-Hive-Codec` names
 /// the track for `MediaSource.addSourceBuffer`; `X-Hive-Start-Us` is the system time (µs) that
 /// media time 0 stands for.
 #[utoipa::path(
@@ -123,18 +137,18 @@ async fn first_keyframe(flow: &mut Flow) -> Result<Frame, ApiError> {
         (status = 400, description = "A bad id, `pos`, `speed` or `stream`.", body = ErrorBody),
         (status = 404, description = "No such camera or stream.", body = ErrorBody),
         (status = 502, description = "The stream ended or was unusable before its first keyframe.", body = ErrorBody),
-        (status = 503, description = "The camera's recorder cannot be reached now (`no_stream`), or the server is stopping.", body = ErrorBody),
+        (status = 503, description = "The camera's recorder cannot be reached now (`no_stream`), too many video streams on this server or of this user (`too_many_streams`), or the server is stopping.", body = ErrorBody),
         (status = 504, description = "No keyframe from the camera within 10 s (`no_video`).", body = ErrorBody),
         CallerRejections,
     ),
 )]
 pub async fn video_mp4(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<VideoQuery>,
 ) -> Result<Response, ApiError> {
-    let opened = open_stream(&state, &id, &q).await?;
+    let opened = open_stream(&state, caller, &id, &q).await?;
     let codec = HeaderValue::from_str(&opened.track.codec_string())
         .unwrap_or_else(|_| HeaderValue::from_static("avc1"));
     let start_us = HeaderValue::from(opened.first.time_us);
@@ -154,6 +168,10 @@ pub(super) struct Opened {
     sets: ParameterSets,
     first: Frame,
     flow: Flow,
+    /// Held while the stream plays.
+    slot: Slot,
+    /// Completes when the caller no longer holds.
+    revoked: BoxFuture<'static, ()>,
 }
 
 impl Opened {
@@ -167,9 +185,16 @@ impl Opened {
         self.first.time_us
     }
 
-    /// The init segment, then a fragment per frame.
+    /// The init segment, then a fragment per frame, until the video or the caller's right to
+    /// it ends.
     pub(super) fn fragments(self) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
-        fragments(self.track, self.sets, self.first, self.flow)
+        let slot = self.slot;
+        fragments(self.track, self.sets, self.first, self.flow).take_until(self.revoked).map(
+            move |chunk| {
+                let _held = &slot;
+                chunk
+            },
+        )
     }
 }
 
@@ -177,11 +202,13 @@ impl Opened {
 /// keyframe; every failure is an answer in words.
 pub(super) async fn open_stream(
     state: &AppState,
+    caller: Caller,
     id: &str,
     q: &VideoQuery,
 ) -> Result<Opened, ApiError> {
     let id: CameraId = parse_id(id, "camera")?;
     let target = target(id, q)?;
+    let slot = state.streams.video.take(&caller.name)?;
     let hive: Arc<HiveMedia> = state
         .video
         .upgrade()
@@ -207,7 +234,8 @@ pub(super) async fn open_stream(
     let track = Track::new(first.codec, &sets).map_err(|e| {
         unavailable(StatusCode::BAD_GATEWAY, "bad_stream", format!("camera {id}: {e}"))
     })?;
-    Ok(Opened { track, sets, first, flow })
+    let revoked = caller.revoked(state.clone()).boxed();
+    Ok(Opened { track, sets, first, flow, slot, revoked })
 }
 
 /// What the body stream holds between chunks.

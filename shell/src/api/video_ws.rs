@@ -6,16 +6,20 @@
 //! later one is binary, the init segment then one fragment per frame.
 //!
 //! A WebSocket is not bound by the same-origin policy: another site's page could open one
-//! with the user's cookie if the cookie went cross-site (SameSite=Strict keeps it home), so
-//! the handshake must also come from this server's own origin (cross-site WebSocket hijacking).
+//! with the user's cached Basic credentials, or with the cookie if it went cross-site
+//! (SameSite=Strict keeps it home), so the handshake must also come from this server's own
+//! origin (cross-site WebSocket hijacking; [`super::same_origin`] checks every handshake, and
+//! this handler once more). A viewer sends nothing but a close, so its frames are held to
+//! [`INCOMING_BYTES_MAX`]: a frame is buffered whole before its size is judged.
 
 use super::error::ErrorBody;
 use super::openapi::CallerRejections;
+use super::same_origin;
 use super::video_mp4::{open_stream, VideoQuery};
 use super::{ApiError, AppState, Caller};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
@@ -24,29 +28,8 @@ use std::time::Duration;
 /// Longest one message may wait to be sent before the viewer is dropped: a client that reads
 /// nothing must not hold the flow (which skips to keyframes meanwhile) forever.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Refuses a handshake whose `Origin` is not this server.
-fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let same = match (origin, host) {
-        // Not a browser (no Origin): nothing to hijack; credentials were checked.
-        (None, _) => true,
-        (Some(origin), Some(host)) => {
-            origin.split_once("://").is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
-        }
-        (Some(_), None) => false,
-    };
-    if same {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            "a page of another origin may not open this server's video",
-        ))
-    }
-}
+/// Largest frame or message a viewer may send.
+pub const INCOMING_BYTES_MAX: usize = 4096;
 
 /// Plays a camera over a WebSocket: live, or from `pos` at `speed`, through whichever server
 /// is asked.
@@ -63,24 +46,28 @@ fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
         (status = 403, description = "The handshake came from another origin (`cross_origin`).", body = ErrorBody),
         (status = 404, description = "No such camera or stream.", body = ErrorBody),
         (status = 502, description = "The stream ended or was unusable before its first keyframe.", body = ErrorBody),
-        (status = 503, description = "The camera's recorder cannot be reached now (`no_stream`), or the server is stopping.", body = ErrorBody),
+        (status = 503, description = "The camera's recorder cannot be reached now (`no_stream`), too many video streams on this server or of this user (`too_many_streams`), or the server is stopping.", body = ErrorBody),
         (status = 504, description = "No keyframe from the camera within 10 s (`no_video`).", body = ErrorBody),
         CallerRejections,
     ),
 )]
 pub async fn video_ws(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<VideoQuery>,
+    connection: crate::server::http::ConnectionHold,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    check_origin(&headers)?;
+    same_origin::check(&headers)?;
     let upgrade = upgrade.map_err(|e| ApiError::bad_request(format!("not a WebSocket: {e}")))?;
-    let opened = open_stream(&state, &id, &q).await?;
+    let opened = open_stream(&state, caller, &id, &q).await?;
     let hello = serde_json::json!({ "codec": opened.codec(), "start_us": opened.start_us() });
-    Ok(upgrade.max_message_size(4096).on_upgrade(move |socket| async move {
+    let upgrade = upgrade.max_frame_size(INCOMING_BYTES_MAX).max_message_size(INCOMING_BYTES_MAX);
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        // The socket leaves hyper's connection here: it keeps the connection's slot itself.
+        let _connection = connection;
         if let Err(e) = play(socket, hello.to_string(), opened).await {
             tracing::debug!(error = %e, "video WebSocket ended");
         }
@@ -128,23 +115,4 @@ async fn send_within(
 ) -> Result<(), Ended> {
     tokio::time::timeout(SEND_TIMEOUT, tx.send(message)).await.map_err(|_| Ended::Stalled)??;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    #[test]
-    fn only_this_servers_own_pages_may_open_a_video_socket() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8443"));
-        assert!(check_origin(&headers).is_ok(), "no Origin: not a browser");
-        headers.insert(header::ORIGIN, HeaderValue::from_static("https://127.0.0.1:8443"));
-        assert!(check_origin(&headers).is_ok());
-        headers.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
-        assert_eq!(check_origin(&headers).unwrap_err().code, "cross_origin");
-        headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
-        assert_eq!(check_origin(&headers).unwrap_err().code, "cross_origin");
-    }
 }

@@ -1,16 +1,19 @@
 //! Serving the API's connections: TLS unless plain, HTTP/1.1, and limits on every connection
 //! so that slow or idle clients cannot hold the server's sockets (slowloris): a TLS handshake
 //! timeout, a header-read timeout that also ends idle keep-alive connections, a deadline per
-//! request (slow bodies), and a cap on concurrent connections.
+//! request (slow bodies), and caps on concurrent connections, for the server and per client
+//! address. A connection keeps its slot until its socket closes, a WebSocket's included.
 
 use crate::api::ApiError;
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -27,6 +30,11 @@ pub const HEADER_TIMEOUT_MS: u64 = 10_000;
 pub const REQUEST_TIMEOUT_MS: u64 = 60_000;
 /// Most connections served at once; further clients wait in the listen backlog.
 pub const CONNECTIONS_MAX: usize = 512;
+/// Most connections served at once from one client address (an IPv6 /64 counts as one): a
+/// quarter of [`CONNECTIONS_MAX`], so one address cannot hold every slot, while an office
+/// behind one NAT address still fits its browsers (six connections and a grid's WebSockets
+/// each). Connections beyond are closed at once.
+pub const CONNECTIONS_PER_ADDRESS_MAX: usize = CONNECTIONS_MAX / 4;
 /// Longest a stopping server waits for open requests to finish.
 pub const DRAIN_TIMEOUT_MS: u64 = 5_000;
 /// Pause after a failed accept (e.g. out of file descriptors) before the next.
@@ -40,14 +48,20 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let addresses = Arc::new(Addresses::default());
     loop {
         let accepted = tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
             accepted = accept(&listener, &permits) => accepted,
         };
         let Some((stream, remote, permit)) = accepted else { continue };
-        let connection =
-            Connection { remote, router: router.clone(), stop: stop.clone(), _permit: permit };
+        let Some(address) = addresses.take(remote.ip()) else {
+            tracing::debug!(%remote, "API connection refused: {CONNECTIONS_PER_ADDRESS_MAX} open from its address");
+            continue;
+        };
+        let hold =
+            ConnectionHold { _held: Some(Arc::new(Held { _permit: permit, _address: address })) };
+        let connection = Connection { remote, router: router.clone(), stop: stop.clone(), hold };
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
@@ -82,6 +96,78 @@ async fn accept(
     }
 }
 
+/// The key of a client address for per-address limits (connections, failed logins): an IPv6
+/// client usually holds a whole /64, so that is one address.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
+    }
+}
+
+/// Connections open per client address.
+#[derive(Default)]
+struct Addresses(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection counted against its address; dropping it uncounts it.
+struct AddressSlot {
+    addresses: Arc<Addresses>,
+    key: IpAddr,
+}
+
+impl Addresses {
+    /// A slot for one more connection from `ip`, unless its address has all of its own.
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        let key = address_key(ip);
+        let mut open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(key).or_insert(0);
+        if *count >= CONNECTIONS_PER_ADDRESS_MAX {
+            return None;
+        }
+        *count += 1;
+        debug_assert!(open.len() <= CONNECTIONS_MAX);
+        Some(AddressSlot { addresses: Arc::clone(self), key })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.addresses.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What a connection holds while its socket is open: its slot of [`CONNECTIONS_MAX`] and of
+/// its address's [`CONNECTIONS_PER_ADDRESS_MAX`].
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    _address: AddressSlot,
+}
+
+/// A connection's slots, shared with its requests: a handler that takes the socket over
+/// (a WebSocket) keeps this until the socket closes, so the connection stays counted after
+/// hyper lets go of it. Empty outside a served connection (handler tests).
+#[derive(Clone, Default)]
+pub struct ConnectionHold {
+    _held: Option<Arc<Held>>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ConnectionHold {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<ConnectionHold>().cloned().unwrap_or_default())
+    }
+}
+
 /// One accepted connection and what serving it needs.
 struct Connection {
     remote: SocketAddr,
@@ -89,7 +175,7 @@ struct Connection {
     /// Turns true when the server stops: the connection finishes its request and closes.
     stop: watch::Receiver<bool>,
     /// Held while the connection is open.
-    _permit: OwnedSemaphorePermit,
+    hold: ConnectionHold,
 }
 
 impl Connection {
@@ -108,10 +194,11 @@ impl Connection {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Connection { remote, router, stop, _permit } = self;
+        let Connection { remote, router, stop, hold } = self;
         let service = hyper::service::service_fn(move |mut request| {
             // What `into_make_service_with_connect_info` gives axum::serve's handlers.
             request.extensions_mut().insert(ConnectInfo(remote));
+            request.extensions_mut().insert(hold.clone());
             let answer = router.clone().oneshot(request);
             async move {
                 let limit = Duration::from_millis(REQUEST_TIMEOUT_MS);
@@ -146,5 +233,100 @@ impl Connection {
         if let Err(e) = ended {
             tracing::debug!(%remote, error = %e, "API connection ended");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::ws::WebSocketUpgrade;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpSocket;
+
+    /// A server of `/` (200) and `/ws` (a WebSocket that keeps its connection's slots, as the
+    /// video socket does), and a way to stop it.
+    async fn server() -> (SocketAddr, watch::Sender<bool>) {
+        let router = Router::new().route("/", axum::routing::get(|| async { "hello" })).route(
+            "/ws",
+            axum::routing::get(|hold: ConnectionHold, upgrade: WebSocketUpgrade| async move {
+                upgrade.on_upgrade(move |mut socket| async move {
+                    let _hold = hold;
+                    while socket.recv().await.is_some() {}
+                })
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(serve(listener, None, router, stop_rx));
+        (addr, stop)
+    }
+
+    async fn connect_from(source: [u8; 4], server: SocketAddr) -> TcpStream {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((source, 0))).unwrap();
+        socket.connect(server).await.unwrap()
+    }
+
+    /// Sends `request` and returns the start of the answer ("" when the server closed).
+    async fn ask(stream: &mut TcpStream, request: &str) -> String {
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            return String::new();
+        }
+        let mut buf = vec![0; 1024];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf));
+        match read.await {
+            Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Ok(Err(_)) => String::new(),
+            Err(_) => panic!("no answer and no close within 5 s"),
+        }
+    }
+
+    const GET: &str = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    const WS: &str = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                      Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+    #[tokio::test]
+    async fn one_address_cannot_hold_every_connection_and_its_websockets_count() {
+        let (server, _stop) = server().await;
+        // The address's slots, one of them a WebSocket (which hyper lets go of on upgrade).
+        let mut held = Vec::new();
+        let mut ws = connect_from([127, 0, 0, 1], server).await;
+        assert!(ask(&mut ws, WS).await.starts_with("HTTP/1.1 101"));
+        held.push(ws);
+        for _ in 1..CONNECTIONS_PER_ADDRESS_MAX {
+            let mut idle = connect_from([127, 0, 0, 1], server).await;
+            assert!(ask(&mut idle, GET).await.starts_with("HTTP/1.1 200"));
+            held.push(idle);
+        }
+        let mut one_more = connect_from([127, 0, 0, 1], server).await;
+        assert_eq!(ask(&mut one_more, GET).await, "", "closed at once: the address is full");
+        // Another address is served meanwhile.
+        let mut other = connect_from([127, 0, 0, 2], server).await;
+        assert!(ask(&mut other, GET).await.starts_with("HTTP/1.1 200"));
+        // The WebSocket closed frees its slot.
+        drop(held.remove(0));
+        let mut served = false;
+        for _ in 0..50 {
+            let mut again = connect_from([127, 0, 0, 1], server).await;
+            if ask(&mut again, GET).await.starts_with("HTTP/1.1 200") {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(served, "a slot freed serves the address again");
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_address_and_mapped_ipv4_is_ipv4() {
+        let a: IpAddr = "2001:db8:0:1:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:0:1:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:0:2::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(mapped), IpAddr::from([192, 0, 2, 7]));
+        assert_eq!(address_key(IpAddr::from([10, 0, 0, 1])), IpAddr::from([10, 0, 0, 1]));
     }
 }

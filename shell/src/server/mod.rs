@@ -228,9 +228,9 @@ pub async fn start(settings: ServeSettings) -> Result<Server, ServeError> {
         .danger_accept_invalid_certs(true)
         .build()?;
     let auth = Arc::new(AuthState::new());
-    let event_streams = Arc::default();
+    let streams = api::Streams::default();
     let make_state = |video| AppState {
-        event_streams: Arc::clone(&event_streams),
+        streams: streams.clone(),
         handle: handle.clone(),
         stats: Arc::clone(&stats),
         auth: auth.clone(),
