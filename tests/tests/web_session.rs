@@ -126,19 +126,8 @@ fn a_session_cookie_alone_changes_nothing_and_ends_with_logout_or_a_new_password
     assert_eq!((a.status, a.header("www-authenticate")), (401, None));
 
     // The event stream: the system first, then the cameras.
-    let mut stream = ureq::get(&format!("{base}/api/events"))
-        .set("Cookie", &cookie)
-        .timeout(Duration::from_secs(10))
-        .call()
-        .expect("an event stream")
-        .into_reader();
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    while !seen.contains("event: cameras") {
-        let n = stream.read(&mut buf).expect("events arrive");
-        assert!(n > 0, "the stream ended early: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let mut stream = events(&base, &cookie);
+    let seen = read_until(&mut stream, "event: cameras").expect("the stream ended early");
     let system_at = seen.find("event: system").expect("a system event");
     assert!(system_at < seen.find("event: cameras").unwrap(), "{seen}");
     assert!(seen.contains("\"door\""), "the cameras event lists the camera: {seen}");
@@ -204,6 +193,16 @@ fn a_session_cookie_alone_changes_nothing_and_ends_with_logout_or_a_new_password
     assert!(doc.body["paths"]["/api/session"]["post"].is_object(), "the login is documented");
 }
 
+/// The event stream of the session of `cookie`.
+fn events(base: &str, cookie: &str) -> impl Read {
+    ureq::get(&format!("{base}/api/events"))
+        .set("Cookie", cookie)
+        .timeout(Duration::from_secs(30))
+        .call()
+        .expect("an event stream")
+        .into_reader()
+}
+
 /// Reads an event stream until `until` appears in it; `None` if it ended first.
 fn read_until(stream: &mut impl Read, until: &str) -> Option<String> {
     let mut seen = String::new();
@@ -262,12 +261,7 @@ fn another_sites_page_cannot_use_cached_basic_credentials_and_streams_end_with_t
     // An event stream ends when its session does, rather than going on showing the system
     // (and camera addresses) to whoever was logged out.
     let (cookie, csrf) = log_in(&base, "admin", OWNER_PASSWORD);
-    let mut stream = ureq::get(&format!("{base}/api/events"))
-        .set("Cookie", &cookie)
-        .timeout(Duration::from_secs(30))
-        .call()
-        .expect("an event stream")
-        .into_reader();
+    let mut stream = events(&base, &cookie);
     read_until(&mut stream, "event: cameras").expect("the first events");
     let host = base.trim_start_matches("http://").to_owned();
     let origin = format!("http://{host}");
