@@ -190,6 +190,21 @@ impl Browser {
         });
     }
 
+    /// Opens the web UI at `base`, logs in as `user` and waits until the system page lists
+    /// servers; how long that took.
+    pub fn log_in(&self, base: &str, user: &str, password: &str) -> Duration {
+        let started = std::time::Instant::now();
+        let long = Duration::from_secs(30);
+        self.goto(&format!("{base}/"));
+        self.wait_until("the login form", "document.querySelector('#login-name')", long);
+        self.fill("#login-name", user);
+        self.fill("#login-password", password);
+        self.click("#login-submit");
+        let listed = "document.querySelectorAll('tr.server').length > 0";
+        self.wait_until("the system page after login", listed, long);
+        started.elapsed()
+    }
+
     /// Saves a PNG of the viewport as `<shots>/<name>.png`.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.runtime.block_on(self.client().screenshot()).expect("screenshot");

@@ -133,6 +133,46 @@ pub fn wait_for_recorder(servers: &[&crate::Hive], id: &str) -> usize {
     at.expect("checked above")
 }
 
+/// Two merged servers and one test camera, added through the first and recorded by
+/// whichever of them the hive chose.
+pub struct CameraOnTwo {
+    /// Servers `a` and `b`.
+    pub servers: [crate::Hive; 2],
+    /// The camera's id.
+    pub id: String,
+    /// When the camera was added, ms since the epoch (the archive starts after it).
+    pub added_ms: i64,
+    /// The index in `servers` of the one that records it.
+    pub recorder: usize,
+    _camera: Killed,
+}
+
+impl CameraOnTwo {
+    /// The server that records the camera and the one that does not.
+    pub fn recorder_and_relay(&self) -> (&crate::Hive, &crate::Hive) {
+        (&self.servers[self.recorder], &self.servers[1 - self.recorder])
+    }
+}
+
+/// Starts a test camera and two servers of `system`, merges them, adds the camera as `gate`
+/// and waits until one of them records it.
+pub fn camera_on_two_servers(system: &str, secret: &str) -> CameraOnTwo {
+    let camera_port = crate::free_port();
+    let camera = test_cameras(1, camera_port, None, &[]);
+    let port = crate::discovery_port();
+    let a = crate::Hive::start(crate::Spec::new("a", system, secret, port));
+    let b = crate::Hive::start(crate::Spec::new("b", system, secret, port));
+    wait_for("two servers to merge", Duration::from_secs(60), || crate::merged(&[&a, &b]));
+    let url = format!("rtsp://127.0.0.1:{camera_port}/cam1");
+    let (status, cam) =
+        a.api().post("/api/cameras", &serde_json::json!({ "name": "gate", "url": url }));
+    assert_eq!(status, 201, "{cam}");
+    let id = cam["id"].as_str().unwrap().to_owned();
+    let added_ms = now_ms();
+    let recorder = wait_for_recorder(&[&a, &b], &id);
+    CameraOnTwo { servers: [a, b], id, added_ms, recorder, _camera: camera }
+}
+
 /// Starts servers `names` of one system with [`crate::FAST_FAILOVER`] timings and waits until
 /// they are merged.
 pub fn fast_failover_system(names: &[&str], system: &str, secret: &str) -> Vec<crate::Hive> {

@@ -92,12 +92,8 @@ fn the_demo_prints_a_url_per_camera_that_plays_live_and_from_the_archive() {
         DESKTOP,
         &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots"),
     );
-    browser.goto(&web);
     let long = Duration::from_secs(30);
-    browser.wait_until("the login form", "document.querySelector('#login-name')", long);
-    browser.fill("#login-name", "admin");
-    browser.fill("#login-password", "hive-demo");
-    browser.click("#login-submit");
+    browser.log_in(web.trim_end_matches('/'), "admin", "hive-demo");
     browser.wait_until(
         "three servers online",
         "document.querySelectorAll('tr.server.online').length === 3",

@@ -3,8 +3,8 @@
 //! 400 in words, an unknown camera 404, and no credentials 401.
 
 use base64::Engine;
-use hive_tests::video::{decode, now_ms, probe, require_ffmpeg, test_cameras, wait_for_recorder};
-use hive_tests::{discovery_port, free_port, merged, wait_for, Hive, Spec, OWNER_PASSWORD};
+use hive_tests::video::{camera_on_two_servers, decode, probe, require_ffmpeg};
+use hive_tests::OWNER_PASSWORD;
 use serde_json::json;
 use std::io::Read;
 use std::process::Command;
@@ -18,20 +18,9 @@ fn authed(url: &str) -> String {
 #[test]
 fn a_camera_plays_as_fragmented_mp4_live_and_recorded_through_any_server() {
     require_ffmpeg();
-    let camera_port = free_port();
-    let _cameras = test_cameras(1, camera_port, None, &[]);
-    let port = discovery_port();
-    let a = Hive::start(Spec::new("a", "Mp4", "secret-mp4", port));
-    let b = Hive::start(Spec::new("b", "Mp4", "secret-mp4", port));
-    wait_for("two servers to merge", Duration::from_secs(60), || merged(&[&a, &b]));
-    let url = format!("rtsp://127.0.0.1:{camera_port}/cam1");
-    let (status, cam) = a.api().post("/api/cameras", &json!({ "name": "gate", "url": url }));
-    assert_eq!(status, 201, "{cam}");
-    let id = cam["id"].as_str().unwrap().to_owned();
-    let started_ms = now_ms();
-    let servers = [&a, &b];
-    let at = wait_for_recorder(&servers, &id);
-    let relay = servers[1 - at];
+    let hive = camera_on_two_servers("Mp4", "secret-mp4");
+    let (id, started_ms) = (&hive.id, hive.added_ms);
+    let (_, relay) = hive.recorder_and_relay();
 
     let live = authed(&format!("{}/api/cameras/{id}/video.mp4", relay.url()));
     let p = probe(&live, 3);

@@ -3,10 +3,10 @@
 //! channel; 32 clients of one relay make the recorder send the relay one stream.
 
 use hive_tests::video::{
-    decode, fast_failover_system, frames, now_ms, require_ffmpeg, test_cameras, wait_for_recorder,
-    with_owner,
+    camera_on_two_servers, decode, fast_failover_system, frames, require_ffmpeg, test_cameras,
+    wait_for_recorder, with_owner,
 };
-use hive_tests::{discovery_port, free_port, merged, metrics_at, wait_for, Hive, Spec};
+use hive_tests::{free_port, metrics_at, Hive};
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -19,21 +19,10 @@ fn metric(h: &Hive, name: &str) -> u64 {
 #[test]
 fn a_camera_plays_live_and_recorded_through_a_server_that_does_not_record_it() {
     require_ffmpeg();
-    let camera_port = free_port();
-    let _cameras = test_cameras(1, camera_port, None, &[]);
-    let port = discovery_port();
-    let a = Hive::start(Spec::new("a", "Relay", "secret-relay", port));
-    let b = Hive::start(Spec::new("b", "Relay", "secret-relay", port));
-    wait_for("two servers to merge", Duration::from_secs(60), || merged(&[&a, &b]));
-    let url = format!("rtsp://127.0.0.1:{camera_port}/cam1");
-    let (status, cam) = a.api().post("/api/cameras", &json!({ "name": "gate", "url": url }));
-    assert_eq!(status, 201, "{cam}");
-    let id = cam["id"].as_str().unwrap().to_owned();
-    let started_ms = now_ms();
+    let hive = camera_on_two_servers("Relay", "secret-relay");
+    let (id, started_ms) = (&hive.id, hive.added_ms);
     // Whichever server records it, the other one relays.
-    let servers = [&a, &b];
-    let at = wait_for_recorder(&servers, &id);
-    let (recorder, relay) = (servers[at], servers[1 - at]);
+    let (recorder, relay) = hive.recorder_and_relay();
 
     let through = with_owner(&format!("rtsp://{}/{id}", relay.rtsp));
     let n = frames(&through, 3);

@@ -27,25 +27,6 @@ fn server_row(id: &str) -> String {
     format!("tr.server[data-id='{id}']")
 }
 
-fn log_in(browser: &Browser, base: &str, user: &str, password: &str) -> Duration {
-    let started = Instant::now();
-    browser.goto(&format!("{base}/"));
-    browser.wait_until(
-        "the login form",
-        "document.querySelector('#login-name')",
-        Duration::from_secs(20),
-    );
-    browser.fill("#login-name", user);
-    browser.fill("#login-password", password);
-    browser.click("#login-submit");
-    browser.wait_until(
-        "the system page after login",
-        "document.querySelectorAll('tr.server').length > 0",
-        Duration::from_secs(20),
-    );
-    started.elapsed()
-}
-
 #[test]
 fn an_administrator_runs_the_hive_from_a_browser() {
     require_ffmpeg();
@@ -89,7 +70,7 @@ fn an_administrator_runs_the_hive_from_a_browser() {
         "document.querySelector('#login-error').textContent.length > 0",
         Duration::from_secs(20),
     );
-    let to_interactive = log_in(&browser, &base, "admin", OWNER_PASSWORD);
+    let to_interactive = browser.log_in(&base, "admin", OWNER_PASSWORD);
     println!("figure: login to the system page interactive: {} ms", to_interactive.as_millis());
     let cookie = browser.eval("return document.cookie;");
     assert_eq!(cookie, json!(""), "the session cookie is HttpOnly: no script reads it");
@@ -260,7 +241,7 @@ fn an_administrator_runs_the_hive_from_a_browser() {
         "document.querySelector('#login-name')",
         Duration::from_secs(10),
     );
-    log_in(&browser, &base, "guard", "guard-password-1");
+    browser.log_in(&base, "guard", "guard-password-1");
     for page in ["system", "cameras", "licenses", "users"] {
         browser.goto(&format!("{base}/#/{page}"));
         browser.wait_until(

@@ -56,11 +56,7 @@ fn main() {
     let base = servers[0].url();
     let shots = std::env::temp_dir().join("hive-web-bench");
     let browser = Browser::start(DESKTOP, &shots);
-    browser.goto(&format!("{base}/"));
-    browser.wait_until("the login form", "document.querySelector('#login-name')", LONG);
-    browser.fill("#login-name", "admin");
-    browser.fill("#login-password", OWNER_PASSWORD);
-    browser.click("#login-submit");
+    browser.log_in(&base, "admin", OWNER_PASSWORD);
     browser.wait_until("logged in", "document.querySelectorAll('tr.server').length === 3", LONG);
     // Let a few seconds be recorded for the seeks.
     let recorded_from_ms = now_ms();
