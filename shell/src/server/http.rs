@@ -30,7 +30,7 @@ pub const HEADER_TIMEOUT_MS: u64 = 10_000;
 pub const REQUEST_TIMEOUT_MS: u64 = 60_000;
 /// Most connections served at once; further clients wait in the listen backlog.
 pub const CONNECTIONS_MAX: usize = 512;
-/// Most connections served at once from one client address (an IPv6 /64 counts as one): a
+/// Most connections served at once from one client address: a
 /// quarter of [`CONNECTIONS_MAX`], so one address cannot hold every slot, while an office
 /// behind one NAT address still fits its browsers (six connections and a grid's WebSockets
 /// each). Connections beyond are closed at once.
@@ -60,7 +60,7 @@ pub async fn serve(
             continue;
         };
         let hold =
-            ConnectionHold { _held: Some(Arc::new(Held { _permit: permit, _address: address })) };
+            ConnectionHold { _held: Some(Arc::new(Held { _address: address, _permit: permit })) };
         let connection = Connection { remote, router: router.clone(), stop: stop.clone(), hold };
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -96,14 +96,13 @@ async fn accept(
     }
 }
 
-/// The key of a client address for per-address limits (connections, failed logins): an IPv6
-/// client usually holds a whole /64, so that is one address.
-pub fn address_key(ip: IpAddr) -> IpAddr {
+/// The key of a client address for the per-address cap: an IPv4 client reaching an IPv6
+/// socket is its IPv4 address. IPv6 addresses are not grouped by /64: every host of an office
+/// LAN (and every link-local client) shares its /64, so grouping would make a whole office one
+/// client.
+fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        },
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     }
 }
@@ -148,8 +147,10 @@ impl Drop for AddressSlot {
 /// What a connection holds while its socket is open: its slot of [`CONNECTIONS_MAX`] and of
 /// its address's [`CONNECTIONS_PER_ADDRESS_MAX`].
 struct Held {
-    _permit: OwnedSemaphorePermit,
+    // Dropped first: the address's count falls before the permit frees a slot that the
+    // accept loop could give to that same address.
     _address: AddressSlot,
+    _permit: OwnedSemaphorePermit,
 }
 
 /// A connection's slots, shared with its requests: a handler that takes the socket over
@@ -319,12 +320,10 @@ mod tests {
     }
 
     #[test]
-    fn an_ipv6_slash_64_is_one_address_and_mapped_ipv4_is_ipv4() {
-        let a: IpAddr = "2001:db8:0:1:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:0:1:bbbb::2".parse().unwrap();
-        let c: IpAddr = "2001:db8:0:2::1".parse().unwrap();
-        assert_eq!(address_key(a), address_key(b));
-        assert_ne!(address_key(a), address_key(c));
+    fn mapped_ipv4_is_ipv4_and_ipv6_hosts_stay_apart() {
+        let a: IpAddr = "2001:db8:0:1::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:0:1::2".parse().unwrap();
+        assert_ne!(address_key(a), address_key(b), "two hosts of one office LAN");
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         assert_eq!(address_key(mapped), IpAddr::from([192, 0, 2, 7]));
         assert_eq!(address_key(IpAddr::from([10, 0, 0, 1])), IpAddr::from([10, 0, 0, 1]));
