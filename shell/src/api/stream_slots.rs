@@ -71,7 +71,8 @@ impl StreamSlots {
     }
 
     /// Slots held now.
-    pub fn held(&self) -> usize {
+    #[cfg(test)]
+    fn held(&self) -> usize {
         self.held.lock().unwrap_or_else(PoisonError::into_inner).values().sum()
     }
 }
