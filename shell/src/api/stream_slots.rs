@@ -71,8 +71,7 @@ impl StreamSlots {
     }
 
     /// Slots held now.
-    #[cfg(test)]
-    fn held(&self) -> usize {
+    pub fn held(&self) -> usize {
         self.held.lock().unwrap_or_else(PoisonError::into_inner).values().sum()
     }
 }

@@ -8,16 +8,18 @@
 //! A WebSocket is not bound by the same-origin policy: another site's page could open one
 //! with the user's cached Basic credentials, or with the cookie if it went cross-site
 //! (SameSite=Strict keeps it home), so the handshake must also come from this server's own
-//! origin (cross-site WebSocket hijacking): the router's [`super::same_origin`] layer refuses
-//! every handshake from another origin before it reaches this handler. A viewer sends nothing but a close, so its frames are held to
+//! origin (cross-site WebSocket hijacking; [`super::same_origin`] checks every handshake, and
+//! this handler once more). A viewer sends nothing but a close, so its frames are held to
 //! [`INCOMING_BYTES_MAX`]: a frame is buffered whole before its size is judged.
 
 use super::error::ErrorBody;
 use super::openapi::CallerRejections;
+use super::same_origin;
 use super::video_mp4::{open_stream, VideoQuery};
 use super::{ApiError, AppState, Caller};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
@@ -55,8 +57,10 @@ pub async fn video_ws(
     Path(id): Path<String>,
     Query(q): Query<VideoQuery>,
     connection: crate::server::http::ConnectionHold,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    same_origin::check(&headers)?;
     let upgrade = upgrade.map_err(|e| ApiError::bad_request(format!("not a WebSocket: {e}")))?;
     let opened = open_stream(&state, caller, &id, &q).await?;
     let hello = serde_json::json!({ "codec": opened.codec(), "start_us": opened.start_us() });

@@ -490,9 +490,22 @@ impl HiveMedia {
         waiting.channel().await.ok_or(UpstreamError::Stopped)
     }
 
+    /// Recorded ranges of a camera stream in `[from_us, to_us]` across the hive: this
+    /// server's and those of every server its history names, merged, oldest first. A server
+    /// that cannot be asked is left out (its ranges are missing, not an error).
+    pub async fn ranges(
+        self: &Arc<Self>,
+        camera: CameraId,
+        stream: u8,
+        from_us: i64,
+        to_us: i64,
+    ) -> Vec<(i64, i64)> {
+        let by_server = self.ranges_by_server(camera, stream, from_us, to_us).await;
+        merge_ranges(by_server.into_iter().flat_map(|(_, ranges)| ranges).collect())
+    }
+
     /// The camera's recorded ranges on each server of its history (and this one), as each
-    /// lists them: who recorded what, for a timeline that tells servers apart. A server that
-    /// cannot be asked is left out (its ranges are missing, not an error).
+    /// lists them: who recorded what, for a timeline that tells servers apart.
     pub async fn ranges_by_server(
         self: &Arc<Self>,
         camera: CameraId,
